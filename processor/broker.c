@@ -1,0 +1,110 @@
+/**
+ * `weir broker`: librdkafka's Kafka-protocol mock cluster (rdkafka_mock.h)
+ * as a process of its own on loopback, for development, the demo and the
+ * tests. Weir's consumer and producer talk to it over TCP exactly as to any
+ * Kafka cluster. Prints the bootstrap string on the first line of stdout and
+ * runs until SIGTERM/SIGINT.
+ */
+#include <getopt.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "runtime.h"
+
+static void broker_usage(FILE *fp) {
+    fprintf(fp,
+            "usage: weir broker [--brokers N] [--topic NAME:PARTITIONS]... [--default-partitions P]\n"
+            "\n"
+            "Run a local Kafka-protocol cluster (librdkafka's mock cluster) on 127.0.0.1.\n"
+            "Prints the bootstrap servers on the first line of stdout, then runs until SIGTERM.\n"
+            "Topics that are not created up front are auto-created on first use with\n"
+            "4 partitions (librdkafka's mock default); --default-partitions sets the\n"
+            "count used for --topic NAME without :P.\n"
+            "\n"
+            "  --brokers N             number of brokers (default 1)\n"
+            "  --topic NAME:P          create topic NAME with P partitions (repeatable)\n"
+            "  --default-partitions P  partitions for --topic NAME without :P (default 4)\n");
+}
+
+int weir_cmd_broker(int argc, char **argv) {
+    int nbrokers = 1;
+    const char *defparts = "4";
+    char **topics = weir_calloc((size_t)argc + 1, sizeof(char *));
+    int ntopics = 0;
+    static const struct option opts[] = {{"brokers", required_argument, NULL, 'b'},
+                                         {"topic", required_argument, NULL, 't'},
+                                         {"default-partitions", required_argument, NULL, 'p'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "b:t:p:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': nbrokers = atoi(optarg); break;
+        case 't': topics[ntopics++] = optarg; break;
+        case 'p': defparts = optarg; break;
+        case 'h': broker_usage(stdout); free(topics); return 0;
+        default: broker_usage(stderr); free(topics); return 2;
+        }
+    }
+    if (nbrokers < 1 || nbrokers > 16 || atoi(defparts) < 1) {
+        fprintf(stderr, "weir broker: --brokers must be 1..16 and --default-partitions >= 1\n");
+        free(topics);
+        return 2;
+    }
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "weir broker: %s\n", errstr);
+        free(topics);
+        return 1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        fprintf(stderr, "weir broker: %s\n", errstr);
+        free(topics);
+        return 1;
+    }
+    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, nbrokers);
+    if (!mc) {
+        fprintf(stderr, "weir broker: cannot create the cluster\n");
+        rd_kafka_destroy(rk);
+        free(topics);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < ntopics; i++) {
+        char *colon = strrchr(topics[i], ':');
+        int parts = colon ? atoi(colon + 1) : atoi(defparts);
+        if (colon)
+            *colon = '\0';
+        if (parts < 1 || !topics[i][0]) {
+            fprintf(stderr, "weir broker: --topic %s: expected NAME:PARTITIONS\n", topics[i]);
+            rc = 2;
+            goto out;
+        }
+        rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, topics[i], parts, nbrokers < 3 ? nbrokers : 3);
+        if (err) {
+            fprintf(stderr, "weir broker: create %s: %s\n", topics[i], rd_kafka_err2str(err));
+            rc = 1;
+            goto out;
+        }
+    }
+    printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
+    fflush(stdout);
+    weir_install_signals();
+    weir_log(WEIR_LOG_INFO, "broker", "%d broker(s) at %s, pid %d", nbrokers, rd_kafka_mock_cluster_bootstraps(mc),
+             (int)getpid());
+    while (!weir_stop)
+        usleep(100000);
+    weir_log(WEIR_LOG_INFO, "broker", "stopping");
+out:
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(rk);
+    free(topics);
+    return rc;
+}

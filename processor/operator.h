@@ -1,0 +1,113 @@
+/**
+ * @file operator.h
+ * @brief The operator interface (DESIGN.md §5): every operator, built-in or
+ *        added later, is a `const weir_operator_class_t` plus per-task
+ *        instances holding a `void *ctx`.
+ *
+ * Life cycle:
+ *   compile time, once per pipeline:  configure(plan, node cfg)  -> plan->conf,
+ *                                     output ports and their row types
+ *   run time, once per task (input partition):
+ *                                     init(plan) -> ctx
+ *                                     process(ctx, record, emitter)  per record
+ *                                     on_watermark(ctx, wm, emitter) as time advances
+ *                                     snapshot(ctx, writer) / restore(ctx, reader)
+ *                                     destroy(ctx)
+ *   compile time, at exit:            plan_destroy(plan->conf)
+ *
+ * Ownership rules (written once, here):
+ *  - process() *borrows* its input record for the duration of the call.
+ *  - weir_emit() hands a record downstream synchronously; the receiver borrows
+ *    it for that call only and copies whatever it keeps. The emitting operator
+ *    may reuse the record as soon as weir_emit returns.
+ *  - on_watermark(ctx, WEIR_WM_END, em) means end of input: fire everything.
+ *  - No locks: a ctx is only ever touched by the thread running its task.
+ */
+#ifndef WEIR_OPERATOR_H
+#define WEIR_OPERATOR_H
+
+#include "config.h"
+#include "record.h"
+#include "snapshot.h"
+
+#define WEIR_OPERATOR_ABI 1
+#define WEIR_MAX_PORTS 4
+/** Watermark meaning "end of input": every open window fires. */
+#define WEIR_WM_END INT64_MAX
+
+typedef struct weir_emitter weir_emitter_t;
+struct weir_emitter {
+    /** Deliver rec on output port `port` (0 = the node's main output). */
+    void (*emit)(weir_emitter_t *em, int port, const weir_record_t *rec);
+    /** Report a record that could not be processed (dead-letter with reason). */
+    void (*reject)(weir_emitter_t *em, const weir_record_t *rec, const char *reason);
+    void *opaque;  /**< the runtime's */
+};
+
+static inline void weir_emit(weir_emitter_t *em, int port, const weir_record_t *rec) {
+    em->emit(em, port, rec);
+}
+
+/** An output port of a node: port 0 is named after the node, others "node.suffix". */
+typedef struct weir_port {
+    const char *suffix;    /**< NULL for port 0, else e.g. "late", "centroids" (static string) */
+    weir_rowtype_t *rt;    /**< owned by the plan */
+} weir_port_t;
+
+struct weir_operator_class;
+
+/** A compiled node: what configure() produced, shared read-only by all tasks. */
+typedef struct weir_plan {
+    const struct weir_operator_class *cls;
+    const char *pipeline;          /**< pipeline name (for deterministic ids) */
+    const char *name;              /**< node name */
+    const weir_cfg_t *cfg;         /**< the node's map in the pipeline file */
+    const weir_rowtype_t *input;   /**< row type of the node's input */
+    int nports;
+    weir_port_t ports[WEIR_MAX_PORTS];
+    void *conf;                    /**< operator's compiled configuration */
+} weir_plan_t;
+
+typedef struct weir_operator_class {
+    int abi;                        /**< WEIR_OPERATOR_ABI */
+    const char *name;               /**< the `op:` value */
+    const char *description;        /**< one line, for `weir validate` and docs */
+    const weir_config_map_t *config_map; /**< documented keys (NULL-terminated) */
+
+    /**
+     * @brief Compile the node: read keys from plan->cfg (all keys not read are
+     *        reported as unknown afterwards), set plan->conf and the ports.
+     * @returns WEIR_OK or WEIR_ERR with a placed message (weir_cfg_error).
+     */
+    int (*configure)(weir_plan_t *plan, char *errstr, size_t errstr_size);
+    void (*plan_destroy)(void *conf);
+    /** @brief Print the compiled configuration for `weir validate` (optional). */
+    void (*describe)(const weir_plan_t *plan, FILE *fp);
+
+    /** @brief New per-task state. Never NULL (allocation failure aborts). */
+    void *(*init)(const weir_plan_t *plan);
+    /** @returns WEIR_OK (a rejected record is reported through em->reject, not an error). */
+    int (*process)(void *ctx, const weir_record_t *in, weir_emitter_t *em);
+    /** @brief The task's watermark advanced to wm (optional: NULL = stateless). */
+    int (*on_watermark)(void *ctx, int64_t wm, weir_emitter_t *em);
+    /** @brief Write one frame (weir_w_frame_begin/end) holding all state. */
+    int (*snapshot)(void *ctx, weir_writer_t *w);
+    /** @brief Read the frame written by snapshot; reject what it does not understand. */
+    int (*restore)(void *ctx, weir_reader_t *r, char *errstr, size_t errstr_size);
+    /** @brief Free ctx; accepts a half-built ctx. */
+    void (*destroy)(void *ctx);
+} weir_operator_class_t;
+
+/** @returns the class registered under name, or NULL. (operators/registry.c) */
+const weir_operator_class_t *weir_operator_find(const char *name);
+/** @returns the NULL-terminated list of registered classes. */
+const weir_operator_class_t *const *weir_operator_list(void);
+
+/**
+ * @brief Compile an expression held by a config scalar, with errors placed at
+ *        that scalar ("FILE:LINE:COL: node 'n': where: column 5: ...").
+ */
+struct weir_expr *weir_plan_expr(const weir_plan_t *plan, const weir_cfg_t *at, const char *key,
+                                 const weir_rowtype_t *rt, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,626 @@
+/**
+ * Kafka mode: a consumer-group member that runs one task per assigned
+ * partition (DESIGN.md §3) and produces the sinks' records with one
+ * idempotent producer.
+ *
+ * Offsets: a partition's "next offset" is committed only after every output
+ * produced from the records before it has been acknowledged (the producer is
+ * flushed first), so a crash re-processes records but never skips one
+ * (at-least-once). On revocation the revoked partitions are flushed and
+ * committed before they are given up, so a cooperative rebalance moves them
+ * without duplicates.
+ *
+ * Threads: this loop runs every task on the calling thread (one worker).
+ */
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "task.h"
+
+#define LOG "kafka"
+
+typedef struct ktask {
+    char *topic;
+    int32_t partition;
+    weir_task_t *task;
+    weir_decoder_t *dec;
+    weir_record_t rec;
+    int64_t next_offset;      /* next offset to read; -1 unknown */
+    int64_t committed;        /* last committed next_offset */
+    int64_t end_offset;       /* --until-end: stop here (exclusive), -1 none */
+    bool done;                /* reached end_offset */
+    struct ktask *next;
+} ktask_t;
+
+typedef struct end_mark {
+    char *topic;
+    int32_t partition;
+    int64_t end;
+} end_mark_t;
+
+typedef struct krun {
+    const weir_pipeline_t *pl;
+    const weir_run_opts_t *o;
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    rd_kafka_topic_t **sink_topics;
+    rd_kafka_topic_t *dlq_topic;
+    weir_encoder_t **enc;     /* per sink */
+    weir_buf_t buf;
+    ktask_t *tasks;
+    ktask_t *current;         /* the task whose record is in hand */
+    end_mark_t *ends;
+    int nends;
+    uint64_t in, out, dead, produce_errors;
+    int64_t first_ns, last_ns;
+    const char *instance;
+    bool fatal;
+} krun_t;
+
+static ktask_t *ktask_find(krun_t *kr, const char *topic, int32_t partition) {
+    for (ktask_t *t = kr->tasks; t; t = t->next)
+        if (t->partition == partition && !strcmp(t->topic, topic))
+            return t;
+    return NULL;
+}
+
+static int64_t end_for(krun_t *kr, const char *topic, int32_t partition) {
+    for (int i = 0; i < kr->nends; i++)
+        if (kr->ends[i].partition == partition && !strcmp(kr->ends[i].topic, topic))
+            return kr->ends[i].end;
+    return -1;
+}
+
+/* Produce with back-pressure: on a full queue, serve delivery reports and retry. */
+static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t key_len, const void *val,
+                    size_t len, rd_kafka_headers_t *hdrs) {
+    for (;;) {
+        rd_kafka_resp_err_t err;
+        if (hdrs) {
+            err = rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
+                                    RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        } else {
+            err = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)val, len, key, key_len,
+                                   NULL) == -1
+                      ? rd_kafka_last_error()
+                      : RD_KAFKA_RESP_ERR_NO_ERROR;
+        }
+        if (!err)
+            return;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(kr->producer, 10);
+            continue;
+        }
+        kr->produce_errors++;
+        weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        kr->fatal = true;
+        return;
+    }
+}
+
+static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
+    krun_t *kr = opaque;
+    char reason[256];
+    weir_buf_reset(&kr->buf);
+    if (weir_encode(kr->enc[sink], rec, NULL, NULL, &kr->buf, reason, sizeof(reason))) {
+        weir_log(WEIR_LOG_ERR, LOG, "cannot encode output of %s: %s", kr->pl->sinks[sink].label, reason);
+        return;
+    }
+    kr->out++;
+    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, NULL);
+}
+
+static void dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
+                        const char *reason, const void *key, size_t key_len, const void *val, size_t len) {
+    kr->dead++;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    char num[32];
+    rd_kafka_header_add(h, "weir.error.reason", -1, reason, -1);
+    rd_kafka_header_add(h, "weir.error.topic", -1, topic, -1);
+    snprintf(num, sizeof(num), "%" PRId32, partition);
+    rd_kafka_header_add(h, "weir.error.partition", -1, num, -1);
+    snprintf(num, sizeof(num), "%" PRId64, offset);
+    rd_kafka_header_add(h, "weir.error.offset", -1, num, -1);
+    rd_kafka_header_add(h, "weir.pipeline", -1, kr->pl->name, -1);
+    if (node)
+        rd_kafka_header_add(h, "weir.error.node", -1, node, -1);
+    if (kr->dead <= 10 || weir_log_level >= WEIR_LOG_DEBUG)
+        weir_log(WEIR_LOG_WARN, LOG, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s", topic, partition, offset, reason);
+    produce(kr, kr->dlq_topic, key, key_len, val, len, h);
+}
+
+static void kafka_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason) {
+    krun_t *kr = opaque;
+    weir_buf_t b = {0};
+    char why[256];
+    weir_encoder_t *enc = weir_encoder_new(WEIR_FMT_JSON, NULL, rec->rt, false, 0, why, sizeof(why));
+    if (enc)
+        weir_encode(enc, rec, NULL, NULL, &b, why, sizeof(why));
+    dead_letter(kr, rec->topic ? rec->topic : "?", rec->partition, rec->offset, node, reason, rec->key, rec->key_len,
+                b.p, b.len);
+    weir_encoder_destroy(enc);
+    weir_buf_free(&b);
+}
+
+static ktask_t *ktask_new(krun_t *kr, const char *topic, int32_t partition) {
+    char errstr[WEIR_ERRSTR_SIZE];
+    ktask_t *t = weir_calloc(1, sizeof(*t));
+    t->topic = weir_strdup(topic);
+    t->partition = partition;
+    t->next_offset = -1;
+    t->committed = -1;
+    t->end_offset = kr->o->until_end ? end_for(kr, topic, partition) : -1;
+    t->dec = weir_decoder_new(kr->pl->source.format, kr->pl->source.schema, kr->pl->source.rt, kr->pl->source.confluent,
+                              errstr, sizeof(errstr));
+    if (!t->dec) {
+        weir_log(WEIR_LOG_ERR, LOG, "decoder: %s", errstr);
+        kr->fatal = true;
+    }
+    weir_record_init(&t->rec, kr->pl->source.rt);
+    t->task = weir_task_new(kr->pl, kafka_sink, kafka_reject, kr);
+    t->next = kr->tasks;
+    kr->tasks = t;
+    return t;
+}
+
+static void ktask_destroy(ktask_t *t) {
+    weir_task_destroy(t->task);
+    weir_decoder_destroy(t->dec);
+    weir_record_free(&t->rec);
+    free(t->topic);
+    free(t);
+}
+
+/* Flush the producer, then commit next offsets of the tasks selected (all, or one topic-partition list). */
+static int commit_tasks(krun_t *kr, const rd_kafka_topic_partition_list_t *only) {
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
+    for (ktask_t *t = kr->tasks; t; t = t->next) {
+        if (t->next_offset < 0 || t->next_offset == t->committed)
+            continue;
+        if (only && !rd_kafka_topic_partition_list_find(only, t->topic, t->partition))
+            continue;
+        rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = t->next_offset;
+    }
+    int rc = WEIR_OK;
+    if (offs->cnt > 0) {
+        /* Outputs first: an offset is committed only when what came before it is safe. */
+        rd_kafka_resp_err_t err;
+        while ((err = rd_kafka_flush(kr->producer, 10000)) == RD_KAFKA_RESP_ERR__TIMED_OUT && !kr->fatal)
+            weir_log(WEIR_LOG_WARN, LOG, "waiting for %d outputs to be acknowledged", rd_kafka_outq_len(kr->producer));
+        if (kr->fatal) {
+            rc = WEIR_ERR;
+        } else if ((err = rd_kafka_commit(kr->consumer, offs, 0))) {
+            weir_log(WEIR_LOG_WARN, LOG, "offset commit failed: %s (will retry)", rd_kafka_err2str(err));
+            rc = WEIR_RETRY;
+        } else {
+            for (int i = 0; i < offs->cnt; i++) {
+                ktask_t *t = ktask_find(kr, offs->elems[i].topic, offs->elems[i].partition);
+                if (t)
+                    t->committed = offs->elems[i].offset;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+    return rc;
+}
+
+static void log_partitions(krun_t *kr, const char *what, const rd_kafka_topic_partition_list_t *parts) {
+    char line[1024];
+    size_t n = 0;
+    line[0] = '\0';
+    for (int i = 0; i < parts->cnt && n < sizeof(line) - 64; i++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s[%" PRId32 "]", i ? "," : "", parts->elems[i].topic,
+                              parts->elems[i].partition);
+    weir_log(WEIR_LOG_INFO, LOG, "%s %s partitions: %s", kr->instance, what, parts->cnt ? line : "(none)");
+}
+
+static void on_assign(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
+    /* Start positions: the committed offsets (the consumer resumes there itself;
+     * we read them to know where a bounded run already is). */
+    rd_kafka_committed(kr->consumer, parts, 10000);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        ktask_t *t = ktask_find(kr, p->topic, p->partition);
+        if (!t)
+            t = ktask_new(kr, p->topic, p->partition);
+        if (p->offset >= 0) {
+            t->next_offset = p->offset;
+            t->committed = p->offset;
+        }
+        if (t->end_offset >= 0 && t->next_offset >= t->end_offset)
+            t->done = true;
+        if (t->end_offset == 0)
+            t->done = true;
+        p->offset = RD_KAFKA_OFFSET_INVALID; /* resume from the committed offset */
+    }
+    log_partitions(kr, "assigned", parts);
+}
+
+static void on_revoke(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
+    log_partitions(kr, "revoked", parts);
+    commit_tasks(kr, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        ktask_t **pp = &kr->tasks;
+        while (*pp) {
+            if ((*pp)->partition == parts->elems[i].partition && !strcmp((*pp)->topic, parts->elems[i].topic)) {
+                ktask_t *dead = *pp;
+                *pp = dead->next;
+                ktask_destroy(dead);
+                break;
+            }
+            pp = &(*pp)->next;
+        }
+    }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+    krun_t *kr = opaque;
+    bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(kr, parts);
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e) {
+                weir_log(WEIR_LOG_ERR, LOG, "incremental assign: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        on_revoke(kr, parts);
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+            if (e) {
+                weir_log(WEIR_LOG_ERR, LOG, "incremental unassign: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, NULL);
+        }
+    } else {
+        weir_log(WEIR_LOG_ERR, LOG, "rebalance error: %s", rd_kafka_err2str(err));
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    krun_t *kr = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        kr->fatal = true;
+        weir_log(WEIR_LOG_ERR, LOG, "fatal Kafka error: %s", reason);
+        return;
+    }
+    weir_log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? WEIR_LOG_ERR : WEIR_LOG_WARN, LOG, "%s: %s",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    krun_t *kr = opaque;
+    if (m->err) {
+        kr->produce_errors++;
+        kr->fatal = true; /* idempotent producer: a failed delivery is not retried silently */
+        weir_log(WEIR_LOG_ERR, LOG, "delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    }
+}
+
+static int set_prop(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t errstr_size) {
+    char e[512];
+    if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK)
+        return weir_err(errstr, errstr_size, "librdkafka property %s=%s: %s", k, v, e);
+    return WEIR_OK;
+}
+
+static int apply_props(rd_kafka_conf_t *conf, const weir_cfg_t *props, char *errstr, size_t errstr_size) {
+    for (size_t i = 0; props && i < props->n; i++) {
+        char msg[600];
+        if (set_prop(conf, props->keys[i], props->items[i]->scalar, msg, sizeof(msg)))
+            return weir_cfg_error(props->items[i], errstr, errstr_size, "%s", msg);
+    }
+    return WEIR_OK;
+}
+
+static const char *brokers_of(const weir_run_opts_t *o) {
+    if (o->brokers)
+        return o->brokers;
+    const char *env = getenv("WEIR_BROKERS");
+    return env && *env ? env : NULL;
+}
+
+static rd_kafka_t *make_consumer(krun_t *kr, char *errstr, size_t errstr_size) {
+    const weir_pipeline_t *pl = kr->pl;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *b = brokers_of(kr->o);
+    char client_id[300];
+    snprintf(client_id, sizeof(client_id), "weir-%s", pl->name);
+    if ((b && set_prop(conf, "bootstrap.servers", b, errstr, errstr_size)) ||
+        set_prop(conf, "group.id", kr->o->group_id ? kr->o->group_id : pl->source.group_id, errstr, errstr_size) ||
+        set_prop(conf, "client.id", client_id, errstr, errstr_size) ||
+        set_prop(conf, "partition.assignment.strategy", "cooperative-sticky", errstr, errstr_size) ||
+        set_prop(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+        set_prop(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+        set_prop(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+        set_prop(conf, "enable.partition.eof", "false", errstr, errstr_size) ||
+        apply_props(conf, pl->source.properties, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, kr);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    char e[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        weir_err(errstr, errstr_size, "consumer: %s", e);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+static rd_kafka_t *make_producer(krun_t *kr, char *errstr, size_t errstr_size) {
+    const weir_pipeline_t *pl = kr->pl;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *b = brokers_of(kr->o);
+    if ((b && set_prop(conf, "bootstrap.servers", b, errstr, errstr_size)) ||
+        set_prop(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+        set_prop(conf, "linger.ms", "5", errstr, errstr_size) ||
+        set_prop(conf, "queue.buffering.max.messages", "1000000", errstr, errstr_size) ||
+        apply_props(conf, pl->source.properties, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    /* Consumer-only properties of the source would be refused by a producer:
+     * apply_props above only passes what the user gave for the source, which
+     * normally is the connection and security settings shared by both. */
+    for (int i = 0; i < pl->nsinks; i++)
+        if (apply_props(conf, pl->sinks[i].properties, errstr, errstr_size)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    rd_kafka_conf_set_opaque(conf, kr);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    char e[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        weir_err(errstr, errstr_size, "producer: %s", e);
+        return NULL;
+    }
+    return rk;
+}
+
+/* Metadata check at start-up: the broker is reachable and the source topics exist.
+ * For --until-end also record every partition's end offset now. */
+static int probe_topics(krun_t *kr, char *errstr, size_t errstr_size) {
+    const weir_pipeline_t *pl = kr->pl;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(kr->consumer, 1, NULL, &md, 10000);
+    if (err)
+        return weir_err(errstr, errstr_size, "cannot reach the Kafka cluster at %s: %s",
+                        brokers_of(kr->o) ? brokers_of(kr->o) : "(bootstrap.servers unset)", rd_kafka_err2str(err));
+    int rc = WEIR_OK;
+    for (int i = 0; i < pl->source.ntopics && rc == WEIR_OK; i++) {
+        const struct rd_kafka_metadata_topic *mt = NULL;
+        for (int j = 0; j < md->topic_cnt; j++)
+            if (!strcmp(md->topics[j].topic, pl->source.topics[i]))
+                mt = &md->topics[j];
+        if (!mt || mt->err) {
+            rc = weir_err(errstr, errstr_size, "source topic '%s' does not exist on %s", pl->source.topics[i],
+                          brokers_of(kr->o) ? brokers_of(kr->o) : "the cluster");
+            break;
+        }
+        if (!kr->o->until_end)
+            continue;
+        for (int p = 0; p < mt->partition_cnt; p++) {
+            int64_t lo, hi;
+            err = rd_kafka_query_watermark_offsets(kr->consumer, mt->topic, mt->partitions[p].id, &lo, &hi, 10000);
+            if (err) {
+                rc = weir_err(errstr, errstr_size, "end offset of %s [%d]: %s", mt->topic, mt->partitions[p].id,
+                              rd_kafka_err2str(err));
+                break;
+            }
+            kr->ends = weir_realloc(kr->ends, (size_t)(kr->nends + 1) * sizeof(*kr->ends));
+            kr->ends[kr->nends++] = (end_mark_t){weir_strdup(mt->topic), mt->partitions[p].id, hi};
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+/* --until-end: has the whole group reached the end marks? (committed offsets of every partition) */
+static bool group_done(krun_t *kr) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(kr->nends);
+    for (int i = 0; i < kr->nends; i++)
+        rd_kafka_topic_partition_list_add(l, kr->ends[i].topic, kr->ends[i].partition);
+    bool done = rd_kafka_committed(kr->consumer, l, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; done && i < l->cnt; i++) {
+        int64_t end = kr->ends[i].end;
+        if (end > 0 && l->elems[i].offset < end)
+            done = false;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return done;
+}
+
+static bool local_done(krun_t *kr) {
+    for (ktask_t *t = kr->tasks; t; t = t->next)
+        if (!t->done)
+            return false;
+    return true;
+}
+
+static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    ktask_t *t = kr->current = ktask_find(kr, topic, m->partition);
+    if (!t) {
+        weir_log(WEIR_LOG_WARN, LOG, "message for unassigned %s [%" PRId32 "] ignored", topic, m->partition);
+        return;
+    }
+    if (t->done)
+        return; /* a bounded run ignores what was appended after it started */
+    if (!kr->first_ns)
+        kr->first_ns = weir_now_ns();
+    char reason[WEIR_ERRSTR_SIZE];
+    weir_record_t *rec = &t->rec;
+    rec->topic = t->topic;
+    rec->partition = m->partition;
+    rec->offset = m->offset;
+    rec->key = m->key;
+    rec->key_len = m->key_len;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t kts = rd_kafka_message_timestamp(m, &tstype);
+    if (weir_decode(t->dec, m->payload, m->len, rec, reason, sizeof(reason)) ||
+        weir_source_stamp(&kr->pl->source, rec, kts >= 0 ? kts : WEIR_TS_NONE, reason, sizeof(reason))) {
+        dead_letter(kr, topic, m->partition, m->offset, NULL, reason, m->key, m->key_len, m->payload, m->len);
+    } else {
+        kr->in++;
+        weir_task_process(t->task, rec);
+    }
+    t->next_offset = m->offset + 1;
+    if (t->end_offset >= 0 && t->next_offset >= t->end_offset)
+        t->done = true;
+    kr->last_ns = weir_now_ns();
+}
+
+int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
+    krun_t kr = {.pl = pl, .o = o};
+    char errstr[WEIR_ERRSTR_SIZE];
+    char inst[128];
+    int rc = 1;
+    if (o->instance) {
+        kr.instance = o->instance;
+    } else {
+        char host[64] = "";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(inst, sizeof(inst), "%s:%d", host, (int)getpid());
+        kr.instance = inst;
+    }
+    if (pl->source.ntopics == 0) {
+        weir_log(WEIR_LOG_ERR, LOG, "%s: the source has no kafka topics; use --input FILE for file mode", pl->path);
+        return 2;
+    }
+    if (!(kr.consumer = make_consumer(&kr, errstr, sizeof(errstr))) ||
+        !(kr.producer = make_producer(&kr, errstr, sizeof(errstr)))) {
+        weir_log(WEIR_LOG_ERR, LOG, "%s", errstr);
+        goto done;
+    }
+    if (probe_topics(&kr, errstr, sizeof(errstr))) {
+        weir_log(WEIR_LOG_ERR, LOG, "%s", errstr);
+        goto done;
+    }
+    kr.enc = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr.enc));
+    kr.sink_topics = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr.sink_topics));
+    for (int i = 0; i < pl->nsinks; i++) {
+        const weir_sink_spec_t *sk = &pl->sinks[i];
+        kr.sink_topics[i] = rd_kafka_topic_new(kr.producer, sk->topic, NULL);
+        if (!(kr.enc[i] = weir_encoder_new(sk->format, sk->schema, sk->rt, sk->confluent, 0, errstr, sizeof(errstr)))) {
+            weir_log(WEIR_LOG_ERR, LOG, "sink %s: %s", sk->label, errstr);
+            goto done;
+        }
+    }
+    kr.dlq_topic = rd_kafka_topic_new(kr.producer, pl->dead_letter_topic, NULL);
+
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(pl->source.ntopics);
+    for (int i = 0; i < pl->source.ntopics; i++)
+        rd_kafka_topic_partition_list_add(sub, pl->source.topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(kr.consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        weir_log(WEIR_LOG_ERR, LOG, "subscribe: %s", rd_kafka_err2str(err));
+        goto done;
+    }
+    weir_log(WEIR_LOG_INFO, LOG, "%s joined group %s for %s%s", kr.instance,
+             o->group_id ? o->group_id : pl->source.group_id, pl->source.topics[0],
+             pl->source.ntopics > 1 ? " and more" : "");
+
+    int64_t start_ns = weir_now_ns();
+    int64_t commit_every_ns = (o->commit_interval_ms > 0 ? o->commit_interval_ms : 5000) * 1000000;
+    int64_t next_commit = start_ns + commit_every_ns;
+    int64_t next_done_check = 0;
+    int64_t next_idle = 0;
+    while (!weir_stop && !kr.fatal) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(kr.consumer, 100);
+        if (m) {
+            if (m->err)
+                weir_log(WEIR_LOG_WARN, LOG, "consumer: %s", rd_kafka_message_errstr(m));
+            else
+                handle_message(&kr, m);
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_poll(kr.producer, 0);
+        int64_t now = weir_now_ns();
+        if (o->duration_ms > 0 && now - start_ns >= o->duration_ms * 1000000)
+            break;
+        if (now >= next_commit) {
+            commit_tasks(&kr, NULL);
+            next_commit = now + commit_every_ns;
+        }
+        if (now >= next_idle) {
+            int64_t wall = weir_now_ms();
+            for (ktask_t *t = kr.tasks; t; t = t->next)
+                weir_task_idle_tick(t->task, wall);
+            next_idle = now + 200000000;
+        }
+        if (o->until_end && !m && now >= next_done_check && local_done(&kr)) {
+            /* Everything assigned here is read: end-of-input for these tasks. */
+            for (ktask_t *t = kr.tasks; t; t = t->next)
+                weir_task_advance(t->task, WEIR_WM_END);
+            commit_tasks(&kr, NULL);
+            if (group_done(&kr))
+                break;
+            next_done_check = now + 500000000;
+        }
+    }
+    if (!kr.fatal) {
+        if (o->until_end)
+            for (ktask_t *t = kr.tasks; t; t = t->next)
+                weir_task_advance(t->task, WEIR_WM_END);
+        commit_tasks(&kr, NULL);
+    }
+    rc = kr.fatal ? 1 : 0;
+done:
+    if (kr.consumer) {
+        rd_kafka_consumer_close(kr.consumer); /* leaves the group; revokes (and commits) what is left */
+        rd_kafka_destroy(kr.consumer);
+    }
+    while (kr.tasks) {
+        ktask_t *t = kr.tasks;
+        kr.tasks = t->next;
+        ktask_destroy(t);
+    }
+    if (kr.producer) {
+        rd_kafka_flush(kr.producer, 10000);
+        for (int i = 0; kr.sink_topics && i < pl->nsinks; i++)
+            if (kr.sink_topics[i])
+                rd_kafka_topic_destroy(kr.sink_topics[i]);
+        if (kr.dlq_topic)
+            rd_kafka_topic_destroy(kr.dlq_topic);
+        rd_kafka_destroy(kr.producer);
+    }
+    for (int i = 0; kr.enc && i < pl->nsinks; i++)
+        weir_encoder_destroy(kr.enc[i]);
+    free(kr.enc);
+    free(kr.sink_topics);
+    for (int i = 0; i < kr.nends; i++)
+        free(kr.ends[i].topic);
+    free(kr.ends);
+    weir_buf_free(&kr.buf);
+    if (rc == 0 && !o->quiet) {
+        double el = kr.first_ns ? (double)(kr.last_ns - kr.first_ns) / 1e9 : 0.0;
+        weir_print_summary(kr.in + kr.dead, kr.out, kr.dead, el);
+    }
+    return rc;
+}

@@ -1,0 +1,155 @@
+/* Snapshot writer/reader and frames (see snapshot.h for the layout). */
+#include "snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void put_le(weir_writer_t *w, uint64_t v, int n) {
+    uint8_t b[8];
+    for (int i = 0; i < n; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    weir_buf_append(w->buf, b, (size_t)n);
+}
+
+void weir_w_u8(weir_writer_t *w, uint8_t v) { put_le(w, v, 1); }
+void weir_w_u32(weir_writer_t *w, uint32_t v) { put_le(w, v, 4); }
+void weir_w_u64(weir_writer_t *w, uint64_t v) { put_le(w, v, 8); }
+void weir_w_i64(weir_writer_t *w, int64_t v) { put_le(w, (uint64_t)v, 8); }
+void weir_w_f64(weir_writer_t *w, double v) {
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    put_le(w, u, 8);
+}
+void weir_w_bytes(weir_writer_t *w, const void *p, size_t n) {
+    weir_w_u32(w, (uint32_t)n);
+    weir_buf_append(w->buf, p, n);
+}
+void weir_w_str(weir_writer_t *w, const char *s) {
+    if (!s) {
+        weir_w_u32(w, 0xffffffffu);
+        return;
+    }
+    weir_w_bytes(w, s, strlen(s));
+}
+
+void weir_w_frame_begin(weir_writer_t *w, const char *tag, uint16_t version) {
+    w->frame_start = w->buf->len;
+    weir_buf_append(w->buf, "WSNP", 4);
+    put_le(w, version, 2);
+    put_le(w, 0, 2);
+    weir_w_bytes(w, tag, strlen(tag));
+    w->len_at = w->buf->len;
+    put_le(w, 0, 8);
+}
+
+void weir_w_frame_end(weir_writer_t *w) {
+    uint64_t plen = w->buf->len - w->len_at - 8;
+    for (int i = 0; i < 8; i++)
+        w->buf->p[w->len_at + (size_t)i] = (uint8_t)(plen >> (8 * i));
+    uint32_t crc = weir_crc32(0, w->buf->p + w->frame_start, w->buf->len - w->frame_start);
+    put_le(w, crc, 4);
+}
+
+void weir_reader_init(weir_reader_t *r, const void *p, size_t len) {
+    memset(r, 0, sizeof(*r));
+    r->p = p;
+    r->len = len;
+}
+
+void weir_r_fail(weir_reader_t *r, const char *fmt, ...) {
+    if (r->err)
+        return;
+    r->err = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->errstr, sizeof(r->errstr), fmt, ap);
+    va_end(ap);
+}
+
+const uint8_t *weir_r_raw(weir_reader_t *r, size_t n) {
+    if (r->err)
+        return NULL;
+    if (n > r->len - r->pos) {
+        weir_r_fail(r, "truncated at byte %zu (need %zu more, have %zu)", r->pos, n, r->len - r->pos);
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+
+static uint64_t get_le(weir_reader_t *r, int n) {
+    const uint8_t *b = weir_r_raw(r, (size_t)n);
+    if (!b)
+        return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+uint8_t weir_r_u8(weir_reader_t *r) { return (uint8_t)get_le(r, 1); }
+uint32_t weir_r_u32(weir_reader_t *r) { return (uint32_t)get_le(r, 4); }
+uint64_t weir_r_u64(weir_reader_t *r) { return get_le(r, 8); }
+int64_t weir_r_i64(weir_reader_t *r) { return (int64_t)get_le(r, 8); }
+double weir_r_f64(weir_reader_t *r) {
+    uint64_t u = get_le(r, 8);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+const uint8_t *weir_r_bytes(weir_reader_t *r, size_t *n) {
+    uint32_t len = weir_r_u32(r);
+    if (r->err) {
+        *n = 0;
+        return NULL;
+    }
+    *n = len;
+    return weir_r_raw(r, len);
+}
+
+char *weir_r_strdup(weir_reader_t *r) {
+    uint32_t len = weir_r_u32(r);
+    if (r->err || len == 0xffffffffu)
+        return NULL;
+    const uint8_t *p = weir_r_raw(r, len);
+    return p ? weir_strndup((const char *)p, len) : NULL;
+}
+
+int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir_reader_t *payload) {
+    size_t start = r->pos;
+    const uint8_t *magic = weir_r_raw(r, 4);
+    if (!magic)
+        return WEIR_ERR;
+    if (memcmp(magic, "WSNP", 4)) {
+        weir_r_fail(r, "not a weir snapshot frame (bad magic at byte %zu)", start);
+        return WEIR_ERR;
+    }
+    uint16_t ver = (uint16_t)get_le(r, 2);
+    (void)get_le(r, 2);
+    size_t tlen;
+    const uint8_t *t = weir_r_bytes(r, &tlen);
+    uint64_t plen = weir_r_u64(r);
+    if (r->err)
+        return WEIR_ERR;
+    if (tlen != strlen(tag) || memcmp(t, tag, tlen)) {
+        weir_r_fail(r, "snapshot is for operator '%.*s', expected '%s'", (int)(tlen > 64 ? 64 : tlen),
+                    (const char *)t, tag);
+        return WEIR_ERR;
+    }
+    const uint8_t *body = weir_r_raw(r, (size_t)plen);
+    if (!body || plen > SIZE_MAX)
+        return WEIR_ERR;
+    uint32_t want = weir_crc32(0, r->p + start, r->pos - start);
+    uint32_t crc = weir_r_u32(r);
+    if (r->err)
+        return WEIR_ERR;
+    if (crc != want) {
+        weir_r_fail(r, "snapshot of '%s' fails its CRC check (stored %08x, computed %08x)", tag, crc, want);
+        return WEIR_ERR;
+    }
+    *version = ver;
+    weir_reader_init(payload, body, (size_t)plen);
+    return WEIR_OK;
+}

@@ -1,0 +1,147 @@
+/* Task: one graph instance; depth-first, synchronous dispatch of records. */
+#include "task.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct task_emitter {
+    weir_emitter_t em; /* first: the operator sees this */
+    weir_task_t *task;
+    int node;
+};
+
+static void task_emit(weir_emitter_t *em, int port, const weir_record_t *rec) {
+    struct task_emitter *te = (struct task_emitter *)em;
+    weir_task_t *t = te->task;
+    const weir_node_t *n = &t->pl->nodes[te->node];
+    t->stats.node_out[te->node]++;
+    const weir_edge_list_t *down = &n->nodes[port];
+    for (int i = 0; i < down->n; i++) {
+        int j = down->items[i];
+        t->pl->nodes[j].plan.cls->process(t->ctx[j], rec, &t->em[j].em);
+    }
+    const weir_edge_list_t *sinks = &n->sinks[port];
+    for (int i = 0; i < sinks->n; i++) {
+        t->stats.sink_out++;
+        t->sink_fn(t->opaque, sinks->items[i], rec);
+    }
+}
+
+static void task_reject(weir_emitter_t *em, const weir_record_t *rec, const char *reason) {
+    struct task_emitter *te = (struct task_emitter *)em;
+    weir_task_t *t = te->task;
+    t->stats.rejected++;
+    if (t->reject_fn)
+        t->reject_fn(t->opaque, t->pl->nodes[te->node].plan.name, rec, reason);
+}
+
+weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn,
+                           void *opaque) {
+    weir_task_t *t = weir_calloc(1, sizeof(*t));
+    t->pl = pl;
+    t->sink_fn = sink_fn;
+    t->reject_fn = reject_fn;
+    t->opaque = opaque;
+    t->max_ts = WEIR_TS_NONE;
+    t->watermark = WEIR_TS_NONE;
+    t->ctx = weir_calloc((size_t)pl->nnodes, sizeof(void *));
+    t->em = weir_calloc((size_t)pl->nnodes, sizeof(struct task_emitter));
+    t->stats.node_out = weir_calloc((size_t)pl->nnodes, sizeof(uint64_t));
+    for (int i = 0; i < pl->nnodes; i++) {
+        t->em[i].em.emit = task_emit;
+        t->em[i].em.reject = task_reject;
+        t->em[i].em.opaque = t;
+        t->em[i].task = t;
+        t->em[i].node = i;
+        t->ctx[i] = pl->nodes[i].plan.cls->init(&pl->nodes[i].plan);
+    }
+    t->last_record_ms = weir_now_ms();
+    return t;
+}
+
+void weir_task_destroy(weir_task_t *t) {
+    if (!t)
+        return;
+    for (int i = 0; i < t->pl->nnodes; i++)
+        if (t->ctx[i])
+            t->pl->nodes[i].plan.cls->destroy(t->ctx[i]);
+    free(t->ctx);
+    free(t->em);
+    free(t->stats.node_out);
+    free(t);
+}
+
+void weir_task_advance(weir_task_t *t, int64_t wm) {
+    if (t->watermark != WEIR_TS_NONE && wm <= t->watermark)
+        return;
+    t->watermark = wm;
+    const weir_pipeline_t *pl = t->pl;
+    for (int k = 0; k < pl->nnodes; k++) {
+        int i = pl->order[k];
+        if (pl->nodes[i].plan.cls->on_watermark)
+            pl->nodes[i].plan.cls->on_watermark(t->ctx[i], wm, &t->em[i].em);
+    }
+}
+
+void weir_task_process(weir_task_t *t, const weir_record_t *rec) {
+    const weir_pipeline_t *pl = t->pl;
+    t->stats.records_in++;
+    for (int i = 0; i < pl->nnodes; i++)
+        if (pl->nodes[i].input_node == WEIR_SOURCE)
+            pl->nodes[i].plan.cls->process(t->ctx[i], rec, &t->em[i].em);
+    if (rec->ts != WEIR_TS_NONE && (t->max_ts == WEIR_TS_NONE || rec->ts > t->max_ts)) {
+        t->max_ts = rec->ts;
+        int64_t wm = rec->ts - pl->source.max_out_of_orderness_ms;
+        if (t->watermark == WEIR_TS_NONE || wm > t->watermark)
+            weir_task_advance(t, wm);
+    }
+}
+
+void weir_task_idle_tick(weir_task_t *t, int64_t now_ms) {
+    int64_t idle = t->pl->source.idle_timeout_ms;
+    if (idle <= 0 || now_ms - t->last_record_ms < idle || t->watermark == WEIR_TS_NONE)
+        return;
+    /* Advance event time by the processing time that passed since the last record. */
+    int64_t wm = t->max_ts - t->pl->source.max_out_of_orderness_ms + (now_ms - t->last_record_ms);
+    weir_task_advance(t, wm);
+}
+
+int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf) {
+    weir_writer_t w = {.buf = buf};
+    weir_w_u32(&w, (uint32_t)t->pl->nnodes);
+    weir_w_i64(&w, t->max_ts);
+    weir_w_i64(&w, t->watermark);
+    for (int i = 0; i < t->pl->nnodes; i++) {
+        weir_w_str(&w, t->pl->nodes[i].plan.name);
+        if (t->pl->nodes[i].plan.cls->snapshot(t->ctx[i], &w))
+            return WEIR_ERR;
+    }
+    return WEIR_OK;
+}
+
+int weir_task_restore(weir_task_t *t, const void *p, size_t n, char *errstr, size_t errstr_size) {
+    weir_reader_t r;
+    weir_reader_init(&r, p, n);
+    uint32_t nn = weir_r_u32(&r);
+    int64_t max_ts = weir_r_i64(&r);
+    int64_t wm = weir_r_i64(&r);
+    if (r.err)
+        return weir_err(errstr, errstr_size, "task snapshot: %s", r.errstr);
+    if (nn != (uint32_t)t->pl->nnodes)
+        return weir_err(errstr, errstr_size, "task snapshot has %u nodes, the pipeline has %d", nn, t->pl->nnodes);
+    for (int i = 0; i < t->pl->nnodes; i++) {
+        char *name = weir_r_strdup(&r);
+        if (r.err || !name || strcmp(name, t->pl->nodes[i].plan.name)) {
+            int rc = weir_err(errstr, errstr_size, "task snapshot: node %d is '%s', expected '%s'%s%s", i,
+                              name ? name : "?", t->pl->nodes[i].plan.name, r.err ? ": " : "", r.err ? r.errstr : "");
+            free(name);
+            return rc;
+        }
+        free(name);
+        if (t->pl->nodes[i].plan.cls->restore(t->ctx[i], &r, errstr, errstr_size))
+            return WEIR_ERR;
+    }
+    t->max_ts = max_ts;
+    t->watermark = wm;
+    return WEIR_OK;
+}
