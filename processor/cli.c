@@ -73,6 +73,7 @@ static void run_usage(FILE *fp) {
             "  --duration D           stop after D (e.g. 30s)\n"
             "  --commit-interval D    offset commit interval (default 5s)\n"
             "  --instance NAME        name of this member in logs\n"
+            "  -X KEY=VALUE           librdkafka consumer property (repeatable; after the file's)\n"
             "\n"
             "File mode: replace the Kafka source with a JSON-lines file and every sink with one\n"
             "JSON-lines output whose records carry \"node\": the node they came from.\n"
@@ -96,8 +97,17 @@ int weir_cmd_run(int argc, char **argv) {
         {0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "b:g:ud:c:i:o:D:n:l:qh", opts, NULL)) != -1) {
+    char *props[64];
+    o.props = props;
+    while ((c = getopt_long(argc, argv, "b:g:ud:c:i:o:D:n:l:qhX:", opts, NULL)) != -1) {
         switch (c) {
+        case 'X':
+            if (!strchr(optarg, '=') || o.nprops == 64) {
+                fprintf(stderr, "weir run: -X: expected KEY=VALUE\n");
+                return 2;
+            }
+            props[o.nprops++] = optarg;
+            break;
         case 'b': o.brokers = optarg; break;
         case 'g': o.group_id = optarg; break;
         case 'u': o.until_end = true; break;

@@ -22,6 +22,8 @@ typedef struct weir_run_opts {
     const char *group_id;       /**< overrides source.kafka.group_id */
     const char *instance;       /**< name used in logs (default host:pid) */
     bool quiet;                 /**< no summary line */
+    int nprops;                 /**< -X key=value consumer properties */
+    char **props;
 } weir_run_opts_t;
 
 /** Set by SIGINT/SIGTERM handlers: the run loops stop cleanly. */

@@ -59,6 +59,7 @@ typedef struct krun {
     int64_t first_ns, last_ns;
     const char *instance;
     bool fatal;
+    bool ever_assigned;       /* see the close path in weir_run_kafka */
 } krun_t;
 
 static ktask_t *ktask_find(krun_t *kr, const char *topic, int32_t partition) {
@@ -244,8 +245,11 @@ static void on_assign(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
 }
 
 static void on_revoke(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
-    log_partitions(kr, "revoked", parts);
-    commit_tasks(kr, parts);
+    bool lost = rd_kafka_assignment_lost(kr->consumer);
+    log_partitions(kr, lost ? "lost" : "revoked", parts);
+    /* Lost partitions (session expired) already belong to someone else: no commit. */
+    if (!lost)
+        commit_tasks(kr, parts);
     for (int i = 0; i < parts->cnt; i++) {
         ktask_t **pp = &kr->tasks;
         while (*pp) {
@@ -265,6 +269,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     krun_t *kr = opaque;
     bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        kr->ever_assigned = true;
         on_assign(kr, parts);
         if (cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
@@ -354,6 +359,15 @@ static rd_kafka_t *make_consumer(krun_t *kr, char *errstr, size_t errstr_size) {
         apply_props(conf, pl->source.properties, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
+    }
+    for (int i = 0; i < kr->o->nprops; i++) {
+        char key[256];
+        const char *eq = strchr(kr->o->props[i], '=');
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - kr->o->props[i]), kr->o->props[i]);
+        if (set_prop(conf, key, eq + 1, errstr, errstr_size)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
     }
     rd_kafka_conf_set_opaque(conf, kr);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -594,7 +608,12 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
 done:
     if (kr.consumer) {
         rd_kafka_consumer_close(kr.consumer); /* leaves the group; revokes (and commits) what is left */
-        rd_kafka_destroy(kr.consumer);
+        /* librdkafka < 2.3 asserts in rd_kafka_destroy() when a cooperative-sticky
+         * member that never received an assignment is destroyed (librdkafka
+         * issue #4312, fixed by PR #4381). Such a member holds no state; the
+         * handle is left to process exit instead. */
+        if (kr.ever_assigned || rd_kafka_version() >= 0x020300ff)
+            rd_kafka_destroy(kr.consumer);
     }
     while (kr.tasks) {
         ktask_t *t = kr.tasks;

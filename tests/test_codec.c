@@ -1006,9 +1006,9 @@ Test(json, decode_errors)
     expect_json_error(&fx, "{\"sensor_id\":7,\"ts\":1,\"temperature\":1,\"humidity\":2,\"site\":\"b\"}",
                       "field 'sensor_id': expected string, got long");
     expect_json_error(&fx, "{\"sensor_id\":\"a\",\"ts\":1.5,\"temperature\":1,\"humidity\":2,\"site\":\"b\"}",
-                      "field 'ts': expected long");
+                      "field 'ts': expected long, got double 1.5");
     expect_json_error(&fx, "{\"sensor_id\":\"a\",\"ts\":1e30,\"temperature\":1,\"humidity\":2,\"site\":\"b\"}",
-                      "field 'ts': expected long");
+                      "field 'ts': expected long, got double 1e+30 (out of range)");
     expect_json_error(&fx, "{\"sensor_id\":\"a\",\"ts\":true,\"temperature\":1,\"humidity\":2,\"site\":\"b\"}",
                       "field 'ts': expected long, got bool");
     expect_json_error(&fx, "{\"sensor_id\":\"a\",\"ts\":1,\"temperature\":1,\"humidity\":{},\"site\":\"b\"}",
@@ -1094,4 +1094,102 @@ Test(json, random_bytes_never_crash)
         cr_assert(rc == WEIR_OK || rc == WEIR_ERR);
     }
     fx_close(&fx);
+}
+
+/*
+ * The JSON decoder has a fast path for flat objects and falls back to a
+ * jansson tree for everything else. Decode generated objects twice: as
+ * they are, and with an extra unknown member holding an array, which the
+ * fast path never takes, so the second decode always goes through jansson.
+ * Both must agree on success, values and (non-syntax) error messages.
+ */
+Test(json, fast_path_agrees_with_jansson)
+{
+    weir_rowtype_t *rt = weir_rowtype_new();
+    weir_rowtype_add(rt, "s", WEIR_STRING, false);
+    weir_rowtype_add(rt, "l", WEIR_LONG, false);
+    weir_rowtype_add(rt, "d", WEIR_DOUBLE, true);
+    weir_rowtype_add(rt, "b", WEIR_BOOL, true);
+    weir_rowtype_add(rt, "by", WEIR_BYTES, true);
+    weir_rowtype_add(rt, "ns", WEIR_STRING, true);
+    weir_decoder_t *dec = weir_decoder_new(WEIR_FMT_JSON, NULL, rt, false, errstr, sizeof(errstr));
+    cr_assert_not_null(dec);
+    static const char *keys[] = {"s", "l", "d", "b", "by", "ns", "zz", "\\u0073", "l"};
+    static const char *vals[] = {
+        "\"abc\"", "\"\"", "\"h\\u00e9\"", "\"\\u0000\"", "\"\xc3\xa9\"", "\"\xff\"", "\"\xc3\"",
+        "\"\xed\xa0\x80\"", "\"a\x01\"", "\"\\u00ff\"", "\"\\u0100\"", "\"\\ud83d\\ude00\"", "0", "-0",
+        "17", "-17", "123456789012345678", "-123456789012345678", "1234567890123456789",
+        "9223372036854775807", "9223372036854775808", "-9223372036854775808", "1.0", "1.5", "-0.0",
+        "1e3", "1E+3", "2.5e-3", "1e400", "1e-400", "01", "1.", ".5", "-", "1e", "+1", "true",
+        "false", "null", "tru", "nul", "nullx", "[]", "{}", "[1,{\"a\":2}]",
+        "1.7976931348623157e308", "4.9e-324", "9007199254740993.0", "1e18", "-1e19",
+    };
+    static const char *ws[] = {"", "", " ", "\n\t ", "\r\n"};
+    weir_record_t r1, r2;
+    weir_record_init(&r1, rt);
+    weir_record_init(&r2, rt);
+    weir_buf_t plain = {0}, forced = {0};
+    char reason2[WEIR_ERRSTR_SIZE];
+    int agreed_ok = 0;
+    for (int k = 0; k < 100000; k++) {
+        weir_buf_reset(&plain);
+        weir_buf_reset(&forced);
+        weir_buf_puts(&plain, ws[rnd() % 5]);
+        weir_buf_putc(&plain, '{');
+        weir_buf_puts(&forced, "{\"zz_tree\":[0],");
+        int nm = (int)(rnd() % 9);
+        if (k % 2) /* half of them: all the required fields, good values */
+            nm = 0;
+        weir_buf_t members = {0};
+        if (k % 2) {
+            weir_buf_puts(&members, "\"s\":\"x\",\"l\":5");
+            if (rnd() % 2)
+                weir_buf_puts(&members, ",\"d\":2.5");
+        }
+        for (int m = 0; m < nm; m++) {
+            if (m || members.len)
+                weir_buf_puts(&members, rnd() % 8 ? "," : " , ");
+            weir_buf_puts(&members, ws[rnd() % 5]);
+            weir_buf_printf(&members, "\"%s\"", keys[rnd() % (sizeof(keys) / sizeof(keys[0]))]);
+            weir_buf_puts(&members, ws[rnd() % 5]);
+            weir_buf_putc(&members, ':');
+            weir_buf_puts(&members, ws[rnd() % 5]);
+            weir_buf_puts(&members, vals[rnd() % (sizeof(vals) / sizeof(vals[0]))]);
+        }
+        if (k % 2) { /* then overwrite-free extra members with random values */
+            static const char *opt[] = {"d", "b", "by", "ns", "zz"};
+            int no = (int)(rnd() % 3);
+            for (int m = 0; m < no; m++)
+                weir_buf_printf(&members, ",\"%s\":%s", opt[rnd() % 5],
+                                vals[rnd() % (sizeof(vals) / sizeof(vals[0]))]);
+        }
+        weir_buf_append(&plain, members.p, members.len);
+        if (members.len)
+            weir_buf_append(&forced, members.p, members.len);
+        else
+            forced.len--; /* drop the comma */
+        weir_buf_puts(&plain, ws[rnd() % 5]);
+        weir_buf_putc(&plain, '}');
+        weir_buf_putc(&forced, '}');
+        weir_buf_puts(&plain, ws[rnd() % 5]);
+        weir_buf_free(&members);
+
+        int rc1 = weir_decode(dec, plain.p, plain.len, &r1, reason, sizeof(reason));
+        int rc2 = weir_decode(dec, forced.p, forced.len, &r2, reason2, sizeof(reason2));
+        cr_assert_eq(rc1, rc2, "disagree on %s: '%s' vs '%s'", buf_str(&plain),
+                     rc1 ? reason : "ok", rc2 ? reason2 : "ok");
+        if (rc1 == WEIR_OK) {
+            assert_records_equal(&r1, &r2);
+            agreed_ok++;
+        } else if (strncmp(reason, "invalid JSON", 12) != 0) {
+            cr_assert_str_eq(reason, reason2, "on %s", buf_str(&plain));
+        }
+    }
+    cr_assert_gt(agreed_ok, 10000, "only %d successful decodes", agreed_ok);
+    weir_buf_free(&plain);
+    weir_buf_free(&forced);
+    weir_record_free(&r1);
+    weir_record_free(&r2);
+    weir_decoder_destroy(dec);
+    weir_rowtype_destroy(rt);
 }

@@ -1,0 +1,858 @@
+/**
+ * @file arima_model.c
+ * @brief ARIMA numerics: see arima_model.h for the model and its conventions.
+ *
+ * Fitting works on the series divided by a scale s (the RMS of the
+ * differenced, de-trended series) so that the optimiser sees O(1) numbers;
+ * the approximate-diffuse variance is divided by s^2 at the same time, which
+ * keeps the scaled likelihood exactly equal to the original one minus
+ * (n - d) log s. The reported log-likelihood is recomputed on the original
+ * series at the estimate.
+ */
+#include "arima_model.h"
+
+#include <float.h>
+#include <math.h>
+#include <nlopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_2PI 1.8378770664093454836
+/* Kalman filter: P is steady once no element moves by more than this (relative). */
+#define KF_STEADY_TOL 1e-13
+/* Returned by objectives where the likelihood cannot be evaluated. */
+#define BAD_OBJECTIVE 1e10
+/* Unconstrained AR/MA coordinates are kept in [-U_MAX, U_MAX] (|pacf| < 0.99999). */
+#define U_MAX 220.0
+
+int arima_k_trend(arima_trend_t trend) {
+    return trend == ARIMA_TREND_CT ? 2 : trend == ARIMA_TREND_N ? 0 : 1;
+}
+
+int arima_nparams(const arima_spec_t *spec) {
+    return arima_k_trend(spec->trend) + spec->p + spec->q + 1;
+}
+
+static bool has_const(arima_trend_t t) { return t == ARIMA_TREND_C || t == ARIMA_TREND_CT; }
+static bool has_drift(arima_trend_t t) { return t == ARIMA_TREND_T || t == ARIMA_TREND_CT; }
+
+int arima_spec_check(const arima_spec_t *spec, char *errstr, size_t errstr_size) {
+    if (spec->p < 0 || spec->p > ARIMA_MAX_P || spec->q < 0 || spec->q > ARIMA_MAX_Q) {
+        snprintf(errstr, errstr_size, "p and q must be between 0 and %d", ARIMA_MAX_P);
+        return -1;
+    }
+    if (spec->d < 0 || spec->d > ARIMA_MAX_D) {
+        snprintf(errstr, errstr_size, "d must be between 0 and %d", ARIMA_MAX_D);
+        return -1;
+    }
+    /* statsmodels: trend terms of lower order than d vanish under differencing. */
+    if ((has_const(spec->trend) && spec->d > 0) || (has_drift(spec->trend) && spec->d > 1)) {
+        snprintf(errstr, errstr_size,
+                 "trend terms of lower order than d are not allowed (d = %d: use trend 'n'%s)", spec->d,
+                 spec->d == 1 ? " or 't' for a drift" : "");
+        return -1;
+    }
+    return 0;
+}
+
+void arima_param_name(const arima_spec_t *spec, int i, char *buf, size_t size) {
+    int kt = arima_k_trend(spec->trend);
+    if (i < kt)
+        snprintf(buf, size, "%s", has_const(spec->trend) && i == 0 ? "const" : "drift");
+    else if (i < kt + spec->p)
+        snprintf(buf, size, "ar.L%d", i - kt + 1);
+    else if (i < kt + spec->p + spec->q)
+        snprintf(buf, size, "ma.L%d", i - kt - spec->p + 1);
+    else
+        snprintf(buf, size, "sigma2");
+}
+
+/* ---- Monahan transform (statsmodels' constrain/unconstrain_stationary_univariate) ---- */
+
+void arima_constrain_stationary(const double *u, int n, double *c) {
+    double y[ARIMA_MAX_R][ARIMA_MAX_R];
+    for (int k = 0; k < n; k++) {
+        double r = u[k] / sqrt(1.0 + u[k] * u[k]);
+        for (int i = 0; i < k; i++)
+            y[k][i] = y[k - 1][i] + r * y[k - 1][k - i - 1];
+        y[k][k] = r;
+    }
+    for (int i = 0; i < n; i++)
+        c[i] = -y[n - 1][i];
+}
+
+int arima_unconstrain_stationary(const double *c, int n, double *u) {
+    double y[ARIMA_MAX_R][ARIMA_MAX_R];
+    if (n == 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        y[n - 1][i] = -c[i];
+    for (int k = n - 1; k > 0; k--) {
+        double den = 1.0 - y[k][k] * y[k][k];
+        if (!(den > 0))
+            return -1;
+        for (int i = 0; i < k; i++)
+            y[k - 1][i] = (y[k][i] - y[k][k] * y[k][k - i - 1]) / den;
+    }
+    for (int k = 0; k < n; k++) {
+        double r = y[k][k];
+        if (!(fabs(r) < 1.0))
+            return -1;
+        u[k] = r / sqrt(1.0 - r * r);
+    }
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+/* Difference x (length n) d times in place; returns the new length n - d. */
+static int difference(double *x, int n, int d) {
+    for (int k = 0; k < d; k++) {
+        for (int i = 0; i + 1 < n - k; i++)
+            x[i] = x[i + 1] - x[i];
+    }
+    return n - d;
+}
+
+/* Regressor j (0 = const, 1 = drift) at 1-based time t. */
+static double trend_value(arima_trend_t trend, int j, double t) {
+    int col = has_const(trend) ? j : j + 1; /* 0 -> 1, 1 -> t */
+    return col == 0 ? 1.0 : t;
+}
+
+static double trend_mean(const double *beta, arima_trend_t trend, double t) {
+    double mu = 0;
+    if (has_const(trend))
+        mu += beta[0];
+    if (has_drift(trend))
+        mu += beta[has_const(trend) ? 1 : 0] * t;
+    return mu;
+}
+
+/* ---- CSS ---- */
+
+/* CSS on an already differenced series w (length nw) with differenced
+ * regressor means mu (length nw, may be NULL). */
+static double css_core(int p, int q, const double *phi, const double *theta, const double *w, const double *mu,
+                       int nw, double *e) {
+    double sse = 0;
+    for (int t = 0; t < nw; t++) {
+        if (t < p) {
+            e[t] = 0;
+            continue;
+        }
+        double v = w[t] - (mu ? mu[t] : 0);
+        for (int i = 1; i <= p; i++)
+            v -= phi[i - 1] * (w[t - i] - (mu ? mu[t - i] : 0));
+        for (int j = 1; j <= q && j <= t; j++)
+            v -= theta[j - 1] * e[t - j];
+        e[t] = v;
+        sse += v * v;
+    }
+    return sse;
+}
+
+/* Differenced regressor means for beta: Delta^d (beta'x_t), t = 1..n. */
+static void diff_trend(const arima_spec_t *spec, const double *beta, int n, double *mu) {
+    for (int i = 0; i < n; i++)
+        mu[i] = trend_mean(beta, spec->trend, i + 1);
+    difference(mu, n, spec->d);
+}
+
+double arima_css(const arima_spec_t *spec, const double *y, int n, const double *params, double *sigma2) {
+    int kt = arima_k_trend(spec->trend);
+    int nw = n - spec->d;
+    if (nw <= spec->p)
+        return NAN;
+    double *w = malloc(sizeof(double) * 3 * (size_t)n);
+    double *mu = w + n, *e = w + 2 * n;
+    memcpy(w, y, sizeof(double) * (size_t)n);
+    difference(w, n, spec->d);
+    double beta[2] = {0, 0};
+    for (int j = 0; j < kt; j++)
+        beta[j] = params[j];
+    diff_trend(spec, beta, n, mu);
+    double sse = css_core(spec->p, spec->q, params + kt, params + kt + spec->p, w, kt ? mu : NULL, nw, e);
+    if (sigma2)
+        *sigma2 = sse / (nw - spec->p);
+    free(w);
+    return sse;
+}
+
+/* ---- state space ---- */
+
+void arima_ssm_build(const arima_spec_t *spec, const double *params, arima_ssm_t *ssm) {
+    int kt = arima_k_trend(spec->trend);
+    int d = spec->d, p = spec->p, q = spec->q;
+    int r = p > q + 1 ? p : q + 1;
+    int m = d + r;
+    memset(ssm, 0, sizeof(*ssm));
+    ssm->m = m;
+    ssm->d = d;
+    ssm->r = r;
+    double *T = ssm->T;
+    /* differencing block: upper-triangular ones, plus the first ARMA state */
+    for (int i = 0; i < d; i++) {
+        for (int j = i; j < d; j++)
+            T[i * m + j] = 1;
+        T[i * m + d] = 1;
+    }
+    /* ARMA companion block */
+    for (int i = 0; i < p; i++)
+        T[(d + i) * m + d] = params[kt + i];
+    for (int i = 0; i + 1 < r; i++)
+        T[(d + i) * m + d + i + 1] = 1;
+    ssm->R[d] = 1;
+    for (int j = 0; j < q; j++)
+        ssm->R[d + 1 + j] = params[kt + p + j];
+    ssm->sigma2 = params[kt + p + q];
+    /* the mean is beta[0] + beta[1] * t whatever the trend kind */
+    if (has_const(spec->trend))
+        ssm->beta[0] = params[0];
+    if (has_drift(spec->trend))
+        ssm->beta[1] = params[kt - 1];
+}
+
+/* Solve P = A P A' + Q for an r x r matrix (row-major) by the Kronecker form
+ * restricted to the upper triangle. Returns -1 if singular. */
+static int lyapunov(int r, const double *A, const double *Q, double *P) {
+    int nu = r * (r + 1) / 2;
+    int idx[ARIMA_MAX_R][ARIMA_MAX_R];
+    int k = 0;
+    for (int i = 0; i < r; i++)
+        for (int j = i; j < r; j++)
+            idx[i][j] = idx[j][i] = k++;
+    double *M = calloc((size_t)nu * (size_t)(nu + 1), sizeof(double));
+    if (!M)
+        return -1;
+    int ld = nu + 1;
+    /* row for unknown (i,j), i <= j: P_ij - sum_kl A_ik A_jl P_kl = Q_ij */
+    for (int i = 0; i < r; i++)
+        for (int j = i; j < r; j++) {
+            int row = idx[i][j];
+            double *Mr = M + (size_t)row * (size_t)ld;
+            Mr[row] += 1.0;
+            for (int a = 0; a < r; a++) {
+                double aia = A[i * r + a];
+                if (aia == 0)
+                    continue;
+                for (int b = 0; b < r; b++) {
+                    double ajb = A[j * r + b];
+                    if (ajb != 0)
+                        Mr[idx[a][b]] -= aia * ajb;
+                }
+            }
+            Mr[nu] = Q[i * r + j];
+        }
+    /* Gaussian elimination with partial pivoting */
+    for (int c = 0; c < nu; c++) {
+        int piv = c;
+        for (int i = c + 1; i < nu; i++)
+            if (fabs(M[(size_t)i * ld + c]) > fabs(M[(size_t)piv * ld + c]))
+                piv = i;
+        if (fabs(M[(size_t)piv * ld + c]) < 1e-13) {
+            free(M);
+            return -1;
+        }
+        if (piv != c)
+            for (int j = c; j <= nu; j++) {
+                double t = M[(size_t)c * ld + j];
+                M[(size_t)c * ld + j] = M[(size_t)piv * ld + j];
+                M[(size_t)piv * ld + j] = t;
+            }
+        double inv = 1.0 / M[(size_t)c * ld + c];
+        for (int i = c + 1; i < nu; i++) {
+            double f = M[(size_t)i * ld + c] * inv;
+            if (f == 0)
+                continue;
+            for (int j = c; j <= nu; j++)
+                M[(size_t)i * ld + j] -= f * M[(size_t)c * ld + j];
+        }
+    }
+    double x[ARIMA_MAX_R * (ARIMA_MAX_R + 1) / 2];
+    for (int i = nu - 1; i >= 0; i--) {
+        double s = M[(size_t)i * ld + nu];
+        for (int j = i + 1; j < nu; j++)
+            s -= M[(size_t)i * ld + j] * x[j];
+        x[i] = s / M[(size_t)i * ld + i];
+    }
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            P[i * r + j] = x[idx[i][j]];
+    free(M);
+    return 0;
+}
+
+int arima_kstate_init(const arima_ssm_t *ssm, double diffuse, arima_kstate_t *ks) {
+    int m = ssm->m, d = ssm->d, r = ssm->r;
+    memset(ks, 0, sizeof(*ks));
+    ks->m = m;
+    ks->t = 1;
+    for (int i = 0; i < d; i++)
+        ks->P[i * m + i] = diffuse;
+    double A[ARIMA_MAX_R * ARIMA_MAX_R], Q[ARIMA_MAX_R * ARIMA_MAX_R], P0[ARIMA_MAX_R * ARIMA_MAX_R];
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) {
+            A[i * r + j] = ssm->T[(d + i) * m + d + j];
+            Q[i * r + j] = ssm->R[d + i] * ssm->R[d + j];
+        }
+    if (lyapunov(r, A, Q, P0))
+        return -1;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            ks->P[(d + i) * m + d + j] = ssm->sigma2 * P0[i * r + j];
+    return 0;
+}
+
+static inline double ssm_mean(const arima_ssm_t *ssm, double t) { return ssm->beta[0] + ssm->beta[1] * t; }
+
+/* a <- T a (m x m dense, small) */
+static inline void mat_vec(int m, const double *T, const double *a, double *out) {
+    for (int i = 0; i < m; i++) {
+        double s = 0;
+        for (int j = 0; j < m; j++)
+            s += T[i * m + j] * a[j];
+        out[i] = s;
+    }
+}
+
+/* One full Kalman update; returns the log-likelihood term (0 if !count) and
+ * sets *steady when P stopped moving. */
+static double kf_update(const arima_ssm_t *ssm, arima_kstate_t *ks, double y, double *yhat_out, double *F_out,
+                        bool *bad) {
+    int m = ssm->m, nz = ssm->d + 1;
+    double *a = ks->a, *P = ks->P;
+    double PZ[ARIMA_MAX_M];
+    double za = 0, F = 0;
+    for (int i = 0; i < nz; i++)
+        za += a[i];
+    for (int i = 0; i < m; i++) {
+        double s = 0;
+        for (int j = 0; j < nz; j++)
+            s += P[i * m + j];
+        PZ[i] = s;
+    }
+    for (int i = 0; i < nz; i++)
+        F += PZ[i];
+    double yhat = za + ssm_mean(ssm, ks->t);
+    if (yhat_out)
+        *yhat_out = yhat;
+    if (F_out)
+        *F_out = F;
+    ks->t += 1;
+    if (isnan(y)) {
+        /* missing: predict only */
+        double ta[ARIMA_MAX_M], TP[ARIMA_MAX_M * ARIMA_MAX_M];
+        mat_vec(m, ssm->T, a, ta);
+        memcpy(a, ta, sizeof(double) * (size_t)m);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < m; j++) {
+                double s = 0;
+                for (int k = 0; k < m; k++)
+                    s += ssm->T[i * m + k] * P[k * m + j];
+                TP[i * m + j] = s;
+            }
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < m; j++) {
+                double s = 0;
+                for (int k = 0; k < m; k++)
+                    s += TP[i * m + k] * ssm->T[j * m + k];
+                P[i * m + j] = s + ssm->sigma2 * ssm->R[i] * ssm->R[j];
+            }
+        ks->steady = false;
+        return 0;
+    }
+    if (!(F > 0)) {
+        *bad = true;
+        return NAN;
+    }
+    double v = y - yhat;
+    double finv = 1.0 / F;
+    /* filtered */
+    double af[ARIMA_MAX_M], Pf[ARIMA_MAX_M * ARIMA_MAX_M];
+    for (int i = 0; i < m; i++)
+        af[i] = a[i] + PZ[i] * v * finv;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++)
+            Pf[i * m + j] = P[i * m + j] - PZ[i] * PZ[j] * finv;
+    /* predicted */
+    mat_vec(m, ssm->T, af, a);
+    double TP[ARIMA_MAX_M * ARIMA_MAX_M];
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++) {
+            double s = 0;
+            for (int k = 0; k < m; k++)
+                s += ssm->T[i * m + k] * Pf[k * m + j];
+            TP[i * m + j] = s;
+        }
+    double maxdiff = 0, maxabs = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = i; j < m; j++) {
+            double s = 0;
+            for (int k = 0; k < m; k++)
+                s += TP[i * m + k] * ssm->T[j * m + k];
+            s += ssm->sigma2 * ssm->R[i] * ssm->R[j];
+            double diff = fabs(s - P[i * m + j]);
+            if (diff > maxdiff)
+                maxdiff = diff;
+            if (fabs(s) > maxabs)
+                maxabs = fabs(s);
+            P[i * m + j] = P[j * m + i] = s;
+        }
+    ks->steady = maxdiff <= KF_STEADY_TOL * (maxabs > 1 ? maxabs : 1);
+    return -0.5 * (LOG_2PI + log(F) + v * v * finv);
+}
+
+double arima_filter(const arima_ssm_t *ssm, arima_kstate_t *ks, const double *y, int n, int burn) {
+    int m = ssm->m, nz = ssm->d + 1;
+    double ll = 0;
+    bool bad = false;
+    int t = 0;
+    for (; t < n && !ks->steady; t++) {
+        if (isnan(y[t]))
+            return NAN;
+        double term = kf_update(ssm, ks, y[t], NULL, NULL, &bad);
+        if (bad)
+            return NAN;
+        if (t >= burn)
+            ll += term;
+    }
+    if (t >= n)
+        return ll;
+    /* steady state: F and the gain are fixed; only the mean moves */
+    double PZ[ARIMA_MAX_M], K[ARIMA_MAX_M], F = 0;
+    const double *P = ks->P;
+    for (int i = 0; i < m; i++) {
+        double s = 0;
+        for (int j = 0; j < nz; j++)
+            s += P[i * m + j];
+        PZ[i] = s;
+    }
+    for (int i = 0; i < nz; i++)
+        F += PZ[i];
+    if (!(F > 0))
+        return NAN;
+    double finv = 1.0 / F;
+    mat_vec(m, ssm->T, PZ, K);
+    for (int i = 0; i < m; i++)
+        K[i] *= finv;
+    double *a = ks->a;
+    double sumsq = 0;
+    int cnt = 0;
+    double tt = ks->t;
+    double b0 = ssm->beta[0], b1 = ssm->beta[1];
+    double na[ARIMA_MAX_M];
+    for (; t < n; t++) {
+        double yt = y[t];
+        if (isnan(yt))
+            return NAN;
+        double za = 0;
+        for (int i = 0; i < nz; i++)
+            za += a[i];
+        double v = yt - za - b0 - b1 * tt;
+        tt += 1;
+        if (t >= burn) {
+            sumsq += v * v;
+            cnt++;
+        }
+        mat_vec(m, ssm->T, a, na);
+        for (int i = 0; i < m; i++)
+            a[i] = na[i] + K[i] * v;
+    }
+    ks->t = tt;
+    ll += -0.5 * (cnt * (LOG_2PI + log(F)) + sumsq * finv);
+    return ll;
+}
+
+void arima_kstate_step(const arima_ssm_t *ssm, arima_kstate_t *ks, double y, double *yhat, double *var) {
+    bool bad = false;
+    kf_update(ssm, ks, y, yhat, var, &bad);
+}
+
+void arima_forecast(const arima_ssm_t *ssm, const arima_kstate_t *ks0, int h, double *mean, double *se) {
+    arima_kstate_t ks = *ks0;
+    for (int i = 0; i < h; i++) {
+        double yhat, var;
+        kf_update(ssm, &ks, NAN, &yhat, &var, &(bool){false});
+        mean[i] = yhat;
+        se[i] = var > 0 ? sqrt(var) : 0;
+    }
+}
+
+static int build_model(const arima_spec_t *spec, const double *params, double diffuse, arima_ssm_t *ssm,
+                       arima_kstate_t *ks) {
+    arima_ssm_build(spec, params, ssm);
+    if (!(ssm->sigma2 > 0))
+        return -1;
+    return arima_kstate_init(ssm, diffuse, ks);
+}
+
+double arima_loglik(const arima_spec_t *spec, const double *y, int n, const double *params) {
+    arima_ssm_t ssm;
+    arima_kstate_t ks;
+    if (build_model(spec, params, ARIMA_DIFFUSE_VARIANCE, &ssm, &ks))
+        return NAN;
+    return arima_filter(&ssm, &ks, y, n, spec->d);
+}
+
+void arima_psi_weights(const arima_spec_t *spec, const double *params, int nw, double *psi) {
+    int kt = arima_k_trend(spec->trend);
+    const double *phi = params + kt, *theta = params + kt + spec->p;
+    /* phi*(B) = phi(B) (1 - B)^d as 1 - sum a_i B^i */
+    double poly[ARIMA_MAX_P + ARIMA_MAX_D + 1] = {1};
+    int deg = 0;
+    for (int i = 1; i <= spec->p; i++)
+        poly[i] = -phi[i - 1];
+    deg = spec->p;
+    for (int k = 0; k < spec->d; k++) {
+        for (int i = deg + 1; i >= 1; i--)
+            poly[i] -= poly[i - 1];
+        deg++;
+    }
+    for (int j = 0; j < nw; j++) {
+        double s = j == 0 ? 1.0 : j <= spec->q ? theta[j - 1] : 0.0;
+        for (int i = 1; i <= deg && i <= j; i++)
+            s -= poly[i] * psi[j - i];
+        psi[j] = s;
+    }
+}
+
+/* ---- quantiles ---- */
+
+/* Inverse standard normal CDF (Acklam's rational approximation refined by
+ * one Halley step with erfc: full double precision). */
+static double norm_ppf(double p) {
+    static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                               1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+    static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                               6.680131188771972e+01,  -1.328068155288572e+01};
+    static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                               -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+    static const double dd[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                                3.754408661907416e+00};
+    double x;
+    if (p <= 0)
+        return -INFINITY;
+    if (p >= 1)
+        return INFINITY;
+    if (p < 0.02425) {
+        double q = sqrt(-2 * log(p));
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+            ((((dd[0] * q + dd[1]) * q + dd[2]) * q + dd[3]) * q + 1);
+    } else if (p <= 1 - 0.02425) {
+        double q = p - 0.5, r = q * q;
+        x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+    } else {
+        double q = sqrt(-2 * log(1 - p));
+        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+            ((((dd[0] * q + dd[1]) * q + dd[2]) * q + dd[3]) * q + 1);
+    }
+    double e = 0.5 * erfc(-x / sqrt(2.0)) - p;
+    double u = e * sqrt(2 * M_PI) * exp(x * x / 2);
+    return x - u / (1 + x * u / 2);
+}
+
+double arima_z_quantile(double level) { return norm_ppf(0.5 + level / 2); }
+
+/* ---- fitting ---- */
+
+typedef struct fit_problem {
+    const arima_spec_t *spec;
+    const double *y;      /* scaled series (MLE) */
+    int n;
+    const double *w;      /* scaled differenced series (CSS) */
+    const double *dx;     /* differenced regressors, kt columns of length nw (CSS) */
+    int nw;
+    double *e;            /* CSS residual scratch */
+    double *mu;           /* CSS mean scratch */
+    double diffuse;       /* scaled diffuse variance */
+    int kt, k;            /* trend terms, optimised coordinates */
+    bool css;             /* objective: CSS (no sigma2) or exact MLE */
+    int nevals, ngrads;
+} fit_problem_t;
+
+/* x (unconstrained) -> params (statsmodels order, scaled units). */
+static void x_to_params(const fit_problem_t *fp, const double *x, double *params) {
+    const arima_spec_t *s = fp->spec;
+    int kt = fp->kt;
+    for (int j = 0; j < kt; j++)
+        params[j] = x[j];
+    double u[ARIMA_MAX_R];
+    for (int i = 0; i < s->p; i++)
+        u[i] = fmax(-U_MAX, fmin(U_MAX, x[kt + i]));
+    arima_constrain_stationary(u, s->p, params + kt);
+    for (int i = 0; i < s->q; i++)
+        u[i] = fmax(-U_MAX, fmin(U_MAX, x[kt + s->p + i]));
+    arima_constrain_stationary(u, s->q, params + kt + s->p);
+    for (int i = 0; i < s->q; i++)
+        params[kt + s->p + i] = -params[kt + s->p + i];
+    if (!fp->css)
+        params[kt + s->p + s->q] = exp(x[fp->k - 1]);
+}
+
+/* params -> x; -1 if AR not stationary or MA not invertible. */
+static int params_to_x(const fit_problem_t *fp, const double *params, double *x) {
+    const arima_spec_t *s = fp->spec;
+    int kt = fp->kt;
+    for (int j = 0; j < kt; j++)
+        x[j] = params[j];
+    if (arima_unconstrain_stationary(params + kt, s->p, x + kt))
+        return -1;
+    double negma[ARIMA_MAX_Q];
+    for (int i = 0; i < s->q; i++)
+        negma[i] = -params[kt + s->p + i];
+    if (arima_unconstrain_stationary(negma, s->q, x + kt + s->p))
+        return -1;
+    for (int i = kt; i < kt + s->p + s->q; i++)
+        if (!isfinite(x[i]) || fabs(x[i]) > U_MAX)
+            return -1;
+    if (!fp->css) {
+        double s2 = params[kt + s->p + s->q];
+        if (!(s2 > 0))
+            return -1;
+        x[fp->k - 1] = log(s2);
+    }
+    return 0;
+}
+
+static double objective_value(fit_problem_t *fp, const double *x) {
+    double params[ARIMA_MAX_PARAMS];
+    const arima_spec_t *s = fp->spec;
+    fp->nevals++;
+    x_to_params(fp, x, params);
+    if (fp->css) {
+        int kt = fp->kt;
+        const double *mu = NULL;
+        if (kt) {
+            for (int t = 0; t < fp->nw; t++) {
+                double v = 0;
+                for (int j = 0; j < kt; j++)
+                    v += params[j] * fp->dx[j * fp->nw + t];
+                fp->mu[t] = v;
+            }
+            mu = fp->mu;
+        }
+        double sse = css_core(s->p, s->q, params + kt, params + kt + s->p, fp->w, mu, fp->nw, fp->e);
+        double v = 0.5 * log(sse / (fp->nw - s->p));
+        return isfinite(v) ? v : BAD_OBJECTIVE;
+    }
+    arima_ssm_t ssm;
+    arima_kstate_t ks;
+    if (build_model(s, params, fp->diffuse, &ssm, &ks))
+        return BAD_OBJECTIVE;
+    double ll = arima_filter(&ssm, &ks, fp->y, fp->n, s->d);
+    if (!isfinite(ll))
+        return BAD_OBJECTIVE;
+    return -ll / (fp->n - s->d);
+}
+
+static double nlopt_objective(unsigned k, const double *x, double *grad, void *data) {
+    fit_problem_t *fp = data;
+    double f = objective_value(fp, x);
+    if (grad) {
+        fp->ngrads++;
+        double xx[ARIMA_MAX_PARAMS];
+        memcpy(xx, x, sizeof(double) * k);
+        for (unsigned i = 0; i < k; i++) {
+            double h = 1e-6 * fmax(1.0, fabs(x[i]));
+            xx[i] = x[i] + h;
+            double fp1 = objective_value(fp, xx);
+            xx[i] = x[i] - h;
+            double fm1 = objective_value(fp, xx);
+            xx[i] = x[i];
+            grad[i] = (fp1 >= BAD_OBJECTIVE || fm1 >= BAD_OBJECTIVE) ? 0 : (fp1 - fm1) / (2 * h);
+        }
+    }
+    return f;
+}
+
+/* Minimise from x (in place). Returns the NLopt result code. */
+static nlopt_result minimise(fit_problem_t *fp, double *x, double ftol, int maxeval, double *fmin) {
+    nlopt_opt opt = nlopt_create(NLOPT_LD_LBFGS, (unsigned)fp->k);
+    if (!opt)
+        return NLOPT_OUT_OF_MEMORY;
+    nlopt_set_min_objective(opt, nlopt_objective, fp);
+    nlopt_set_ftol_rel(opt, ftol);
+    nlopt_set_xtol_rel(opt, 1e-10);
+    nlopt_set_maxeval(opt, maxeval);
+    nlopt_set_vector_storage(opt, 10);
+    *fmin = HUGE_VAL;
+    nlopt_result res = nlopt_optimize(opt, x, fmin);
+    nlopt_destroy(opt);
+    return res;
+}
+
+static void fill_criteria(const arima_spec_t *spec, int n, arima_fit_t *out) {
+    int k = arima_nparams(spec);
+    double ne = n - spec->d;
+    out->aic = -2 * out->loglik + 2 * k;
+    out->aicc = ne - k - 1 > 0 ? out->aic + 2.0 * k * (k + 1) / (ne - k - 1) : NAN;
+    out->bic = -2 * out->loglik + k * log(ne);
+}
+
+int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_t *warm,
+              const arima_opts_t *opts, arima_fit_t *out, arima_kstate_t *ks) {
+    arima_opts_t o = opts ? *opts : (arima_opts_t){0};
+    if (o.maxeval <= 0)
+        o.maxeval = 2000;
+    if (!(o.ftol_rel > 0))
+        o.ftol_rel = 1e-11;
+    memset(out, 0, sizeof(*out));
+    out->nparams = arima_nparams(spec);
+    out->nobs = n;
+    out->loglik = out->aic = out->aicc = out->bic = NAN;
+    for (int i = 0; i < out->nparams; i++)
+        out->params[i] = NAN;
+    if (arima_spec_check(spec, out->error, sizeof(out->error)))
+        return -1;
+    int kt = arima_k_trend(spec->trend), k = out->nparams;
+    int nw = n - spec->d;
+    if (nw < k + 2) {
+        snprintf(out->error, sizeof(out->error), "too few points: %d, need at least %d for ARIMA(%d,%d,%d)", n,
+                 k + 2 + spec->d, spec->p, spec->d, spec->q);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (!isfinite(y[i])) {
+            snprintf(out->error, sizeof(out->error), "non-finite value at position %d", i);
+            return -1;
+        }
+    int rc = -1;
+    double *buf = malloc(sizeof(double) * (size_t)n * 7);
+    double *ys = buf, *w = buf + n, *dx = buf + 2 * n, *e = buf + 4 * n, *mu = buf + 5 * n, *res = buf + 6 * n;
+    /* differenced series and regressors; OLS of w on them for the scale and trend start */
+    memcpy(w, y, sizeof(double) * (size_t)n);
+    difference(w, n, spec->d);
+    for (int j = 0; j < kt; j++) {
+        for (int t = 0; t < n; t++)
+            dx[j * n + t] = trend_value(spec->trend, j, t + 1);
+        difference(dx + j * n, n, spec->d);
+    }
+    /* compact dx to stride nw */
+    for (int j = 1; j < kt; j++)
+        memmove(dx + j * nw, dx + j * n, sizeof(double) * (size_t)nw);
+    double beta[2] = {0, 0};
+    if (kt == 1) {
+        double sxx = 0, sxy = 0;
+        for (int t = 0; t < nw; t++) {
+            sxx += dx[t] * dx[t];
+            sxy += dx[t] * w[t];
+        }
+        beta[0] = sxy / sxx;
+    } else if (kt == 2) {
+        double a11 = 0, a12 = 0, a22 = 0, b1 = 0, b2 = 0;
+        for (int t = 0; t < nw; t++) {
+            double x1 = dx[t], x2 = dx[nw + t];
+            a11 += x1 * x1, a12 += x1 * x2, a22 += x2 * x2, b1 += x1 * w[t], b2 += x2 * w[t];
+        }
+        double det = a11 * a22 - a12 * a12;
+        beta[0] = (a22 * b1 - a12 * b2) / det;
+        beta[1] = (a11 * b2 - a12 * b1) / det;
+    }
+    double ss = 0, wmax = 0;
+    for (int t = 0; t < nw; t++) {
+        double r = w[t];
+        for (int j = 0; j < kt; j++)
+            r -= beta[j] * dx[j * nw + t];
+        res[t] = r;
+        ss += r * r;
+        wmax = fmax(wmax, fabs(w[t]));
+    }
+    double scale = sqrt(ss / nw);
+    if (!(scale > 1e-10 * fmax(wmax, DBL_MIN)) || !isfinite(scale)) {
+        snprintf(out->error, sizeof(out->error), "constant series: no variation left after differencing%s",
+                 kt ? " and trend removal" : "");
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        ys[i] = y[i] / scale;
+    for (int t = 0; t < nw; t++)
+        w[t] /= scale;
+    fit_problem_t fp = {.spec = spec, .y = ys, .n = n, .w = w, .dx = dx, .nw = nw, .e = e, .mu = mu,
+                        .diffuse = ARIMA_DIFFUSE_VARIANCE / (scale * scale), .kt = kt};
+    double x[ARIMA_MAX_PARAMS] = {0}, params[ARIMA_MAX_PARAMS];
+    double fmin;
+    bool started = false;
+    if (warm && !warm->error[0] && warm->nparams == k && isfinite(warm->loglik)) {
+        fp.css = false;
+        fp.k = k;
+        for (int j = 0; j < k; j++)
+            params[j] = warm->params[j];
+        for (int j = 0; j < kt; j++)
+            params[j] /= scale;
+        params[k - 1] /= scale * scale;
+        started = params_to_x(&fp, params, x) == 0;
+    }
+    if (!started) {
+        /* CSS stage: trend from OLS, ARMA from zero */
+        fp.css = true;
+        fp.k = k - 1;
+        memset(x, 0, sizeof(x));
+        for (int j = 0; j < kt; j++)
+            x[j] = beta[j] / scale;
+        double s2 = 1.0;
+        if (!o.no_css && fp.k > 0) {
+            minimise(&fp, x, 1e-8, o.maxeval / 4, &fmin);
+            if (!(fmin < BAD_OBJECTIVE)) {
+                memset(x, 0, sizeof(x));
+                for (int j = 0; j < kt; j++)
+                    x[j] = beta[j] / scale;
+            }
+        }
+        x_to_params(&fp, x, params);
+        for (int t = 0; t < nw; t++) {
+            double v = 0;
+            for (int j = 0; j < kt; j++)
+                v += params[j] * dx[j * nw + t];
+            mu[t] = v;
+        }
+        double sse = css_core(spec->p, spec->q, params + kt, params + kt + spec->p, w, mu, nw, e);
+        if (nw - spec->p > 0 && sse > 0 && isfinite(sse))
+            s2 = sse / (nw - spec->p);
+        fp.css = false;
+        fp.k = k;
+        x[k - 1] = log(s2);
+    }
+    fp.ngrads = 0;
+    nlopt_result nr = minimise(&fp, x, o.ftol_rel, o.maxeval, &fmin);
+    out->nevals = fp.nevals;
+    out->iterations = fp.ngrads;
+    if (nr < 0 && nr != NLOPT_ROUNDOFF_LIMITED) {
+        snprintf(out->error, sizeof(out->error), "optimiser failed (NLopt code %d)", (int)nr);
+        goto done;
+    }
+    if (!(fmin < BAD_OBJECTIVE)) {
+        snprintf(out->error, sizeof(out->error), "likelihood could not be evaluated (singular model)");
+        goto done;
+    }
+    out->converged = nr != NLOPT_MAXEVAL_REACHED && nr != NLOPT_MAXTIME_REACHED;
+    x_to_params(&fp, x, params);
+    for (int j = 0; j < kt; j++)
+        params[j] *= scale;
+    params[k - 1] *= scale * scale;
+    memcpy(out->params, params, sizeof(double) * (size_t)k);
+    {
+        arima_ssm_t ssm;
+        arima_kstate_t kst;
+        if (build_model(spec, params, ARIMA_DIFFUSE_VARIANCE, &ssm, &kst)) {
+            snprintf(out->error, sizeof(out->error), "estimate is on the unit circle");
+            goto done;
+        }
+        out->loglik = arima_filter(&ssm, &kst, y, n, spec->d);
+        if (!isfinite(out->loglik)) {
+            snprintf(out->error, sizeof(out->error), "likelihood is not finite at the estimate");
+            goto done;
+        }
+        if (ks)
+            *ks = kst;
+    }
+    fill_criteria(spec, n, out);
+    if (!out->converged)
+        snprintf(out->error, sizeof(out->error), "not converged after %d evaluations", out->nevals);
+    rc = out->converged ? 0 : -1;
+done:
+    free(buf);
+    return rc;
+}

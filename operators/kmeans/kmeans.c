@@ -1,0 +1,928 @@
+/**
+ * kmeans: streaming k-means over numeric feature expressions (DESIGN.md §7),
+ * one model per task or one per key.
+ *
+ * Per model: the first `init_size` points are held back (with their records)
+ * until k-means++ seeding and a few Lloyd iterations on them give model
+ * version 1; then every held record is emitted with its assignment. After
+ * that each record is assigned to the nearest centroid of the current model
+ * and emitted at once, and it joins the open mini-batch; when the batch
+ * closes (`batch: N` records, or `batch: window` when the input window
+ * changes or the watermark passes its end) the model is updated with Spark
+ * MLlib's rule c' = (c n a + sum x)/(n a + m), n' = n a + m, dead clusters are
+ * re-seeded by splitting the largest, and the centroids are emitted on the
+ * `centroids` port. See operators/kmeans/README.md and docs/kmeans.md.
+ *
+ * Output ports:
+ *   0            the input record + `cluster` (long) + `distance` (double)
+ *   1 centroids  [key,] model_version, k, centroids (JSON text: records have
+ *                no array type yet), weights (JSON text), inertia_batch, reseeded
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "expr.h"
+#include "kmeans_model.h"
+#include "operator.h"
+
+#define KMEANS_SNAPSHOT_VERSION 1
+#define KMEANS_MAX_K 4096
+#define KMEANS_MAX_INIT (1 << 24)
+
+typedef struct kmeans_conf {
+    /* filled by the config map */
+    int64_t k;
+    double decay;            /* NAN when not given */
+    double half_life;        /* NAN when not given */
+    const char *time_unit;
+    const char *scope;
+    const char *key_field;   /* NULL: the record key */
+    bool standardize;
+    int64_t init_size;       /* -1: max(10 k, 100) */
+    int64_t init_iterations;
+    int64_t seed;
+    const char *distance;
+    double dead_fraction;
+    /* compiled */
+    int d;                   /* number of features */
+    weir_expr_t **features;  /* d compiled expressions */
+    int *feature_slot;       /* per feature: input slot when it is a bare numeric field, else -1 */
+    char **null_reason;      /* per feature: "null feature 'x'" (built once: no formatting per record) */
+    char **nonfinite_reason; /* per feature: "non-finite feature 'x'" */
+    int64_t batch_n;         /* > 0: records per batch; 0: batch by input window */
+    int window_end_slot;     /* slot of window_end (batch: window), else -1 */
+    bool per_key;            /* scope: key */
+    int key_slot;            /* slot of key_field, or -1 */
+    int nin;                 /* fields of the input row type */
+    kmeans_params_t params;  /* what each model reads */
+} kmeans_conf_t;
+
+/* One model: the task's, or one key's. */
+typedef struct km_slot {
+    kmeans_model_t m;
+    bool has_key;            /* false: the task model, or the model of records without a key */
+    char *key;               /* owned */
+    size_t key_len;
+    uint64_t hash;
+    weir_record_t *held;     /* records waiting for initialisation (init_size of them, lazily) */
+    int nheld;
+    int64_t max_ts;          /* latest event time seen by this model */
+    bool win_set;            /* batch: window: the open batch has a window_end */
+    int64_t win_end;
+    bool pending;            /* in ctx->pending */
+} km_slot_t;
+
+typedef struct kmeans_ctx {
+    const weir_plan_t *plan;
+    const kmeans_conf_t *conf;
+    km_slot_t **slots;       /* in creation order (snapshot order) */
+    int nslots, slots_cap;
+    uint32_t *index;         /* open addressing: slot index + 1, 0 = empty */
+    uint32_t index_cap;      /* power of two */
+    km_slot_t **pending;     /* batch: window: models with an open windowed batch, in order */
+    int npending, pending_cap;
+    int64_t pending_min;     /* <= every pending win_end (lower bound; O(1) watermark check) */
+    double *x;               /* d raw features of the record in hand */
+    weir_record_t out;       /* port 0, reused */
+    weir_record_t cent;      /* port 1, reused */
+    weir_buf_t cbuf, wbuf;   /* JSON text of centroids and weights, reused */
+    weir_arena_t scratch;    /* string temporaries of feature expressions */
+    char keybuf[32];         /* a long key as text */
+    uint64_t reseeds;        /* dead clusters re-seeded, all models */
+} kmeans_ctx_t;
+
+static const weir_config_map_t kmeans_config_map[] = {
+    {WEIR_CM_CUSTOM, "features", NULL, true, 0,
+     "list of numeric fields or expressions: the feature vector"},
+    {WEIR_CM_LONG, "k", NULL, true, offsetof(kmeans_conf_t, k), "number of clusters (>= 1)"},
+    {WEIR_CM_DOUBLE, "decay", NULL, false, offsetof(kmeans_conf_t, decay),
+     "forgetfulness a in (0, 1] per time unit (Spark MLlib's decayFactor); default 1 = no forgetting"},
+    {WEIR_CM_DOUBLE, "half_life", NULL, false, offsetof(kmeans_conf_t, half_life),
+     "instead of decay: time units after which a point's weight halves (a = 0.5^(1/half_life))"},
+    {WEIR_CM_STR, "time_unit", "batches", false, offsetof(kmeans_conf_t, time_unit),
+     "unit of decay and half_life: batches (a per update) or points (a^m for m points)"},
+    {WEIR_CM_CUSTOM, "batch", NULL, false, 0,
+     "N (update every N records of a model) or window (update when the input window_end changes or "
+     "the watermark passes it); default window when the input has window_end, else 100"},
+    {WEIR_CM_STR, "scope", "task", false, offsetof(kmeans_conf_t, scope),
+     "task (one model per task) or key (one model per key)"},
+    {WEIR_CM_STR, "key", NULL, false, offsetof(kmeans_conf_t, key_field),
+     "scope key: field (string or long) holding the key; default the record key"},
+    {WEIR_CM_BOOL, "standardize", "false", false, offsetof(kmeans_conf_t, standardize),
+     "scale features by their running standard deviation"},
+    {WEIR_CM_LONG, "init_size", NULL, false, offsetof(kmeans_conf_t, init_size),
+     "points buffered for k-means++ initialisation; default max(10 k, 100)"},
+    {WEIR_CM_LONG, "init_iterations", "10", false, offsetof(kmeans_conf_t, init_iterations),
+     "Lloyd iterations on the init buffer after seeding"},
+    {WEIR_CM_LONG, "seed", "1", false, offsetof(kmeans_conf_t, seed), "random seed (k-means++)"},
+    {WEIR_CM_STR, "distance", "euclidean", false, offsetof(kmeans_conf_t, distance), "euclidean or cosine"},
+    {WEIR_CM_DOUBLE, "dead_fraction", "1e-8", false, offsetof(kmeans_conf_t, dead_fraction),
+     "a cluster whose weight falls below this fraction of the largest is re-seeded"},
+    {0},
+};
+
+/* ---- compile time ---- */
+
+static void kmeans_plan_destroy(void *p) {
+    kmeans_conf_t *conf = p;
+    if (!conf)
+        return;
+    for (int i = 0; i < conf->d; i++) {
+        weir_expr_destroy(conf->features[i]);
+        free(conf->null_reason[i]);
+        free(conf->nonfinite_reason[i]);
+    }
+    free(conf->features);
+    free(conf->feature_slot);
+    free(conf->null_reason);
+    free(conf->nonfinite_reason);
+    free(conf);
+}
+
+static char *str_printf(const char *fmt, const char *arg) {
+    size_t n = strlen(fmt) + strlen(arg) + 1;
+    char *s = weir_malloc(n);
+    snprintf(s, n, fmt, arg);
+    return s;
+}
+
+static const weir_cfg_t *at_key(const weir_plan_t *plan, const char *key) {
+    const weir_cfg_t *c = weir_cfg_get(plan->cfg, key);
+    return c ? c : plan->cfg;
+}
+
+static int configure_features(weir_plan_t *plan, kmeans_conf_t *conf, char *errstr, size_t errstr_size) {
+    const weir_cfg_t *f = weir_cfg_get(plan->cfg, "features");
+    if (f->kind != WEIR_CFG_SEQ || f->n == 0)
+        return weir_cfg_error(f, errstr, errstr_size,
+                              "node '%s': features: expected a non-empty list of numeric fields or expressions",
+                              plan->name);
+    size_t n = f->n;
+    conf->features = weir_calloc(n, sizeof(*conf->features));
+    conf->feature_slot = weir_calloc(n, sizeof(int));
+    conf->null_reason = weir_calloc(n, sizeof(char *));
+    conf->nonfinite_reason = weir_calloc(n, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        const weir_cfg_t *item = f->items[i];
+        char key[64];
+        snprintf(key, sizeof(key), "features[%zu]", i);
+        weir_expr_t *e = weir_plan_expr(plan, item, key, plan->input, errstr, errstr_size);
+        if (!e)
+            return WEIR_ERR;
+        conf->features[conf->d] = e;
+        conf->null_reason[conf->d] = str_printf("null feature '%s'", item->scalar);
+        conf->nonfinite_reason[conf->d] = str_printf("non-finite feature '%s'", item->scalar);
+        conf->d++;
+        weir_type_t t = weir_expr_type(e);
+        if (t != WEIR_LONG && t != WEIR_DOUBLE)
+            return weir_cfg_error(item, errstr, errstr_size,
+                                  "node '%s': %s: '%s' is %s; features must be numeric (long or double)",
+                                  plan->name, key, item->scalar, weir_type_name(t));
+        int slot = weir_rowtype_find(plan->input, item->scalar);
+        conf->feature_slot[i] = slot;
+    }
+    return WEIR_OK;
+}
+
+static int configure_batch(weir_plan_t *plan, kmeans_conf_t *conf, char *errstr, size_t errstr_size) {
+    const weir_cfg_t *b = weir_cfg_get(plan->cfg, "batch");
+    int we = weir_rowtype_find(plan->input, "window_end");
+    bool has_we = we >= 0 && plan->input->fields[we].type == WEIR_LONG;
+    conf->window_end_slot = -1;
+    if (!b) {
+        conf->batch_n = has_we ? 0 : 100;
+    } else if (b->kind == WEIR_CFG_SCALAR && !strcmp(b->scalar, "window")) {
+        if (!has_we)
+            return weir_cfg_error(b, errstr, errstr_size,
+                                  "node '%s': batch: window needs an input with a long 'window_end' field "
+                                  "(the output of a window node); use batch: N to update every N records",
+                                  plan->name);
+        conf->batch_n = 0;
+    } else {
+        if (weir_cfg_as_long(b, &conf->batch_n, errstr, errstr_size))
+            return weir_cfg_error(b, errstr, errstr_size,
+                                  "node '%s': batch: expected a number of records or 'window'", plan->name);
+        if (conf->batch_n < 1)
+            return weir_cfg_error(b, errstr, errstr_size, "node '%s': batch: must be >= 1", plan->name);
+    }
+    if (conf->batch_n == 0)
+        conf->window_end_slot = we;
+    return WEIR_OK;
+}
+
+static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
+    kmeans_conf_t *conf = weir_calloc(1, sizeof(*conf));
+    plan->conf = conf;
+    conf->decay = NAN;
+    conf->half_life = NAN;
+    conf->init_size = -1;
+    conf->key_slot = -1;
+    conf->nin = plan->input->nfields;
+    if (weir_config_map_apply(kmeans_config_map, plan->cfg, conf, errstr, errstr_size))
+        return WEIR_ERR;
+    if (conf->k < 1 || conf->k > KMEANS_MAX_K)
+        return weir_cfg_error(at_key(plan, "k"), errstr, errstr_size, "node '%s': k: must be between 1 and %d, got %lld",
+                              plan->name, KMEANS_MAX_K, (long long)conf->k);
+    if (configure_features(plan, conf, errstr, errstr_size))
+        return WEIR_ERR;
+    if (!isnan(conf->decay) && !isnan(conf->half_life))
+        return weir_cfg_error(at_key(plan, "half_life"), errstr, errstr_size,
+                              "node '%s': give either decay or half_life, not both", plan->name);
+    if (!isnan(conf->decay) && !(conf->decay > 0.0 && conf->decay <= 1.0))
+        return weir_cfg_error(at_key(plan, "decay"), errstr, errstr_size, "node '%s': decay: must be in (0, 1], got %g",
+                              plan->name, conf->decay);
+    if (!isnan(conf->half_life) && !(conf->half_life > 0.0))
+        return weir_cfg_error(at_key(plan, "half_life"), errstr, errstr_size, "node '%s': half_life: must be > 0",
+                              plan->name);
+    double a = !isnan(conf->decay) ? conf->decay : !isnan(conf->half_life) ? pow(0.5, 1.0 / conf->half_life) : 1.0;
+    bool per_point;
+    if (!strcmp(conf->time_unit, "batches"))
+        per_point = false;
+    else if (!strcmp(conf->time_unit, "points"))
+        per_point = true;
+    else
+        return weir_cfg_error(at_key(plan, "time_unit"), errstr, errstr_size,
+                              "node '%s': time_unit: expected batches or points, got '%s'", plan->name, conf->time_unit);
+    if (configure_batch(plan, conf, errstr, errstr_size))
+        return WEIR_ERR;
+    if (!strcmp(conf->scope, "key"))
+        conf->per_key = true;
+    else if (strcmp(conf->scope, "task"))
+        return weir_cfg_error(at_key(plan, "scope"), errstr, errstr_size, "node '%s': scope: expected task or key, got '%s'",
+                              plan->name, conf->scope);
+    if (conf->key_field) {
+        if (!conf->per_key)
+            return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size, "node '%s': key: needs scope: key",
+                                  plan->name);
+        conf->key_slot = weir_rowtype_find(plan->input, conf->key_field);
+        if (conf->key_slot < 0)
+            return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size, "node '%s': key: unknown field '%s'",
+                                  plan->name, conf->key_field);
+        weir_type_t t = plan->input->fields[conf->key_slot].type;
+        if (t != WEIR_STRING && t != WEIR_LONG)
+            return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size,
+                                  "node '%s': key: field '%s' is %s; expected string or long", plan->name,
+                                  conf->key_field, weir_type_name(t));
+    }
+    if (conf->init_size < 0)
+        conf->init_size = conf->k * 10 > 100 ? conf->k * 10 : 100;
+    if (conf->init_size < conf->k || conf->init_size > KMEANS_MAX_INIT)
+        return weir_cfg_error(at_key(plan, "init_size"), errstr, errstr_size,
+                              "node '%s': init_size: must be between k (%lld) and %d", plan->name,
+                              (long long)conf->k, KMEANS_MAX_INIT);
+    if (conf->init_iterations < 0 || conf->init_iterations > 10000)
+        return weir_cfg_error(at_key(plan, "init_iterations"), errstr, errstr_size,
+                              "node '%s': init_iterations: must be between 0 and 10000", plan->name);
+    kmeans_metric_t metric;
+    if (!strcmp(conf->distance, "euclidean"))
+        metric = KMEANS_EUCLIDEAN;
+    else if (!strcmp(conf->distance, "cosine"))
+        metric = KMEANS_COSINE;
+    else
+        return weir_cfg_error(at_key(plan, "distance"), errstr, errstr_size,
+                              "node '%s': distance: expected euclidean or cosine, got '%s'", plan->name, conf->distance);
+    if (!(conf->dead_fraction >= 0.0 && conf->dead_fraction < 1.0))
+        return weir_cfg_error(at_key(plan, "dead_fraction"), errstr, errstr_size,
+                              "node '%s': dead_fraction: must be in [0, 1)", plan->name);
+    conf->params = (kmeans_params_t){
+        .k = (int)conf->k,
+        .d = conf->d,
+        .metric = metric,
+        .standardize = conf->standardize,
+        .decay = a,
+        .decay_per_point = per_point,
+        .dead_fraction = conf->dead_fraction,
+        .init_size = (int)conf->init_size,
+        .init_iterations = (int)conf->init_iterations,
+    };
+    /* Port 0: the input + cluster + distance. */
+    plan->nports = 2;
+    weir_rowtype_t *out = weir_rowtype_clone(plan->input);
+    plan->ports[0].rt = out;
+    static const char *const added[] = {"cluster", "distance"};
+    for (int i = 0; i < 2; i++)
+        if (weir_rowtype_add(out, added[i], i ? WEIR_DOUBLE : WEIR_LONG, false) < 0)
+            return weir_cfg_error(plan->cfg, errstr, errstr_size,
+                                  "node '%s': the input already has a field named '%s'; drop or rename it with a "
+                                  "map node first", plan->name, added[i]);
+    /* Port 1: the model after every update. */
+    weir_rowtype_t *c = weir_rowtype_new();
+    plan->ports[1].suffix = "centroids";
+    plan->ports[1].rt = c;
+    if (conf->per_key)
+        weir_rowtype_add(c, "key", WEIR_STRING, true);
+    weir_rowtype_add(c, "model_version", WEIR_LONG, false);
+    weir_rowtype_add(c, "k", WEIR_LONG, false);
+    weir_rowtype_add(c, "centroids", WEIR_STRING, false);
+    weir_rowtype_add(c, "weights", WEIR_STRING, false);
+    weir_rowtype_add(c, "inertia_batch", WEIR_DOUBLE, false);
+    weir_rowtype_add(c, "reseeded", WEIR_LONG, false);
+    return WEIR_OK;
+}
+
+static void kmeans_describe(const weir_plan_t *plan, FILE *fp) {
+    const kmeans_conf_t *conf = plan->conf;
+    const kmeans_params_t *p = &conf->params;
+    fprintf(fp, "    features (%d): ", conf->d);
+    for (int i = 0; i < conf->d; i++) {
+        fprintf(fp, "%s", i ? ", " : "");
+        weir_expr_print(conf->features[i], plan->input, fp);
+    }
+    fprintf(fp, "\n    k %d, %s distance%s, decay %.17g per %s, ", p->k, p->metric == KMEANS_COSINE ? "cosine" : "euclidean",
+            p->standardize ? " (standardized)" : "", p->decay, p->decay_per_point ? "point" : "batch");
+    if (conf->batch_n)
+        fprintf(fp, "batch every %lld records", (long long)conf->batch_n);
+    else
+        fprintf(fp, "batch per input window (window_end#%d)", conf->window_end_slot);
+    fprintf(fp, "\n    scope %s%s%s, init %d points + %d Lloyd iterations, seed %lld, dead fraction %g\n",
+            conf->per_key ? "key" : "task", conf->key_field ? " from field " : "", conf->key_field ? conf->key_field : "",
+            p->init_size, p->init_iterations, (long long)conf->seed, p->dead_fraction);
+}
+
+/* ---- models and the key map ---- */
+
+static uint64_t key_hash(const char *p, size_t n, bool has_key) {
+    uint64_t h = has_key ? 0xcbf29ce484222325ULL : 0x84222325cbf29ce4ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static km_slot_t *slot_new(kmeans_ctx_t *ctx, const char *key, size_t key_len, bool has_key, uint64_t hash) {
+    const kmeans_conf_t *conf = ctx->conf;
+    km_slot_t *s = weir_calloc(1, sizeof(*s));
+    s->has_key = has_key;
+    if (has_key) {
+        s->key = weir_malloc(key_len + 1);
+        memcpy(s->key, key, key_len);
+        s->key[key_len] = '\0';
+        s->key_len = key_len;
+    }
+    s->hash = hash;
+    s->max_ts = WEIR_TS_NONE;
+    /* Each key gets its own deterministic stream: the seed mixed with the key's hash. */
+    uint64_t seed = (uint64_t)conf->seed;
+    if (conf->per_key)
+        seed = kmeans_splitmix64(seed ^ hash);
+    kmeans_model_init(&s->m, &conf->params, seed);
+    return s;
+}
+
+static void slot_free_held(km_slot_t *s) {
+    if (!s->held)
+        return;
+    for (int i = 0; i < s->nheld; i++)
+        weir_record_free(&s->held[i]);
+    free(s->held);
+    s->held = NULL;
+    s->nheld = 0;
+}
+
+static void slot_destroy(km_slot_t *s) {
+    if (!s)
+        return;
+    kmeans_model_free(&s->m);
+    slot_free_held(s);
+    free(s->key);
+    free(s);
+}
+
+static void index_insert(kmeans_ctx_t *ctx, uint64_t hash, uint32_t idx) {
+    uint32_t mask = ctx->index_cap - 1;
+    for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1) & mask)
+        if (!ctx->index[i]) {
+            ctx->index[i] = idx + 1;
+            return;
+        }
+}
+
+static void slots_add(kmeans_ctx_t *ctx, km_slot_t *s) {
+    if (ctx->nslots == ctx->slots_cap) {
+        ctx->slots_cap = ctx->slots_cap ? ctx->slots_cap * 2 : 8;
+        ctx->slots = weir_realloc(ctx->slots, (size_t)ctx->slots_cap * sizeof(*ctx->slots));
+    }
+    ctx->slots[ctx->nslots++] = s;
+    if (!ctx->conf->per_key)
+        return;
+    if ((uint32_t)ctx->nslots * 2 > ctx->index_cap) {
+        free(ctx->index);
+        ctx->index_cap = ctx->index_cap ? ctx->index_cap * 2 : 64;
+        ctx->index = weir_calloc(ctx->index_cap, sizeof(uint32_t));
+        for (int i = 0; i < ctx->nslots; i++)
+            index_insert(ctx, ctx->slots[i]->hash, (uint32_t)i);
+    } else {
+        index_insert(ctx, s->hash, (uint32_t)(ctx->nslots - 1));
+    }
+}
+
+static km_slot_t *slot_find(kmeans_ctx_t *ctx, const char *key, size_t key_len, bool has_key) {
+    uint64_t hash = key_hash(key, key_len, has_key);
+    uint32_t mask = ctx->index_cap - 1;
+    for (uint32_t i = (uint32_t)hash & mask; ctx->index[i]; i = (i + 1) & mask) {
+        km_slot_t *s = ctx->slots[ctx->index[i] - 1];
+        if (s->hash == hash && s->has_key == has_key && s->key_len == key_len &&
+            (!key_len || !memcmp(s->key, key, key_len)))
+            return s;
+    }
+    km_slot_t *s = slot_new(ctx, key, key_len, has_key, hash);
+    slots_add(ctx, s);
+    return s;
+}
+
+static km_slot_t *slot_for(kmeans_ctx_t *ctx, const weir_record_t *in) {
+    const kmeans_conf_t *conf = ctx->conf;
+    if (!conf->per_key)
+        return ctx->slots[0];
+    if (conf->key_slot >= 0) {
+        const weir_value_t *v = &in->v[conf->key_slot];
+        if (v->type == WEIR_STRING)
+            return slot_find(ctx, v->u.s.p, v->u.s.n, true);
+        if (v->type == WEIR_LONG) {
+            int n = snprintf(ctx->keybuf, sizeof(ctx->keybuf), "%lld", (long long)v->u.i);
+            return slot_find(ctx, ctx->keybuf, (size_t)n, true);
+        }
+        return slot_find(ctx, NULL, 0, false);
+    }
+    return slot_find(ctx, in->key, in->key ? in->key_len : 0, in->key != NULL);
+}
+
+/* ---- run time ---- */
+
+static void ctx_clear_models(kmeans_ctx_t *ctx) {
+    for (int i = 0; i < ctx->nslots; i++)
+        slot_destroy(ctx->slots[i]);
+    ctx->nslots = 0;
+    if (ctx->index)
+        memset(ctx->index, 0, ctx->index_cap * sizeof(uint32_t));
+    ctx->npending = 0;
+    ctx->pending_min = INT64_MAX;
+}
+
+static void ctx_reset_models(kmeans_ctx_t *ctx) {
+    ctx_clear_models(ctx);
+    if (!ctx->conf->per_key)
+        slots_add(ctx, slot_new(ctx, NULL, 0, false, 0));
+}
+
+static void *kmeans_init(const weir_plan_t *plan) {
+    kmeans_ctx_t *ctx = weir_calloc(1, sizeof(*ctx));
+    ctx->plan = plan;
+    ctx->conf = plan->conf;
+    ctx->x = weir_calloc((size_t)ctx->conf->d, sizeof(double));
+    weir_record_init(&ctx->out, plan->ports[0].rt);
+    weir_record_init(&ctx->cent, plan->ports[1].rt);
+    ctx->pending_min = INT64_MAX;
+    if (ctx->conf->per_key) {
+        ctx->index_cap = 64;
+        ctx->index = weir_calloc(ctx->index_cap, sizeof(uint32_t));
+    }
+    ctx_reset_models(ctx);
+    return ctx;
+}
+
+static void kmeans_destroy(void *vctx) {
+    kmeans_ctx_t *ctx = vctx;
+    if (!ctx)
+        return;
+    for (int i = 0; i < ctx->nslots; i++)
+        slot_destroy(ctx->slots[i]);
+    free(ctx->slots);
+    free(ctx->index);
+    free(ctx->pending);
+    free(ctx->x);
+    weir_record_free(&ctx->out);
+    weir_record_free(&ctx->cent);
+    weir_buf_free(&ctx->cbuf);
+    weir_buf_free(&ctx->wbuf);
+    weir_arena_free(&ctx->scratch);
+    free(ctx);
+}
+
+static void emit_assignment(kmeans_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, int cluster,
+                            double distance) {
+    const int nin = ctx->conf->nin;
+    weir_record_t *out = &ctx->out;
+    memcpy(out->v, in->v, (size_t)nin * sizeof(weir_value_t));
+    out->v[nin] = weir_v_long(cluster);
+    out->v[nin + 1] = weir_v_double(distance);
+    weir_record_copy_meta(out, in);
+    weir_emit(em, 0, out);
+}
+
+static void emit_centroids(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s, double inertia, int reseeded) {
+    const kmeans_params_t *p = &ctx->conf->params;
+    weir_buf_reset(&ctx->cbuf);
+    weir_buf_reset(&ctx->wbuf);
+    weir_buf_putc(&ctx->cbuf, '[');
+    weir_buf_putc(&ctx->wbuf, '[');
+    for (int c = 0; c < p->k; c++) {
+        weir_buf_puts(&ctx->cbuf, c ? ",[" : "[");
+        for (int j = 0; j < p->d; j++)
+            weir_buf_printf(&ctx->cbuf, "%s%.17g", j ? "," : "", s->m.c[(size_t)c * (size_t)p->d + (size_t)j]);
+        weir_buf_putc(&ctx->cbuf, ']');
+        weir_buf_printf(&ctx->wbuf, "%s%.17g", c ? "," : "", s->m.w[c]);
+    }
+    weir_buf_putc(&ctx->cbuf, ']');
+    weir_buf_putc(&ctx->wbuf, ']');
+    weir_record_t *r = &ctx->cent;
+    int f = 0;
+    if (ctx->conf->per_key)
+        r->v[f++] = s->has_key ? weir_v_str(s->key, s->key_len) : weir_v_null();
+    r->v[f++] = weir_v_long(s->m.version);
+    r->v[f++] = weir_v_long(p->k);
+    r->v[f++] = weir_v_str((const char *)ctx->cbuf.p, ctx->cbuf.len);
+    r->v[f++] = weir_v_str((const char *)ctx->wbuf.p, ctx->wbuf.len);
+    r->v[f++] = weir_v_double(inertia);
+    r->v[f++] = weir_v_long(reseeded);
+    r->key = s->has_key ? s->key : NULL;
+    r->key_len = s->key_len;
+    r->ts = s->max_ts;
+    r->topic = NULL;
+    r->partition = -1;
+    r->offset = -1;
+    weir_emit(em, 1, r);
+}
+
+/* Initialise a model from its buffer; emit version 1, then the held records. */
+static void slot_initialize(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s) {
+    double inertia = kmeans_model_initialize(&s->m);
+    emit_centroids(ctx, em, s, inertia, 0);
+    for (int i = 0; i < s->nheld; i++) {
+        double dist;
+        kmeans_model_project(&s->m, kmeans_model_init_point(&s->m, i));
+        int c = kmeans_model_assign(&s->m, &dist);
+        emit_assignment(ctx, em, &s->held[i], c, dist);
+    }
+    slot_free_held(s);
+    kmeans_model_drop_init(&s->m);
+}
+
+static void slot_close_batch(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s) {
+    if (!s->m.ready || s->m.bn == 0)
+        return;
+    double inertia = s->m.binertia;
+    int reseeded = kmeans_model_update(&s->m);
+    if (reseeded) {
+        ctx->reseeds += (uint64_t)reseeded;
+        weir_log(WEIR_LOG_INFO, "kmeans",
+                 "node '%s'%s%.*s: re-seeded %d dead cluster%s by splitting the largest (model version %lld, "
+                 "%llu re-seeds in this task)",
+                 ctx->plan->name, s->has_key ? " key " : "", s->has_key ? (int)s->key_len : 0, s->has_key ? s->key : "",
+                 reseeded, reseeded > 1 ? "s" : "", (long long)s->m.version, (unsigned long long)ctx->reseeds);
+    }
+    emit_centroids(ctx, em, s, inertia, reseeded);
+}
+
+static void pending_add(kmeans_ctx_t *ctx, km_slot_t *s) {
+    if (s->win_end < ctx->pending_min)
+        ctx->pending_min = s->win_end;
+    if (s->pending)
+        return;
+    if (ctx->npending == ctx->pending_cap) {
+        ctx->pending_cap = ctx->pending_cap ? ctx->pending_cap * 2 : 8;
+        ctx->pending = weir_realloc(ctx->pending, (size_t)ctx->pending_cap * sizeof(*ctx->pending));
+    }
+    ctx->pending[ctx->npending++] = s;
+    s->pending = true;
+}
+
+/* Read the feature vector into ctx->x. @returns NULL or the reason to reject. */
+static const char *read_features(kmeans_ctx_t *ctx, const weir_record_t *in) {
+    const kmeans_conf_t *conf = ctx->conf;
+    for (int j = 0; j < conf->d; j++) {
+        weir_value_t v;
+        int slot = conf->feature_slot[j];
+        if (slot >= 0)
+            v = in->v[slot];
+        else
+            weir_expr_eval(conf->features[j], in, &ctx->scratch, &v);
+        if (v.type == WEIR_DOUBLE)
+            ctx->x[j] = v.u.d;
+        else if (v.type == WEIR_LONG)
+            ctx->x[j] = (double)v.u.i;
+        else
+            return conf->null_reason[j];
+        if (!isfinite(ctx->x[j]))
+            return conf->nonfinite_reason[j];
+    }
+    if (ctx->scratch.head)
+        weir_arena_reset(&ctx->scratch);
+    if (conf->params.metric == KMEANS_COSINE) {
+        double n2 = 0.0;
+        for (int j = 0; j < conf->d; j++)
+            n2 += ctx->x[j] * ctx->x[j];
+        if (!(n2 > 0.0))
+            return "zero feature vector has no direction (distance: cosine)";
+    }
+    return NULL;
+}
+
+static void hold_record(kmeans_ctx_t *ctx, km_slot_t *s, const weir_record_t *in) {
+    if (!s->held)
+        s->held = weir_calloc((size_t)ctx->conf->params.init_size, sizeof(weir_record_t));
+    weir_record_t *h = &s->held[s->nheld++];
+    weir_record_init(h, ctx->plan->input);
+    weir_record_copy(h, in);
+    /* The topic is borrowed from the runtime: own it, the record may wait long. */
+    if (in->topic)
+        h->topic = weir_arena_strndup(&h->arena, in->topic, strlen(in->topic));
+}
+
+static int kmeans_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) {
+    kmeans_ctx_t *ctx = vctx;
+    const kmeans_conf_t *conf = ctx->conf;
+    const char *why = read_features(ctx, in);
+    if (why) {
+        if (ctx->scratch.head)
+            weir_arena_reset(&ctx->scratch);
+        em->reject(em, in, why);
+        return WEIR_OK;
+    }
+    km_slot_t *s = slot_for(ctx, in);
+    if (in->ts != WEIR_TS_NONE && (s->max_ts == WEIR_TS_NONE || in->ts > s->max_ts))
+        s->max_ts = in->ts;
+    kmeans_model_t *m = &s->m;
+    if (!m->ready) {
+        hold_record(ctx, s, in);
+        if (kmeans_model_buffer(m, ctx->x))
+            slot_initialize(ctx, em, s);
+        return WEIR_OK;
+    }
+    if (conf->window_end_slot >= 0) {
+        const weir_value_t *we = &in->v[conf->window_end_slot];
+        if (we->type == WEIR_LONG) {
+            /* A new window closes the batch of the previous one before this record is assigned. */
+            if (s->win_set && we->u.i != s->win_end && m->bn > 0)
+                slot_close_batch(ctx, em, s);
+            s->win_set = true;
+            s->win_end = we->u.i;
+            pending_add(ctx, s);
+        }
+    }
+    double dist;
+    if (!kmeans_model_project(m, ctx->x)) {
+        em->reject(em, in, "feature vector equals the running mean: no direction (distance: cosine)");
+        return WEIR_OK;
+    }
+    int c = kmeans_model_assign(m, &dist);
+    kmeans_model_observe(m, ctx->x, c, dist);
+    emit_assignment(ctx, em, in, c, dist);
+    if (conf->batch_n > 0 && m->bn >= (uint64_t)conf->batch_n)
+        slot_close_batch(ctx, em, s);
+    return WEIR_OK;
+}
+
+static int kmeans_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
+    kmeans_ctx_t *ctx = vctx;
+    if (wm == WEIR_WM_END) {
+        /* End of input: initialise models still buffering, close every open batch. */
+        for (int i = 0; i < ctx->nslots; i++) {
+            km_slot_t *s = ctx->slots[i];
+            if (!s->m.ready && s->m.init_n > 0)
+                slot_initialize(ctx, em, s);
+            slot_close_batch(ctx, em, s);
+            s->win_set = false;
+            s->pending = false;
+        }
+        ctx->npending = 0;
+        ctx->pending_min = INT64_MAX;
+        return WEIR_OK;
+    }
+    if (wm < ctx->pending_min)
+        return WEIR_OK; /* the common case: O(1) */
+    int keep = 0;
+    int64_t min = INT64_MAX;
+    for (int i = 0; i < ctx->npending; i++) {
+        km_slot_t *s = ctx->pending[i];
+        if (s->win_set && s->win_end <= wm) {
+            slot_close_batch(ctx, em, s);
+            s->win_set = false;
+            s->pending = false;
+            continue;
+        }
+        if (s->win_end < min)
+            min = s->win_end;
+        ctx->pending[keep++] = s;
+    }
+    ctx->npending = keep;
+    ctx->pending_min = min;
+    return WEIR_OK;
+}
+
+/* ---- snapshot ---- */
+
+static void write_value(weir_writer_t *w, const weir_value_t *v) {
+    weir_w_u8(w, (uint8_t)v->type);
+    switch (v->type) {
+    case WEIR_NULL: break;
+    case WEIR_BOOL: weir_w_u8(w, v->u.b ? 1 : 0); break;
+    case WEIR_LONG: weir_w_i64(w, v->u.i); break;
+    case WEIR_DOUBLE: weir_w_f64(w, v->u.d); break;
+    case WEIR_STRING:
+    case WEIR_BYTES: weir_w_bytes(w, v->u.s.p, v->u.s.n); break;
+    }
+}
+
+static void write_record(weir_writer_t *w, const weir_record_t *rec) {
+    weir_w_u8(w, rec->key ? 1 : 0);
+    weir_w_bytes(w, rec->key ? rec->key : "", rec->key ? rec->key_len : 0);
+    weir_w_i64(w, rec->ts);
+    weir_w_str(w, rec->topic);
+    weir_w_u32(w, (uint32_t)rec->partition);
+    weir_w_i64(w, rec->offset);
+    weir_w_u32(w, (uint32_t)rec->rt->nfields);
+    for (int i = 0; i < rec->rt->nfields; i++)
+        write_value(w, &rec->v[i]);
+}
+
+static void read_record(weir_reader_t *r, weir_record_t *rec) {
+    size_t n;
+    bool has_key = weir_r_u8(r) != 0;
+    const uint8_t *key = weir_r_bytes(r, &n);
+    if (has_key && key) {
+        rec->key = weir_arena_strndup(&rec->arena, (const char *)key, n);
+        rec->key_len = n;
+    }
+    rec->ts = weir_r_i64(r);
+    uint32_t tlen = weir_r_u32(r);
+    if (tlen != 0xffffffffu) {
+        const uint8_t *t = weir_r_raw(r, tlen);
+        if (t)
+            rec->topic = weir_arena_strndup(&rec->arena, (const char *)t, tlen);
+    }
+    rec->partition = (int32_t)weir_r_u32(r);
+    rec->offset = weir_r_i64(r);
+    uint32_t nf = weir_r_u32(r);
+    if (r->err)
+        return;
+    if (nf != (uint32_t)rec->rt->nfields) {
+        weir_r_fail(r, "held record has %u fields, the input has %d", nf, rec->rt->nfields);
+        return;
+    }
+    for (int i = 0; i < rec->rt->nfields && !r->err; i++) {
+        weir_type_t t = (weir_type_t)weir_r_u8(r);
+        if (t != WEIR_NULL && t != rec->rt->fields[i].type) {
+            weir_r_fail(r, "held record field '%s' is %s in the snapshot, %s in the pipeline", rec->rt->fields[i].name,
+                        weir_type_name(t), weir_type_name(rec->rt->fields[i].type));
+            return;
+        }
+        weir_value_t *v = &rec->v[i];
+        v->type = t;
+        switch (t) {
+        case WEIR_NULL: break;
+        case WEIR_BOOL: v->u.b = weir_r_u8(r) != 0; break;
+        case WEIR_LONG: v->u.i = weir_r_i64(r); break;
+        case WEIR_DOUBLE: v->u.d = weir_r_f64(r); break;
+        case WEIR_STRING:
+        case WEIR_BYTES: {
+            const uint8_t *p = weir_r_bytes(r, &n);
+            v->u.s.p = p ? weir_arena_strndup(&rec->arena, (const char *)p, n) : "";
+            v->u.s.n = p ? n : 0;
+            break;
+        }
+        }
+    }
+}
+
+static int kmeans_snapshot(void *vctx, weir_writer_t *w) {
+    kmeans_ctx_t *ctx = vctx;
+    const kmeans_params_t *p = &ctx->conf->params;
+    weir_w_frame_begin(w, "kmeans", KMEANS_SNAPSHOT_VERSION);
+    /* What the state's shape depends on: restore refuses a different configuration. */
+    weir_w_u32(w, (uint32_t)p->k);
+    weir_w_u32(w, (uint32_t)p->d);
+    weir_w_u8(w, (uint8_t)p->metric);
+    weir_w_u8(w, p->standardize ? 1 : 0);
+    weir_w_u8(w, ctx->conf->per_key ? 1 : 0);
+    weir_w_u32(w, (uint32_t)p->init_size);
+    weir_w_u64(w, ctx->reseeds);
+    weir_w_u32(w, (uint32_t)ctx->nslots);
+    for (int i = 0; i < ctx->nslots; i++) {
+        const km_slot_t *s = ctx->slots[i];
+        weir_w_u8(w, s->has_key ? 1 : 0);
+        weir_w_bytes(w, s->has_key ? s->key : "", s->key_len);
+        weir_w_i64(w, s->max_ts);
+        weir_w_u8(w, s->win_set ? 1 : 0);
+        weir_w_i64(w, s->win_end);
+        kmeans_model_write(&s->m, w);
+        weir_w_u32(w, (uint32_t)s->nheld);
+        for (int h = 0; h < s->nheld; h++)
+            write_record(w, &s->held[h]);
+    }
+    /* Pending windowed batches in order (their order is the order they close in). */
+    weir_w_u32(w, (uint32_t)ctx->npending);
+    for (int i = 0; i < ctx->npending; i++)
+        for (int j = 0; j < ctx->nslots; j++)
+            if (ctx->slots[j] == ctx->pending[i])
+                weir_w_u32(w, (uint32_t)j);
+    weir_w_i64(w, ctx->pending_min);
+    weir_w_frame_end(w);
+    return WEIR_OK;
+}
+
+static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r) {
+    const kmeans_params_t *p = &ctx->conf->params;
+    uint32_t k = weir_r_u32(r), d = weir_r_u32(r);
+    uint8_t metric = weir_r_u8(r), standardize = weir_r_u8(r), per_key = weir_r_u8(r);
+    uint32_t init_size = weir_r_u32(r);
+    if (r->err)
+        return WEIR_ERR;
+    if (k != (uint32_t)p->k || d != (uint32_t)p->d || metric != (uint8_t)p->metric ||
+        standardize != (p->standardize ? 1 : 0) || per_key != (ctx->conf->per_key ? 1 : 0) ||
+        init_size != (uint32_t)p->init_size) {
+        weir_r_fail(r,
+                    "snapshot was taken with k=%u, %u features, distance %s, standardize %u, scope %s, init_size %u; "
+                    "the node now has k=%d, %d features, distance %s, standardize %d, scope %s, init_size %d",
+                    k, d, metric ? "cosine" : "euclidean", standardize, per_key ? "key" : "task", init_size, p->k, p->d,
+                    p->metric ? "cosine" : "euclidean", p->standardize, ctx->conf->per_key ? "key" : "task",
+                    p->init_size);
+        return WEIR_ERR;
+    }
+    ctx->reseeds = weir_r_u64(r);
+    uint32_t nslots = weir_r_u32(r);
+    if (r->err)
+        return WEIR_ERR;
+    if (!ctx->conf->per_key && nslots != 1) {
+        weir_r_fail(r, "scope task snapshot holds %u models", nslots);
+        return WEIR_ERR;
+    }
+    ctx_clear_models(ctx);
+    for (uint32_t i = 0; i < nslots && !r->err; i++) {
+        bool has_key = weir_r_u8(r) != 0;
+        size_t n;
+        const uint8_t *key = weir_r_bytes(r, &n);
+        if (r->err)
+            break;
+        km_slot_t *s = slot_new(ctx, (const char *)key, n, has_key, key_hash((const char *)key, has_key ? n : 0, has_key));
+        slots_add(ctx, s);
+        s->max_ts = weir_r_i64(r);
+        s->win_set = weir_r_u8(r) != 0;
+        s->win_end = weir_r_i64(r);
+        kmeans_model_read(&s->m, r);
+        uint32_t nheld = weir_r_u32(r);
+        if (r->err)
+            break;
+        if (nheld != (uint32_t)s->m.init_n) {
+            weir_r_fail(r, "model %u holds %u records for %d buffered points", i, nheld, s->m.init_n);
+            break;
+        }
+        if (nheld) {
+            s->held = weir_calloc((size_t)p->init_size, sizeof(weir_record_t));
+            for (uint32_t h = 0; h < nheld && !r->err; h++) {
+                weir_record_init(&s->held[h], ctx->plan->input);
+                s->nheld++;
+                read_record(r, &s->held[h]);
+            }
+        }
+    }
+    uint32_t npending = weir_r_u32(r);
+    for (uint32_t i = 0; i < npending && !r->err; i++) {
+        uint32_t j = weir_r_u32(r);
+        if (!r->err && (j >= (uint32_t)ctx->nslots || ctx->slots[j]->pending)) {
+            weir_r_fail(r, "bad pending model index %u", j);
+            break;
+        }
+        if (!r->err) {
+            pending_add(ctx, ctx->slots[j]);
+        }
+    }
+    ctx->pending_min = weir_r_i64(r);
+    if (!r->err && r->pos != r->len)
+        weir_r_fail(r, "%zu unexpected bytes after the kmeans state", r->len - r->pos);
+    return r->err ? WEIR_ERR : WEIR_OK;
+}
+
+static int kmeans_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errstr_size) {
+    kmeans_ctx_t *ctx = vctx;
+    uint16_t version;
+    weir_reader_t body;
+    if (weir_r_frame_open(r, "kmeans", &version, &body))
+        return weir_err(errstr, errstr_size, "node '%s': %s", ctx->plan->name, r->errstr);
+    if (version != KMEANS_SNAPSHOT_VERSION)
+        return weir_err(errstr, errstr_size, "node '%s': unsupported kmeans snapshot version %u (this build reads %u)",
+                        ctx->plan->name, version, KMEANS_SNAPSHOT_VERSION);
+    if (restore_body(ctx, &body)) {
+        ctx_reset_models(ctx); /* leave a usable, empty state behind */
+        return weir_err(errstr, errstr_size, "node '%s': kmeans snapshot: %s", ctx->plan->name, body.errstr);
+    }
+    return WEIR_OK;
+}
+
+const weir_operator_class_t weir_kmeans_class = {
+    .abi = WEIR_OPERATOR_ABI,
+    .name = "kmeans",
+    .description = "streaming k-means (k-means++ init, decayed mini-batch updates) per task or per key",
+    .config_map = kmeans_config_map,
+    .configure = kmeans_configure,
+    .plan_destroy = kmeans_plan_destroy,
+    .describe = kmeans_describe,
+    .init = kmeans_init,
+    .process = kmeans_process,
+    .on_watermark = kmeans_on_watermark,
+    .snapshot = kmeans_snapshot,
+    .restore = kmeans_restore,
+    .destroy = kmeans_destroy,
+};

@@ -1,0 +1,527 @@
+/* The numerical core of the kmeans operator (see kmeans_model.h). */
+#include "kmeans_model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+/* ---- random numbers: splitmix64 + xoshiro256** ---- */
+
+uint64_t kmeans_splitmix64(uint64_t x) {
+    uint64_t z = x + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void kmeans_rng_seed(kmeans_rng_t *r, uint64_t seed) {
+    /* splitmix64 as a stream: never yields an all-zero state. */
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) {
+        r->s[i] = kmeans_splitmix64(x);
+        x += 0x9e3779b97f4a7c15ULL;
+    }
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t kmeans_rng_next(kmeans_rng_t *r) {
+    uint64_t *s = r->s;
+    const uint64_t result = rotl(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double kmeans_rng_uniform(kmeans_rng_t *r) { return (double)(kmeans_rng_next(r) >> 11) * 0x1.0p-53; }
+
+/* ---- the hot loop ---- */
+
+/*
+ * Distances from one point z (d features) to k centroids stored feature-major
+ * (zt[j*k + c]). The inner loop runs over centroids, so every SIMD lane owns
+ * one centroid and adds its terms in feature order: the compiler vectorises
+ * it without -ffast-math and the result equals the scalar loop bit for bit.
+ */
+void kmeans_distances(const double *restrict zt, const double *restrict z, int k, int d,
+                      kmeans_metric_t metric, double *restrict out) {
+    for (int c = 0; c < k; c++)
+        out[c] = 0.0;
+    if (metric == KMEANS_EUCLIDEAN) {
+        for (int j = 0; j < d; j++) {
+            const double zj = z[j];
+            const double *restrict row = zt + (size_t)j * (size_t)k;
+            for (int c = 0; c < k; c++) {
+                const double t = zj - row[c];
+                out[c] += t * t;
+            }
+        }
+    } else {
+        for (int j = 0; j < d; j++) {
+            const double zj = z[j];
+            const double *restrict row = zt + (size_t)j * (size_t)k;
+            for (int c = 0; c < k; c++)
+                out[c] += zj * row[c];
+        }
+        for (int c = 0; c < k; c++)
+            out[c] = 1.0 - out[c];
+    }
+}
+
+static inline int argmin(const double *v, int n) {
+    int b = 0;
+    double bv = v[0];
+    for (int i = 1; i < n; i++)
+        if (v[i] < bv) {
+            bv = v[i];
+            b = i;
+        }
+    return b;
+}
+
+/* The distance reported for a raw value from kmeans_distances. */
+static inline double reported(kmeans_metric_t metric, double raw) {
+    if (metric == KMEANS_EUCLIDEAN)
+        return sqrt(raw > 0.0 ? raw : 0.0);
+    return raw > 0.0 ? raw : 0.0; /* 1 - cos, clamped against rounding */
+}
+
+/* ---- derived arrays ---- */
+
+static void model_rescale(kmeans_model_t *m) {
+    const int d = m->p->d;
+    for (int j = 0; j < d; j++) {
+        double s = 1.0;
+        if (m->p->standardize && m->sc_n > 1) {
+            double sd = sqrt(m->sc_m2[j] / (double)m->sc_n);
+            if (sd > 0.0 && isfinite(sd))
+                s = 1.0 / sd;
+        }
+        m->scale[j] = s;
+    }
+}
+
+static void model_rebuild_zt(kmeans_model_t *m) {
+    const int k = m->p->k, d = m->p->d;
+    for (int c = 0; c < k; c++) {
+        const double *row = m->c + (size_t)c * (size_t)d;
+        if (m->p->metric == KMEANS_COSINE) {
+            double n2 = 0.0;
+            for (int j = 0; j < d; j++)
+                n2 += row[j] * row[j];
+            double inv = n2 > 0.0 ? 1.0 / sqrt(n2) : 0.0;
+            for (int j = 0; j < d; j++)
+                m->zt[(size_t)j * (size_t)k + (size_t)c] = row[j] * inv;
+        } else {
+            for (int j = 0; j < d; j++)
+                m->zt[(size_t)j * (size_t)k + (size_t)c] = row[j] * m->scale[j];
+        }
+    }
+}
+
+/* ---- life cycle ---- */
+
+void kmeans_model_init(kmeans_model_t *m, const kmeans_params_t *p, uint64_t seed) {
+    const size_t k = (size_t)p->k, d = (size_t)p->d;
+    memset(m, 0, sizeof(*m));
+    m->p = p;
+    kmeans_rng_seed(&m->rng, seed);
+    m->c = weir_calloc(k * d, sizeof(double));
+    m->w = weir_calloc(k, sizeof(double));
+    m->zt = weir_calloc(k * d, sizeof(double));
+    m->sc_mean = weir_calloc(d, sizeof(double));
+    m->sc_m2 = weir_calloc(d, sizeof(double));
+    m->scale = weir_calloc(d, sizeof(double));
+    m->pend_mean = weir_calloc(d, sizeof(double));
+    m->pend_m2 = weir_calloc(d, sizeof(double));
+    m->bsum = weir_calloc(k * d, sizeof(double));
+    m->bcnt = weir_calloc(k, sizeof(double));
+    m->dist = weir_calloc(k, sizeof(double));
+    m->y = weir_calloc(d, sizeof(double));
+    m->z = weir_calloc(d, sizeof(double));
+    model_rescale(m);
+}
+
+void kmeans_model_free(kmeans_model_t *m) {
+    if (!m)
+        return;
+    free(m->c);
+    free(m->w);
+    free(m->zt);
+    free(m->sc_mean);
+    free(m->sc_m2);
+    free(m->scale);
+    free(m->pend_mean);
+    free(m->pend_m2);
+    free(m->bsum);
+    free(m->bcnt);
+    free(m->init_x);
+    free(m->dist);
+    free(m->y);
+    free(m->z);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---- initialisation ---- */
+
+bool kmeans_model_buffer(kmeans_model_t *m, const double *x) {
+    const size_t d = (size_t)m->p->d;
+    if (!m->init_x)
+        m->init_x = weir_malloc((size_t)m->p->init_size * d * sizeof(double));
+    if (m->init_n < m->p->init_size)
+        memcpy(m->init_x + (size_t)m->init_n++ * d, x, d * sizeof(double));
+    return m->init_n >= m->p->init_size;
+}
+
+void kmeans_model_drop_init(kmeans_model_t *m) {
+    free(m->init_x);
+    m->init_x = NULL;
+    m->init_n = 0;
+}
+
+static double sqdist(const double *a, const double *b, int d) {
+    double s = 0.0;
+    for (int j = 0; j < d; j++) {
+        double t = a[j] - b[j];
+        s += t * t;
+    }
+    return s;
+}
+
+/* Map m->y into assignment space (m->z). */
+static inline const double *model_to_z(kmeans_model_t *m, const double *y) {
+    if (m->p->metric == KMEANS_COSINE)
+        return y;
+    const int d = m->p->d;
+    for (int j = 0; j < d; j++)
+        m->z[j] = y[j] * m->scale[j];
+    return m->z;
+}
+
+double kmeans_model_initialize(kmeans_model_t *m) {
+    const int k = m->p->k, d = m->p->d, n = m->init_n;
+    const size_t nd = (size_t)n * (size_t)d;
+    if (n <= 0)
+        return 0.0;
+    /* Scaler statistics of the buffer (Welford). */
+    m->sc_n = 0;
+    memset(m->sc_mean, 0, (size_t)d * sizeof(double));
+    memset(m->sc_m2, 0, (size_t)d * sizeof(double));
+    if (m->p->standardize) {
+        for (int i = 0; i < n; i++) {
+            const double *x = kmeans_model_init_point(m, i);
+            m->sc_n++;
+            for (int j = 0; j < d; j++) {
+                double delta = x[j] - m->sc_mean[j];
+                m->sc_mean[j] += delta / (double)m->sc_n;
+                m->sc_m2[j] += delta * (x[j] - m->sc_mean[j]);
+            }
+        }
+    }
+    model_rescale(m);
+    /* Model-space (Y) and assignment-space (Z) copies of the buffer. */
+    double *Y = weir_malloc(nd * sizeof(double));
+    double *Z = weir_malloc(nd * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        kmeans_model_project(m, kmeans_model_init_point(m, i));
+        memcpy(Y + (size_t)i * (size_t)d, m->y, (size_t)d * sizeof(double));
+        memcpy(Z + (size_t)i * (size_t)d, model_to_z(m, m->y), (size_t)d * sizeof(double));
+    }
+    /* Greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's variant with
+     * 2 + ln k candidate centres per step, keeping the one that lowers the
+     * potential most). Distances are squared euclidean in Z. */
+    double *closest = weir_malloc((size_t)n * sizeof(double));
+    double *trial = weir_malloc((size_t)n * sizeof(double));
+    double *best = weir_malloc((size_t)n * sizeof(double));
+    int *labels = weir_malloc((size_t)n * sizeof(int));
+    int first = (int)(kmeans_rng_uniform(&m->rng) * n);
+    if (first >= n)
+        first = n - 1;
+    memcpy(m->c, Y + (size_t)first * (size_t)d, (size_t)d * sizeof(double));
+    double pot = 0.0;
+    for (int i = 0; i < n; i++) {
+        closest[i] = sqdist(Z + (size_t)i * (size_t)d, Z + (size_t)first * (size_t)d, d);
+        pot += closest[i];
+    }
+    const int trials = 2 + (int)log((double)k);
+    for (int c = 1; c < k; c++) {
+        double best_pot = INFINITY;
+        int best_id = n - 1;
+        for (int t = 0; t < trials; t++) {
+            double r = kmeans_rng_uniform(&m->rng) * pot, cum = 0.0;
+            int id = n - 1;
+            for (int i = 0; i < n; i++) {
+                cum += closest[i];
+                if (cum > r) {
+                    id = i;
+                    break;
+                }
+            }
+            double tpot = 0.0;
+            const double *zc = Z + (size_t)id * (size_t)d;
+            for (int i = 0; i < n; i++) {
+                double dd = sqdist(Z + (size_t)i * (size_t)d, zc, d);
+                trial[i] = dd < closest[i] ? dd : closest[i];
+                tpot += trial[i];
+            }
+            if (tpot < best_pot) {
+                best_pot = tpot;
+                best_id = id;
+                double *tmp = best;
+                best = trial;
+                trial = tmp;
+            }
+        }
+        double *tmp = closest;
+        closest = best;
+        best = tmp;
+        pot = best_pot;
+        memcpy(m->c + (size_t)c * (size_t)d, Y + (size_t)best_id * (size_t)d, (size_t)d * sizeof(double));
+    }
+    model_rebuild_zt(m);
+    /* Lloyd iterations on the buffer. An empty cluster keeps its centre; the
+     * dead-cluster rule of the updates takes care of it later. */
+    for (int i = 0; i < n; i++)
+        labels[i] = -1;
+    for (int it = 0; it < m->p->init_iterations; it++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            kmeans_distances(m->zt, Z + (size_t)i * (size_t)d, k, d, m->p->metric, m->dist);
+            int l = argmin(m->dist, k);
+            changed += l != labels[i];
+            labels[i] = l;
+        }
+        if (!changed)
+            break;
+        memset(m->bsum, 0, (size_t)k * (size_t)d * sizeof(double));
+        memset(m->bcnt, 0, (size_t)k * sizeof(double));
+        for (int i = 0; i < n; i++) {
+            double *s = m->bsum + (size_t)labels[i] * (size_t)d;
+            const double *y = Y + (size_t)i * (size_t)d;
+            for (int j = 0; j < d; j++)
+                s[j] += y[j];
+            m->bcnt[labels[i]] += 1.0;
+        }
+        for (int c = 0; c < k; c++)
+            if (m->bcnt[c] > 0.0)
+                for (int j = 0; j < d; j++)
+                    m->c[(size_t)c * (size_t)d + (size_t)j] = m->bsum[(size_t)c * (size_t)d + (size_t)j] / m->bcnt[c];
+        model_rebuild_zt(m);
+    }
+    /* Final assignment: weights and inertia. */
+    double inertia = 0.0;
+    memset(m->w, 0, (size_t)k * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        kmeans_distances(m->zt, Z + (size_t)i * (size_t)d, k, d, m->p->metric, m->dist);
+        int l = argmin(m->dist, k);
+        double dist = reported(m->p->metric, m->dist[l]);
+        inertia += dist * dist;
+        m->w[l] += 1.0;
+    }
+    memset(m->bsum, 0, (size_t)k * (size_t)d * sizeof(double));
+    memset(m->bcnt, 0, (size_t)k * sizeof(double));
+    m->bn = 0;
+    m->binertia = 0.0;
+    m->pend_n = 0;
+    m->ready = true;
+    m->version = 1;
+    free(Y);
+    free(Z);
+    free(closest);
+    free(trial);
+    free(best);
+    free(labels);
+    return inertia;
+}
+
+/* ---- per point ---- */
+
+bool kmeans_model_project(kmeans_model_t *m, const double *x) {
+    const int d = m->p->d;
+    if (m->p->metric == KMEANS_EUCLIDEAN) {
+        memcpy(m->y, x, (size_t)d * sizeof(double));
+        return true;
+    }
+    double n2 = 0.0;
+    for (int j = 0; j < d; j++) {
+        double u = m->p->standardize ? (x[j] - m->sc_mean[j]) * m->scale[j] : x[j];
+        m->y[j] = u;
+        n2 += u * u;
+    }
+    if (!(n2 > 0.0) || !isfinite(n2)) {
+        memset(m->y, 0, (size_t)d * sizeof(double));
+        return false;
+    }
+    double inv = 1.0 / sqrt(n2);
+    for (int j = 0; j < d; j++)
+        m->y[j] *= inv;
+    return true;
+}
+
+int kmeans_model_assign(kmeans_model_t *m, double *distance) {
+    const int k = m->p->k;
+    const double *z = model_to_z(m, m->y);
+    kmeans_distances(m->zt, z, k, m->p->d, m->p->metric, m->dist);
+    int b = argmin(m->dist, k);
+    *distance = reported(m->p->metric, m->dist[b]);
+    return b;
+}
+
+void kmeans_model_observe(kmeans_model_t *m, const double *x, int cluster, double distance) {
+    const int d = m->p->d;
+    double *s = m->bsum + (size_t)cluster * (size_t)d;
+    for (int j = 0; j < d; j++)
+        s[j] += m->y[j];
+    m->bcnt[cluster] += 1.0;
+    m->bn++;
+    m->binertia += distance * distance;
+    if (m->p->standardize) {
+        m->pend_n++;
+        for (int j = 0; j < d; j++) {
+            double delta = x[j] - m->pend_mean[j];
+            m->pend_mean[j] += delta / (double)m->pend_n;
+            m->pend_m2[j] += delta * (x[j] - m->pend_mean[j]);
+        }
+    }
+}
+
+int kmeans_model_update(kmeans_model_t *m) {
+    const int k = m->p->k, d = m->p->d;
+    /* Spark MLlib StreamingKMeans: discount a per batch, or a^m per point. */
+    const double a = m->p->decay_per_point ? pow(m->p->decay, (double)m->bn) : m->p->decay;
+    for (int c = 0; c < k; c++) {
+        const double na = m->w[c] * a, mc = m->bcnt[c];
+        const double nn = na + mc;
+        if (mc > 0.0) {
+            double *row = m->c + (size_t)c * (size_t)d;
+            const double *s = m->bsum + (size_t)c * (size_t)d;
+            for (int j = 0; j < d; j++)
+                row[j] = (row[j] * na + s[j]) / nn;
+        }
+        m->w[c] = nn;
+    }
+    /* Dead clusters: split the largest, as Spark does, until none is left. */
+    int reseeded = 0;
+    for (int round = 0; round < k - 1; round++) {
+        int imax = 0, imin = 0;
+        for (int c = 1; c < k; c++) {
+            if (m->w[c] > m->w[imax])
+                imax = c;
+            if (m->w[c] < m->w[imin])
+                imin = c;
+        }
+        if (imax == imin || !(m->w[imin] < m->p->dead_fraction * m->w[imax]))
+            break;
+        const double weight = (m->w[imax] + m->w[imin]) / 2.0;
+        m->w[imax] = m->w[imin] = weight;
+        double *l = m->c + (size_t)imax * (size_t)d, *s = m->c + (size_t)imin * (size_t)d;
+        for (int j = 0; j < d; j++) {
+            const double x = l[j];
+            const double p = 1e-14 * fmax(fabs(x), 1.0);
+            l[j] = x + p;
+            s[j] = x - p;
+        }
+        reseeded++;
+    }
+    m->reseeds += (uint64_t)reseeded;
+    /* Merge the batch into the running scaler (Chan et al.). */
+    if (m->pend_n > 0) {
+        const double na = (double)m->sc_n, nb = (double)m->pend_n, n = na + nb;
+        for (int j = 0; j < d; j++) {
+            const double delta = m->pend_mean[j] - m->sc_mean[j];
+            m->sc_mean[j] += delta * nb / n;
+            m->sc_m2[j] += m->pend_m2[j] + delta * delta * na * nb / n;
+        }
+        m->sc_n += m->pend_n;
+        m->pend_n = 0;
+        memset(m->pend_mean, 0, (size_t)d * sizeof(double));
+        memset(m->pend_m2, 0, (size_t)d * sizeof(double));
+    }
+    model_rescale(m);
+    model_rebuild_zt(m);
+    memset(m->bsum, 0, (size_t)k * (size_t)d * sizeof(double));
+    memset(m->bcnt, 0, (size_t)k * sizeof(double));
+    m->bn = 0;
+    m->binertia = 0.0;
+    m->version++;
+    return reseeded;
+}
+
+/* ---- snapshot ---- */
+
+static void w_f64s(weir_writer_t *w, const double *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        weir_w_f64(w, v[i]);
+}
+
+static void r_f64s(weir_reader_t *r, double *v, size_t n) {
+    for (size_t i = 0; i < n && !r->err; i++)
+        v[i] = weir_r_f64(r);
+}
+
+void kmeans_model_write(const kmeans_model_t *m, weir_writer_t *w) {
+    const size_t k = (size_t)m->p->k, d = (size_t)m->p->d;
+    weir_w_u8(w, m->ready ? 1 : 0);
+    for (int i = 0; i < 4; i++)
+        weir_w_u64(w, m->rng.s[i]);
+    weir_w_i64(w, m->version);
+    weir_w_u64(w, m->reseeds);
+    w_f64s(w, m->c, k * d);
+    w_f64s(w, m->w, k);
+    weir_w_u64(w, m->sc_n);
+    w_f64s(w, m->sc_mean, d);
+    w_f64s(w, m->sc_m2, d);
+    weir_w_u64(w, m->pend_n);
+    w_f64s(w, m->pend_mean, d);
+    w_f64s(w, m->pend_m2, d);
+    w_f64s(w, m->bsum, k * d);
+    w_f64s(w, m->bcnt, k);
+    weir_w_u64(w, m->bn);
+    weir_w_f64(w, m->binertia);
+    weir_w_u32(w, (uint32_t)m->init_n);
+    if (m->init_n)
+        w_f64s(w, m->init_x, (size_t)m->init_n * d);
+}
+
+void kmeans_model_read(kmeans_model_t *m, weir_reader_t *r) {
+    const size_t k = (size_t)m->p->k, d = (size_t)m->p->d;
+    m->ready = weir_r_u8(r) != 0;
+    for (int i = 0; i < 4; i++)
+        m->rng.s[i] = weir_r_u64(r);
+    m->version = weir_r_i64(r);
+    m->reseeds = weir_r_u64(r);
+    r_f64s(r, m->c, k * d);
+    r_f64s(r, m->w, k);
+    m->sc_n = weir_r_u64(r);
+    r_f64s(r, m->sc_mean, d);
+    r_f64s(r, m->sc_m2, d);
+    m->pend_n = weir_r_u64(r);
+    r_f64s(r, m->pend_mean, d);
+    r_f64s(r, m->pend_m2, d);
+    r_f64s(r, m->bsum, k * d);
+    r_f64s(r, m->bcnt, k);
+    m->bn = weir_r_u64(r);
+    m->binertia = weir_r_f64(r);
+    uint32_t n = weir_r_u32(r);
+    if (r->err)
+        return;
+    if (n > (uint32_t)m->p->init_size || (m->ready && n)) {
+        weir_r_fail(r, "kmeans: init buffer of %u points does not fit init_size %d", n, m->p->init_size);
+        return;
+    }
+    kmeans_model_drop_init(m);
+    if (n) {
+        m->init_x = weir_malloc((size_t)m->p->init_size * d * sizeof(double));
+        r_f64s(r, m->init_x, (size_t)n * d);
+        m->init_n = (int)n;
+    }
+    model_rescale(m);
+    model_rebuild_zt(m);
+}
