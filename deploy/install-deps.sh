@@ -4,7 +4,9 @@
 set -eu
 PKGS="gcc libc6-dev pkg-config meson ninja-build \
 librdkafka-dev libavro-dev libhiredis-dev libyaml-dev libjansson-dev libcriterion-dev \
-redis-server kcat python3 procps"
+redis-server kcat python3 procps \
+python3-sklearn python3-numpy \
+libnlopt-dev python3-statsmodels python3-pandas"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

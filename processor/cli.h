@@ -11,5 +11,7 @@ int weir_cmd_validate(int argc, char **argv);
 int weir_cmd_broker(int argc, char **argv);
 int weir_cmd_produce(int argc, char **argv);
 int weir_cmd_demo(int argc, char **argv);
+/** `weir state`: list, dump and delete a pipeline's checkpoints in Redis (state_cmd.c). */
+int weir_cmd_state(int argc, char **argv);
 
 #endif

@@ -65,6 +65,10 @@ typedef struct weir_plan {
     const weir_rowtype_t *input;   /**< row type of the node's input */
     int nports;
     weir_port_t ports[WEIR_MAX_PORTS];
+    /** Filled by the pipeline compiler once sinks are resolved: port p has a
+     *  downstream node or sink (e.g. a window emits late records to the
+     *  dead-letter output when nothing reads its `late` port). */
+    bool port_used[WEIR_MAX_PORTS];
     void *conf;                    /**< operator's compiled configuration */
 } weir_plan_t;
 

@@ -506,6 +506,9 @@ static weir_pipeline_t *pipeline_compile(weir_cfg_t *root, char *errstr, size_t 
     }
     if (load_source(&lc, &pp->inline_rt) || load_nodes(&lc) || load_sinks(&lc) || load_rest(&lc))
         goto done;
+    for (int i = 0; i < pl->nnodes; i++)
+        for (int p = 0; p < WEIR_MAX_PORTS; p++)
+            pl->nodes[i].plan.port_used[p] = pl->nodes[i].nodes[p].n + pl->nodes[i].sinks[p].n > 0;
     rc = WEIR_OK;
 done:
     free(lc.dir);

@@ -506,7 +506,6 @@ static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     t->next_offset = m->offset + 1;
     if (t->end_offset >= 0 && t->next_offset >= t->end_offset)
         t->done = true;
-    kr->last_ns = weir_now_ns();
 }
 
 int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
@@ -565,6 +564,7 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     int64_t next_commit = start_ns + commit_every_ns;
     int64_t next_done_check = 0;
     int64_t next_idle = 0;
+    bool ended_here = false;
     while (!weir_stop && !kr.fatal) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(kr.consumer, 100);
         if (m) {
@@ -588,14 +588,19 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
                 weir_task_idle_tick(t->task, wall);
             next_idle = now + 200000000;
         }
-        if (o->until_end && !m && now >= next_done_check && local_done(&kr)) {
-            /* Everything assigned here is read: end-of-input for these tasks. */
+        if (o->until_end && now >= next_done_check && kr.ever_assigned && local_done(&kr)) {
+            /* Everything assigned here is read: end-of-input for these tasks.
+             * The run's clock stops when their outputs are acknowledged. */
             for (ktask_t *t = kr.tasks; t; t = t->next)
                 weir_task_advance(t->task, WEIR_WM_END);
             commit_tasks(&kr, NULL);
+            if (kr.first_ns && !ended_here) {
+                kr.last_ns = weir_now_ns();
+                ended_here = true;
+            }
             if (group_done(&kr))
                 break;
-            next_done_check = now + 500000000;
+            next_done_check = weir_now_ns() + 500000000;
         }
     }
     if (!kr.fatal) {
@@ -603,6 +608,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             for (ktask_t *t = kr.tasks; t; t = t->next)
                 weir_task_advance(t->task, WEIR_WM_END);
         commit_tasks(&kr, NULL);
+        if (!ended_here)
+            kr.last_ns = weir_now_ns();
     }
     rc = kr.fatal ? 1 : 0;
 done:

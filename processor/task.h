@@ -37,6 +37,7 @@ struct weir_task {
     int64_t max_ts;             /**< largest event time seen, or WEIR_TS_NONE */
     int64_t watermark;          /**< current watermark (WEIR_TS_NONE before the first record) */
     int64_t last_record_ms;     /**< processing time of the last record (idle detection) */
+    uint64_t idle_seen_in;      /**< records_in at the last idle tick (records arrived since?) */
     weir_task_stats_t stats;
 };
 
@@ -54,6 +55,9 @@ void weir_task_advance(weir_task_t *t, int64_t wm);
 /**
  * @brief Idle check: if no record arrived for the source's idle_timeout,
  *        advance the watermark by processing time. now_ms: wall clock.
+ *        Call it periodically (the Kafka loop: every 200 ms): "the last
+ *        record" is the first tick that saw records arrive, so idleness is
+ *        measured with the tick's resolution and no clock is read per record.
  */
 void weir_task_idle_tick(weir_task_t *t, int64_t now_ms);
 

@@ -323,7 +323,7 @@ static double kf_update(const arima_ssm_t *ssm, arima_kstate_t *ks, double y, do
                         bool *bad) {
     int m = ssm->m, nz = ssm->d + 1;
     double *a = ks->a, *P = ks->P;
-    double PZ[ARIMA_MAX_M];
+    double PZ[ARIMA_MAX_M] = {0};
     double za = 0, F = 0;
     for (int i = 0; i < nz; i++)
         za += a[i];
@@ -617,6 +617,103 @@ static int params_to_x(const fit_problem_t *fp, const double *params, double *x)
     return 0;
 }
 
+/* Least squares by the normal equations (ncol <= ARIMA_MAX_PARAMS); X is
+ * column-major with stride nrow. Returns -1 if singular. */
+static int ols(const double *X, int nrow, int ncol, const double *Y, double *beta) {
+    double A[ARIMA_MAX_PARAMS][ARIMA_MAX_PARAMS + 1];
+    for (int i = 0; i < ncol; i++) {
+        for (int j = 0; j <= i; j++) {
+            double s = 0;
+            for (int t = 0; t < nrow; t++)
+                s += X[i * nrow + t] * X[j * nrow + t];
+            A[i][j] = A[j][i] = s;
+        }
+        double s = 0;
+        for (int t = 0; t < nrow; t++)
+            s += X[i * nrow + t] * Y[t];
+        A[i][ncol] = s;
+    }
+    for (int c = 0; c < ncol; c++) {
+        int piv = c;
+        for (int i = c + 1; i < ncol; i++)
+            if (fabs(A[i][c]) > fabs(A[piv][c]))
+                piv = i;
+        if (!(fabs(A[piv][c]) > 1e-12 * (fabs(A[c][c]) + 1e-300)))
+            return -1;
+        for (int j = 0; j <= ncol; j++) {
+            double t = A[c][j];
+            A[c][j] = A[piv][j];
+            A[piv][j] = t;
+        }
+        for (int i = c + 1; i < ncol; i++) {
+            double f = A[i][c] / A[c][c];
+            for (int j = c; j <= ncol; j++)
+                A[i][j] -= f * A[c][j];
+        }
+    }
+    for (int i = ncol - 1; i >= 0; i--) {
+        double s = A[i][ncol];
+        for (int j = i + 1; j < ncol; j++)
+            s -= A[i][j] * beta[j];
+        beta[i] = s / A[i][i];
+    }
+    for (int i = 0; i < ncol; i++)
+        if (!isfinite(beta[i]))
+            return -1;
+    return 0;
+}
+
+/* Hannan-Rissanen start values as statsmodels' SARIMAX.start_params computes
+ * them (its `_conditional_sum_squares`): a long AR(2q) for residuals, then
+ * OLS of z_t on its p lags and q lagged residuals. z is the de-trended,
+ * differenced series. ar/ma are left zero where the estimate is not
+ * stationary / invertible or there are too few points. */
+static void hr_start(int p, int q, const double *z, int nw, double *ar, double *ma) {
+    memset(ar, 0, sizeof(double) * (size_t)p);
+    memset(ma, 0, sizeof(double) * (size_t)q);
+    int k = 2 * q, r = k + q > p ? k + q : p;
+    int ny = nw - r;
+    if (p + q == 0 || ny < 2 * (p + q) + 2 || nw - k < 2 * k + 2)
+        return;
+    double *X = calloc((size_t)nw * (size_t)(k + p + q + 2), sizeof(double));
+    double *resid = X + (size_t)nw * (size_t)(k > p + q ? k : p + q);
+    double beta[ARIMA_MAX_PARAMS];
+    if (q > 0) {
+        int nl = nw - k;
+        double phil[2 * ARIMA_MAX_Q];
+        if (k > ARIMA_MAX_PARAMS)
+            goto out;
+        for (int j = 0; j < k; j++)
+            for (int t = k; t < nw; t++)
+                X[j * nl + (t - k)] = z[t - 1 - j];
+        if (ols(X, nl, k, z + k, phil))
+            goto out;
+        for (int t = k; t < nw; t++) {
+            double v = z[t];
+            for (int j = 0; j < k; j++)
+                v -= phil[j] * z[t - 1 - j];
+            resid[t - k] = v;
+        }
+    }
+    for (int i = 0; i < p; i++)
+        for (int t = r; t < nw; t++)
+            X[i * ny + (t - r)] = z[t - 1 - i];
+    for (int j = 0; j < q; j++)
+        for (int t = r; t < nw; t++)
+            X[(p + j) * ny + (t - r)] = resid[t - 1 - j - k];
+    if (ols(X, ny, p + q, z + r, beta))
+        goto out;
+    double u[ARIMA_MAX_R], neg[ARIMA_MAX_Q];
+    if (arima_unconstrain_stationary(beta, p, u) == 0)
+        memcpy(ar, beta, sizeof(double) * (size_t)p);
+    for (int j = 0; j < q; j++)
+        neg[j] = -beta[p + j];
+    if (arima_unconstrain_stationary(neg, q, u) == 0)
+        memcpy(ma, beta + p, sizeof(double) * (size_t)q);
+out:
+    free(X);
+}
+
 static double objective_value(fit_problem_t *fp, const double *x) {
     double params[ARIMA_MAX_PARAMS];
     const arima_spec_t *s = fp->spec;
@@ -786,34 +883,53 @@ int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_
         started = params_to_x(&fp, params, x) == 0;
     }
     if (!started) {
-        /* CSS stage: trend from OLS, ARMA from zero */
+        /* Start values: Hannan-Rissanen (what statsmodels starts from), then
+         * CSS from there; the MLE starts from whichever of the two has the
+         * higher exact likelihood. */
+        double hr[ARIMA_MAX_PARAMS] = {0}, xhr[ARIMA_MAX_PARAMS] = {0};
+        for (int j = 0; j < kt; j++)
+            hr[j] = beta[j] / scale;
+        for (int t = 0; t < nw; t++)
+            res[t] /= scale;
+        hr_start(spec->p, spec->q, res, nw, hr + kt, hr + kt + spec->p);
         fp.css = true;
         fp.k = k - 1;
-        memset(x, 0, sizeof(x));
-        for (int j = 0; j < kt; j++)
-            x[j] = beta[j] / scale;
-        double s2 = 1.0;
+        if (params_to_x(&fp, hr, x))
+            for (int j = kt; j < k - 1; j++)
+                x[j] = 0;
+        memcpy(xhr, x, sizeof(xhr));
         if (!o.no_css && fp.k > 0) {
             minimise(&fp, x, 1e-8, o.maxeval / 4, &fmin);
-            if (!(fmin < BAD_OBJECTIVE)) {
-                memset(x, 0, sizeof(x));
+            if (!(fmin < BAD_OBJECTIVE))
+                memcpy(x, xhr, sizeof(xhr));
+        }
+        /* sigma2 start: the CSS residual variance at each candidate */
+        double cand[2][ARIMA_MAX_PARAMS], best = HUGE_VAL;
+        int nbest = 0;
+        memcpy(cand[0], x, sizeof(x));
+        memcpy(cand[1], xhr, sizeof(xhr));
+        for (int c = 0; c < 2; c++) {
+            fp.css = true;
+            fp.k = k - 1;
+            x_to_params(&fp, cand[c], params);
+            for (int t = 0; t < nw; t++) {
+                double v = 0;
                 for (int j = 0; j < kt; j++)
-                    x[j] = beta[j] / scale;
+                    v += params[j] * dx[j * nw + t];
+                mu[t] = v;
+            }
+            double sse = css_core(spec->p, spec->q, params + kt, params + kt + spec->p, w, mu, nw, e);
+            double s2 = nw - spec->p > 0 && sse > 0 && isfinite(sse) ? sse / (nw - spec->p) : 1.0;
+            fp.css = false;
+            fp.k = k;
+            cand[c][k - 1] = log(s2);
+            double f = objective_value(&fp, cand[c]);
+            if (f < best) {
+                best = f;
+                nbest = c;
             }
         }
-        x_to_params(&fp, x, params);
-        for (int t = 0; t < nw; t++) {
-            double v = 0;
-            for (int j = 0; j < kt; j++)
-                v += params[j] * dx[j * nw + t];
-            mu[t] = v;
-        }
-        double sse = css_core(spec->p, spec->q, params + kt, params + kt + spec->p, w, mu, nw, e);
-        if (nw - spec->p > 0 && sse > 0 && isfinite(sse))
-            s2 = sse / (nw - spec->p);
-        fp.css = false;
-        fp.k = k;
-        x[k - 1] = log(s2);
+        memcpy(x, cand[nbest], sizeof(x));
     }
     fp.ngrads = 0;
     nlopt_result nr = minimise(&fp, x, o.ftol_rel, o.maxeval, &fmin);

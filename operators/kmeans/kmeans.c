@@ -41,6 +41,7 @@ typedef struct kmeans_conf {
     bool standardize;
     int64_t init_size;       /* -1: max(10 k, 100) */
     int64_t init_iterations;
+    int64_t init_runs;
     int64_t seed;
     const char *distance;
     double dead_fraction;
@@ -113,8 +114,10 @@ static const weir_config_map_t kmeans_config_map[] = {
      "scale features by their running standard deviation"},
     {WEIR_CM_LONG, "init_size", NULL, false, offsetof(kmeans_conf_t, init_size),
      "points buffered for k-means++ initialisation; default max(10 k, 100)"},
-    {WEIR_CM_LONG, "init_iterations", "10", false, offsetof(kmeans_conf_t, init_iterations),
-     "Lloyd iterations on the init buffer after seeding"},
+    {WEIR_CM_LONG, "init_iterations", "100", false, offsetof(kmeans_conf_t, init_iterations),
+     "at most this many Lloyd iterations on the init buffer after each seeding (stops when stable)"},
+    {WEIR_CM_LONG, "init_runs", "10", false, offsetof(kmeans_conf_t, init_runs),
+     "k-means++ seedings of the init buffer; the lowest inertia wins (scikit-learn's n_init)"},
     {WEIR_CM_LONG, "seed", "1", false, offsetof(kmeans_conf_t, seed), "random seed (k-means++)"},
     {WEIR_CM_STR, "distance", "euclidean", false, offsetof(kmeans_conf_t, distance), "euclidean or cosine"},
     {WEIR_CM_DOUBLE, "dead_fraction", "1e-8", false, offsetof(kmeans_conf_t, dead_fraction),
@@ -274,6 +277,9 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
     if (conf->init_iterations < 0 || conf->init_iterations > 10000)
         return weir_cfg_error(at_key(plan, "init_iterations"), errstr, errstr_size,
                               "node '%s': init_iterations: must be between 0 and 10000", plan->name);
+    if (conf->init_runs < 1 || conf->init_runs > 1000)
+        return weir_cfg_error(at_key(plan, "init_runs"), errstr, errstr_size,
+                              "node '%s': init_runs: must be between 1 and 1000", plan->name);
     kmeans_metric_t metric;
     if (!strcmp(conf->distance, "euclidean"))
         metric = KMEANS_EUCLIDEAN;
@@ -295,6 +301,7 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
         .dead_fraction = conf->dead_fraction,
         .init_size = (int)conf->init_size,
         .init_iterations = (int)conf->init_iterations,
+        .init_runs = (int)conf->init_runs,
     };
     /* Port 0: the input + cluster + distance. */
     plan->nports = 2;
@@ -335,9 +342,10 @@ static void kmeans_describe(const weir_plan_t *plan, FILE *fp) {
         fprintf(fp, "batch every %lld records", (long long)conf->batch_n);
     else
         fprintf(fp, "batch per input window (window_end#%d)", conf->window_end_slot);
-    fprintf(fp, "\n    scope %s%s%s, init %d points + %d Lloyd iterations, seed %lld, dead fraction %g\n",
+    fprintf(fp, "\n    scope %s%s%s, init %d points, %d k-means++ runs + <= %d Lloyd iterations, seed %lld, "
+            "dead fraction %g\n",
             conf->per_key ? "key" : "task", conf->key_field ? " from field " : "", conf->key_field ? conf->key_field : "",
-            p->init_size, p->init_iterations, (long long)conf->seed, p->dead_fraction);
+            p->init_size, p->init_runs, p->init_iterations, (long long)conf->seed, p->dead_fraction);
 }
 
 /* ---- models and the key map ---- */

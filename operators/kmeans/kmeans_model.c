@@ -205,42 +205,23 @@ static inline const double *model_to_z(kmeans_model_t *m, const double *y) {
     return m->z;
 }
 
-double kmeans_model_initialize(kmeans_model_t *m) {
-    const int k = m->p->k, d = m->p->d, n = m->init_n;
-    const size_t nd = (size_t)n * (size_t)d;
-    if (n <= 0)
-        return 0.0;
-    /* Scaler statistics of the buffer (Welford). */
-    m->sc_n = 0;
-    memset(m->sc_mean, 0, (size_t)d * sizeof(double));
-    memset(m->sc_m2, 0, (size_t)d * sizeof(double));
-    if (m->p->standardize) {
-        for (int i = 0; i < n; i++) {
-            const double *x = kmeans_model_init_point(m, i);
-            m->sc_n++;
-            for (int j = 0; j < d; j++) {
-                double delta = x[j] - m->sc_mean[j];
-                m->sc_mean[j] += delta / (double)m->sc_n;
-                m->sc_m2[j] += delta * (x[j] - m->sc_mean[j]);
-            }
-        }
-    }
-    model_rescale(m);
-    /* Model-space (Y) and assignment-space (Z) copies of the buffer. */
-    double *Y = weir_malloc(nd * sizeof(double));
-    double *Z = weir_malloc(nd * sizeof(double));
-    for (int i = 0; i < n; i++) {
-        kmeans_model_project(m, kmeans_model_init_point(m, i));
-        memcpy(Y + (size_t)i * (size_t)d, m->y, (size_t)d * sizeof(double));
-        memcpy(Z + (size_t)i * (size_t)d, model_to_z(m, m->y), (size_t)d * sizeof(double));
-    }
+/* Scratch of one initialisation: the buffer in model (Y) and assignment (Z) space. */
+typedef struct init_work {
+    int n;
+    const double *Y, *Z;
+    double *closest, *trial, *best; /* n each */
+    int *labels;                    /* n */
+} init_work_t;
+
+/* One k-means++ seeding plus Lloyd iterations into m->c. @returns the inertia on the buffer. */
+static double init_once(kmeans_model_t *m, init_work_t *iw) {
+    const int k = m->p->k, d = m->p->d, n = iw->n;
+    const double *Y = iw->Y, *Z = iw->Z;
+    double *closest = iw->closest, *trial = iw->trial, *best = iw->best;
+    int *labels = iw->labels;
     /* Greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's variant with
      * 2 + ln k candidate centres per step, keeping the one that lowers the
      * potential most). Distances are squared euclidean in Z. */
-    double *closest = weir_malloc((size_t)n * sizeof(double));
-    double *trial = weir_malloc((size_t)n * sizeof(double));
-    double *best = weir_malloc((size_t)n * sizeof(double));
-    int *labels = weir_malloc((size_t)n * sizeof(int));
     int first = (int)(kmeans_rng_uniform(&m->rng) * n);
     if (first >= n)
         first = n - 1;
@@ -325,20 +306,82 @@ double kmeans_model_initialize(kmeans_model_t *m) {
         inertia += dist * dist;
         m->w[l] += 1.0;
     }
-    memset(m->bsum, 0, (size_t)k * (size_t)d * sizeof(double));
+    iw->closest = closest;
+    iw->trial = trial;
+    iw->best = best;
+    return inertia;
+}
+
+double kmeans_model_initialize(kmeans_model_t *m) {
+    const int k = m->p->k, d = m->p->d, n = m->init_n;
+    const size_t nd = (size_t)n * (size_t)d, kd = (size_t)k * (size_t)d;
+    if (n <= 0)
+        return 0.0;
+    /* Scaler statistics of the buffer (Welford). */
+    m->sc_n = 0;
+    memset(m->sc_mean, 0, (size_t)d * sizeof(double));
+    memset(m->sc_m2, 0, (size_t)d * sizeof(double));
+    if (m->p->standardize) {
+        for (int i = 0; i < n; i++) {
+            const double *x = kmeans_model_init_point(m, i);
+            m->sc_n++;
+            for (int j = 0; j < d; j++) {
+                double delta = x[j] - m->sc_mean[j];
+                m->sc_mean[j] += delta / (double)m->sc_n;
+                m->sc_m2[j] += delta * (x[j] - m->sc_mean[j]);
+            }
+        }
+    }
+    model_rescale(m);
+    /* Model-space (Y) and assignment-space (Z) copies of the buffer. */
+    double *Y = weir_malloc(nd * sizeof(double));
+    double *Z = weir_malloc(nd * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        kmeans_model_project(m, kmeans_model_init_point(m, i));
+        memcpy(Y + (size_t)i * (size_t)d, m->y, (size_t)d * sizeof(double));
+        memcpy(Z + (size_t)i * (size_t)d, model_to_z(m, m->y), (size_t)d * sizeof(double));
+    }
+    init_work_t iw = {
+        .n = n,
+        .Y = Y,
+        .Z = Z,
+        .closest = weir_malloc((size_t)n * sizeof(double)),
+        .trial = weir_malloc((size_t)n * sizeof(double)),
+        .best = weir_malloc((size_t)n * sizeof(double)),
+        .labels = weir_malloc((size_t)n * sizeof(int)),
+    };
+    /* init_runs seedings (scikit-learn's n_init): keep the lowest inertia. */
+    double *best_c = weir_malloc(kd * sizeof(double));
+    double *best_w = weir_malloc((size_t)k * sizeof(double));
+    double best_inertia = INFINITY;
+    const int runs = m->p->init_runs > 0 ? m->p->init_runs : 1;
+    for (int run = 0; run < runs; run++) {
+        double inertia = init_once(m, &iw);
+        if (inertia < best_inertia) {
+            best_inertia = inertia;
+            memcpy(best_c, m->c, kd * sizeof(double));
+            memcpy(best_w, m->w, (size_t)k * sizeof(double));
+        }
+    }
+    memcpy(m->c, best_c, kd * sizeof(double));
+    memcpy(m->w, best_w, (size_t)k * sizeof(double));
+    model_rebuild_zt(m);
+    memset(m->bsum, 0, kd * sizeof(double));
     memset(m->bcnt, 0, (size_t)k * sizeof(double));
     m->bn = 0;
     m->binertia = 0.0;
     m->pend_n = 0;
     m->ready = true;
     m->version = 1;
+    free(best_c);
+    free(best_w);
     free(Y);
     free(Z);
-    free(closest);
-    free(trial);
-    free(best);
-    free(labels);
-    return inertia;
+    free(iw.closest);
+    free(iw.trial);
+    free(iw.best);
+    free(iw.labels);
+    return best_inertia;
 }
 
 /* ---- per point ---- */

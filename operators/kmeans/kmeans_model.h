@@ -65,7 +65,8 @@ typedef struct kmeans_params {
     bool decay_per_point; /**< time unit: true = points (a^m per batch), false = batches (a) */
     double dead_fraction; /**< re-seed a cluster whose weight < dead_fraction * largest */
     int init_size;        /**< points buffered for k-means++ */
-    int init_iterations;  /**< Lloyd iterations on the init buffer */
+    int init_iterations;  /**< Lloyd iterations on the init buffer (per run) */
+    int init_runs;        /**< k-means++ runs on the init buffer; the lowest inertia wins */
 } kmeans_params_t;
 
 /** One streaming k-means model with its scaler, batch accumulators and init buffer. */
@@ -109,9 +110,11 @@ void kmeans_model_free(kmeans_model_t *m);
  */
 bool kmeans_model_buffer(kmeans_model_t *m, const double *x);
 /**
- * @brief k-means++ (greedy, 2 + ln k trials as in scikit-learn) on the init
- *        buffer, then up to init_iterations Lloyd iterations. Sets version 1,
- *        weights = final cluster sizes. Needs at least one buffered point.
+ * @brief init_runs times: k-means++ (greedy, 2 + ln k trials as in
+ *        scikit-learn) on the init buffer, then up to init_iterations Lloyd
+ *        iterations; the run with the lowest inertia on the buffer wins (as
+ *        scikit-learn's n_init). Sets version 1, weights = final cluster
+ *        sizes. Needs at least one buffered point.
  * @returns the inertia (sum of distance^2) of the buffer under the new model.
  */
 double kmeans_model_initialize(kmeans_model_t *m);

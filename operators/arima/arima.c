@@ -1,0 +1,697 @@
+/**
+ * arima: per-key ARIMA(p,d,q) over a stream of values (typically one value
+ * per key per window). See operators/arima/README.md and docs/arima.md.
+ *
+ * Per key the operator keeps a ring buffer of the last `history` values and,
+ * once `min_points` exist, fits the model by exact maximum likelihood every
+ * `refit_every` values (warm-started from the previous estimate). Between
+ * refits the Kalman state of the last model absorbs each new value, so the
+ * one-step forecast used for anomaly flags is always current.
+ *
+ * Port 0 (the node): one record per fit (parameters, criteria, forecasts).
+ * Port 1 ("points", only with `emit: every_point`): one record per value.
+ * Records have no array type yet, so the model and the forecast arrays are
+ * strings holding JSON.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arima_model.h"
+#include "expr.h"
+#include "operator.h"
+
+#define ARIMA_SNAPSHOT_VERSION 1
+
+typedef struct arima_conf {
+    const char *key_src, *value_src, *ts_src, *trend_src, *emit_src;
+    int64_t horizon, history, refit_every, min_points;
+    double anomaly_threshold; /* coverage of the interval outside which a value is anomalous */
+    weir_expr_t *key, *value, *ts;
+    arima_spec_t spec;
+    bool every_point;
+    double z_anomaly;         /* normal quantile for anomaly_threshold */
+    double z80, z95;
+    int s_key, s_ts, s_model, s_loglik, s_aic, s_aicc, s_bic, s_nobs, s_conv, s_iter, s_fc, s_lo80, s_hi80,
+        s_lo95, s_hi95, s_error, s_id; /* port 0 slots */
+    int p_key, p_ts, p_id, p_actual, p_fc, p_se, p_lo, p_hi, p_z, p_anom, p_error; /* port 1 slots */
+} arima_conf_t;
+
+/** Per-key series state. */
+typedef struct series {
+    char *key;                /**< owned, NUL-terminated */
+    size_t key_len;
+    double *buf;              /**< ring buffer of `history` values */
+    int head;                 /**< index of the oldest value */
+    int count;                /**< values held */
+    uint64_t total;           /**< values seen */
+    int since_fit;            /**< values since the last fit attempt */
+    bool fitted_once;         /**< a fit was attempted */
+    bool have_model;          /**< fit/ks hold a usable model */
+    arima_fit_t fit;          /**< last successful fit */
+    arima_kstate_t ks;        /**< Kalman prediction for the next value */
+} series_t;
+
+typedef struct arima_ctx {
+    const weir_plan_t *plan;
+    series_t **slots;         /* open-addressing hash table */
+    size_t cap, n;
+    weir_record_t out, pts;
+    weir_arena_t scratch;
+    double *work;             /* history values in order, for fitting */
+    weir_buf_t json;
+} arima_ctx_t;
+
+static const weir_config_map_t arima_config_map[] = {
+    {WEIR_CM_STR, "value", NULL, true, offsetof(arima_conf_t, value_src), "numeric expression: the series value"},
+    {WEIR_CM_STR, "key", NULL, false, offsetof(arima_conf_t, key_src),
+     "expression naming the series (default: the record key; no key = one series)"},
+    {WEIR_CM_STR, "ts", NULL, false, offsetof(arima_conf_t, ts_src),
+     "expression giving the time (epoch ms, long) of a value (default: the record's event time)"},
+    {WEIR_CM_CUSTOM, "order", NULL, true, 0, "[p, d, q] with p, q <= 8 and d <= 2"},
+    {WEIR_CM_STR, "trend", NULL, false, offsetof(arima_conf_t, trend_src),
+     "n | c | t | ct as statsmodels means them (default c when d = 0, n otherwise; t with d = 1 is a drift)"},
+    {WEIR_CM_LONG, "horizon", "10", false, offsetof(arima_conf_t, horizon), "forecast steps per fit"},
+    {WEIR_CM_LONG, "history", "500", false, offsetof(arima_conf_t, history), "values kept per key (ring buffer)"},
+    {WEIR_CM_LONG, "refit_every", "10", false, offsetof(arima_conf_t, refit_every),
+     "refit after this many new values"},
+    {WEIR_CM_LONG, "min_points", "30", false, offsetof(arima_conf_t, min_points), "values needed for the first fit"},
+    {WEIR_CM_STR, "emit", "fits", false, offsetof(arima_conf_t, emit_src),
+     "fits | every_point (also one record per value on port 'points')"},
+    {WEIR_CM_DOUBLE, "anomaly_threshold", "0.95", false, offsetof(arima_conf_t, anomaly_threshold),
+     "a value outside this central one-step prediction interval is an anomaly"},
+    {0},
+};
+
+static void arima_plan_destroy(void *p) {
+    arima_conf_t *conf = p;
+    if (!conf)
+        return;
+    weir_expr_destroy(conf->key);
+    weir_expr_destroy(conf->value);
+    weir_expr_destroy(conf->ts);
+    free(conf);
+}
+
+static int parse_order(const weir_plan_t *plan, arima_conf_t *conf, char *errstr, size_t errstr_size) {
+    const weir_cfg_t *o = weir_cfg_get(plan->cfg, "order");
+    if (!o)
+        return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': arima needs 'order: [p, d, q]'",
+                              plan->name);
+    if (o->kind == WEIR_CFG_SCALAR && !strcmp(o->scalar, "auto"))
+        return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: 'auto' is not implemented yet",
+                              plan->name);
+    if (o->kind != WEIR_CFG_SEQ || o->n != 3)
+        return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: expected [p, d, q]", plan->name);
+    int64_t v[3];
+    for (int i = 0; i < 3; i++)
+        if (weir_cfg_as_long(o->items[i], &v[i], errstr, errstr_size))
+            return WEIR_ERR;
+    conf->spec.p = (int)v[0];
+    conf->spec.d = (int)v[1];
+    conf->spec.q = (int)v[2];
+    if (v[0] < 0 || v[0] > ARIMA_MAX_P || v[2] < 0 || v[2] > ARIMA_MAX_Q || v[1] < 0 || v[1] > ARIMA_MAX_D)
+        return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: p and q must be 0..%d and d 0..%d",
+                              plan->name, ARIMA_MAX_P, ARIMA_MAX_D);
+    conf->spec.trend = conf->spec.d == 0 ? ARIMA_TREND_C : ARIMA_TREND_N;
+    if (conf->trend_src) {
+        static const char *names[] = {"n", "c", "t", "ct"};
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(conf->trend_src, names[i]))
+                found = i;
+        if (found < 0)
+            return weir_cfg_error(weir_cfg_get(plan->cfg, "trend"), errstr, errstr_size,
+                                  "node '%s': trend: expected n, c, t or ct", plan->name);
+        conf->spec.trend = (arima_trend_t)found;
+    }
+    char why[160];
+    if (arima_spec_check(&conf->spec, why, sizeof(why)))
+        return weir_cfg_error(o, errstr, errstr_size, "node '%s': %s", plan->name, why);
+    return WEIR_OK;
+}
+
+static int arima_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
+    arima_conf_t *conf = weir_calloc(1, sizeof(*conf));
+    plan->conf = conf;
+    if (weir_config_map_apply(arima_config_map, plan->cfg, conf, errstr, errstr_size))
+        return WEIR_ERR;
+    if (parse_order(plan, conf, errstr, errstr_size))
+        return WEIR_ERR;
+    const weir_cfg_t *at = weir_cfg_get(plan->cfg, "value");
+    if (!(conf->value = weir_plan_expr(plan, at, "value", plan->input, errstr, errstr_size)))
+        return WEIR_ERR;
+    weir_type_t t = weir_expr_type(conf->value);
+    if (t != WEIR_LONG && t != WEIR_DOUBLE)
+        return weir_cfg_error(at, errstr, errstr_size, "node '%s': value: must be numeric, got %s", plan->name,
+                              weir_type_name(t));
+    if (conf->key_src) {
+        at = weir_cfg_get(plan->cfg, "key");
+        if (!(conf->key = weir_plan_expr(plan, at, "key", plan->input, errstr, errstr_size)))
+            return WEIR_ERR;
+    }
+    if (conf->ts_src) {
+        at = weir_cfg_get(plan->cfg, "ts");
+        if (!(conf->ts = weir_plan_expr(plan, at, "ts", plan->input, errstr, errstr_size)))
+            return WEIR_ERR;
+        t = weir_expr_type(conf->ts);
+        if (t != WEIR_LONG && t != WEIR_DOUBLE)
+            return weir_cfg_error(at, errstr, errstr_size, "node '%s': ts: must be epoch milliseconds, got %s",
+                                  plan->name, weir_type_name(t));
+    }
+    int need = arima_nparams(&conf->spec) + 2 + conf->spec.d;
+    if (conf->horizon < 1 || conf->horizon > 10000)
+        return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': horizon must be 1..10000", plan->name);
+    if (conf->min_points < need)
+        return weir_cfg_error(plan->cfg, errstr, errstr_size,
+                              "node '%s': min_points must be at least %d for this order", plan->name, need);
+    if (conf->history < conf->min_points || conf->history > 10000000)
+        return weir_cfg_error(plan->cfg, errstr, errstr_size,
+                              "node '%s': history must be >= min_points (and <= 1e7)", plan->name);
+    if (conf->refit_every < 1)
+        return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': refit_every must be >= 1", plan->name);
+    if (!(conf->anomaly_threshold > 0 && conf->anomaly_threshold < 1))
+        return weir_cfg_error(plan->cfg, errstr, errstr_size,
+                              "node '%s': anomaly_threshold must be between 0 and 1 (e.g. 0.95)", plan->name);
+    if (!strcmp(conf->emit_src, "every_point"))
+        conf->every_point = true;
+    else if (strcmp(conf->emit_src, "fits"))
+        return weir_cfg_error(weir_cfg_get(plan->cfg, "emit"), errstr, errstr_size,
+                              "node '%s': emit: expected fits or every_point", plan->name);
+    conf->z_anomaly = arima_z_quantile(conf->anomaly_threshold);
+    conf->z80 = arima_z_quantile(0.80);
+    conf->z95 = arima_z_quantile(0.95);
+
+    weir_rowtype_t *rt = weir_rowtype_new();
+    conf->s_key = weir_rowtype_add(rt, "key", WEIR_STRING, false);
+    conf->s_ts = weir_rowtype_add(rt, "ts", WEIR_LONG, true);
+    conf->s_model = weir_rowtype_add(rt, "model", WEIR_STRING, true);
+    conf->s_loglik = weir_rowtype_add(rt, "loglik", WEIR_DOUBLE, true);
+    conf->s_aic = weir_rowtype_add(rt, "aic", WEIR_DOUBLE, true);
+    conf->s_aicc = weir_rowtype_add(rt, "aicc", WEIR_DOUBLE, true);
+    conf->s_bic = weir_rowtype_add(rt, "bic", WEIR_DOUBLE, true);
+    conf->s_nobs = weir_rowtype_add(rt, "nobs", WEIR_LONG, false);
+    conf->s_conv = weir_rowtype_add(rt, "converged", WEIR_BOOL, false);
+    conf->s_iter = weir_rowtype_add(rt, "iterations", WEIR_LONG, false);
+    conf->s_fc = weir_rowtype_add(rt, "forecast", WEIR_STRING, true);
+    conf->s_lo80 = weir_rowtype_add(rt, "lower80", WEIR_STRING, true);
+    conf->s_hi80 = weir_rowtype_add(rt, "upper80", WEIR_STRING, true);
+    conf->s_lo95 = weir_rowtype_add(rt, "lower95", WEIR_STRING, true);
+    conf->s_hi95 = weir_rowtype_add(rt, "upper95", WEIR_STRING, true);
+    conf->s_error = weir_rowtype_add(rt, "error", WEIR_STRING, true);
+    conf->s_id = weir_rowtype_add(rt, "id", WEIR_STRING, false);
+    plan->nports = 1;
+    plan->ports[0].rt = rt;
+    if (conf->every_point) {
+        weir_rowtype_t *pt = weir_rowtype_new();
+        conf->p_key = weir_rowtype_add(pt, "key", WEIR_STRING, false);
+        conf->p_ts = weir_rowtype_add(pt, "ts", WEIR_LONG, true);
+        conf->p_id = weir_rowtype_add(pt, "id", WEIR_STRING, false);
+        conf->p_actual = weir_rowtype_add(pt, "actual", WEIR_DOUBLE, false);
+        conf->p_fc = weir_rowtype_add(pt, "forecast", WEIR_DOUBLE, true);
+        conf->p_se = weir_rowtype_add(pt, "stderr", WEIR_DOUBLE, true);
+        conf->p_lo = weir_rowtype_add(pt, "lower", WEIR_DOUBLE, true);
+        conf->p_hi = weir_rowtype_add(pt, "upper", WEIR_DOUBLE, true);
+        conf->p_z = weir_rowtype_add(pt, "residual", WEIR_DOUBLE, true);
+        conf->p_anom = weir_rowtype_add(pt, "anomaly", WEIR_BOOL, false);
+        conf->p_error = weir_rowtype_add(pt, "error", WEIR_STRING, true);
+        plan->nports = 2;
+        plan->ports[1].suffix = "points";
+        plan->ports[1].rt = pt;
+    }
+    return WEIR_OK;
+}
+
+static void arima_describe(const weir_plan_t *plan, FILE *fp) {
+    const arima_conf_t *conf = plan->conf;
+    static const char *tn[] = {"n", "c", "t", "ct"};
+    fprintf(fp, "    order: [%d, %d, %d]  trend: %s  horizon: %lld  history: %lld  refit_every: %lld"
+                "  min_points: %lld  emit: %s\n",
+            conf->spec.p, conf->spec.d, conf->spec.q, tn[conf->spec.trend], (long long)conf->horizon,
+            (long long)conf->history, (long long)conf->refit_every, (long long)conf->min_points,
+            conf->every_point ? "every_point" : "fits");
+    fprintf(fp, "    value: ");
+    weir_expr_print(conf->value, plan->input, fp);
+    fprintf(fp, "\n");
+}
+
+/* ---- per-key hash table ---- */
+
+static uint64_t hash_key(const char *p, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void series_free(series_t *s) {
+    if (!s)
+        return;
+    free(s->key);
+    free(s->buf);
+    free(s);
+}
+
+static void table_insert(arima_ctx_t *ctx, series_t *s) {
+    if ((ctx->n + 1) * 2 > ctx->cap) {
+        size_t ncap = ctx->cap ? ctx->cap * 2 : 64;
+        series_t **ns = weir_calloc(ncap, sizeof(*ns));
+        for (size_t i = 0; i < ctx->cap; i++)
+            if (ctx->slots[i]) {
+                size_t j = hash_key(ctx->slots[i]->key, ctx->slots[i]->key_len) & (ncap - 1);
+                while (ns[j])
+                    j = (j + 1) & (ncap - 1);
+                ns[j] = ctx->slots[i];
+            }
+        free(ctx->slots);
+        ctx->slots = ns;
+        ctx->cap = ncap;
+    }
+    size_t j = hash_key(s->key, s->key_len) & (ctx->cap - 1);
+    while (ctx->slots[j])
+        j = (j + 1) & (ctx->cap - 1);
+    ctx->slots[j] = s;
+    ctx->n++;
+}
+
+static series_t *series_new(const arima_conf_t *conf, const char *key, size_t n) {
+    series_t *s = weir_calloc(1, sizeof(*s));
+    s->key = weir_strndup(key, n);
+    s->key_len = n;
+    s->buf = weir_calloc((size_t)conf->history, sizeof(double));
+    return s;
+}
+
+static series_t *series_get(arima_ctx_t *ctx, const char *key, size_t n) {
+    if (ctx->cap) {
+        size_t j = hash_key(key, n) & (ctx->cap - 1);
+        for (series_t *s; (s = ctx->slots[j]); j = (j + 1) & (ctx->cap - 1))
+            if (s->key_len == n && !memcmp(s->key, key, n))
+                return s;
+    }
+    series_t *s = series_new(ctx->plan->conf, key, n);
+    table_insert(ctx, s);
+    return s;
+}
+
+/* ---- life cycle ---- */
+
+static void *arima_init(const weir_plan_t *plan) {
+    const arima_conf_t *conf = plan->conf;
+    arima_ctx_t *ctx = weir_calloc(1, sizeof(*ctx));
+    ctx->plan = plan;
+    weir_record_init(&ctx->out, plan->ports[0].rt);
+    if (conf->every_point)
+        weir_record_init(&ctx->pts, plan->ports[1].rt);
+    ctx->work = weir_calloc((size_t)conf->history, sizeof(double));
+    return ctx;
+}
+
+static void arima_destroy(void *vctx) {
+    arima_ctx_t *ctx = vctx;
+    if (!ctx)
+        return;
+    for (size_t i = 0; i < ctx->cap; i++)
+        series_free(ctx->slots[i]);
+    free(ctx->slots);
+    const arima_conf_t *conf = ctx->plan->conf;
+    weir_record_free(&ctx->out);
+    if (conf->every_point)
+        weir_record_free(&ctx->pts);
+    weir_arena_free(&ctx->scratch);
+    weir_buf_free(&ctx->json);
+    free(ctx->work);
+    free(ctx);
+}
+
+/* ---- output ---- */
+
+static void json_num(weir_buf_t *b, double v) {
+    if (isfinite(v))
+        weir_buf_printf(b, "%.17g", v);
+    else
+        weir_buf_puts(b, "null");
+}
+
+static weir_value_t arena_str(weir_record_t *r, const weir_buf_t *b) {
+    return weir_v_str(weir_arena_strndup(&r->arena, (const char *)b->p, b->len), b->len);
+}
+
+static weir_value_t json_array(weir_record_t *r, weir_buf_t *b, const double *v, int n) {
+    weir_buf_reset(b);
+    weir_buf_putc(b, '[');
+    for (int i = 0; i < n; i++) {
+        if (i)
+            weir_buf_putc(b, ',');
+        json_num(b, v[i]);
+    }
+    weir_buf_putc(b, ']');
+    return arena_str(r, b);
+}
+
+static weir_value_t make_id(arima_ctx_t *ctx, weir_record_t *r, const series_t *s, int64_t ts) {
+    weir_buf_t *b = &ctx->json;
+    weir_buf_reset(b);
+    weir_buf_printf(b, "%s/%s/%s/", ctx->plan->pipeline, ctx->plan->name, s->key);
+    if (ts != WEIR_TS_NONE)
+        weir_buf_printf(b, "%lld", (long long)ts);
+    else
+        weir_buf_printf(b, "n%llu", (unsigned long long)s->total);
+    return arena_str(r, b);
+}
+
+static weir_value_t ts_value(int64_t ts) { return ts == WEIR_TS_NONE ? weir_v_null() : weir_v_long(ts); }
+
+static void emit_fit(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, const series_t *s,
+                     const arima_fit_t *fit, bool ok, int64_t ts) {
+    const arima_conf_t *conf = ctx->plan->conf;
+    weir_record_t *out = &ctx->out;
+    weir_record_clear(out);
+    weir_record_copy_meta(out, in);
+    out->key = s->key;
+    out->key_len = s->key_len;
+    out->ts = ts;
+    out->v[conf->s_key] = weir_v_str(s->key, s->key_len);
+    out->v[conf->s_ts] = ts_value(ts);
+    out->v[conf->s_nobs] = weir_v_long(fit->nobs);
+    out->v[conf->s_conv] = weir_v_bool(fit->converged);
+    out->v[conf->s_iter] = weir_v_long(fit->iterations);
+    out->v[conf->s_id] = make_id(ctx, out, s, ts);
+    if (fit->error[0])
+        out->v[conf->s_error] = weir_v_str(weir_arena_strndup(&out->arena, fit->error, strlen(fit->error)),
+                                           strlen(fit->error));
+    if (ok) {
+        weir_buf_t *b = &ctx->json;
+        weir_buf_reset(b);
+        weir_buf_putc(b, '{');
+        for (int i = 0; i < fit->nparams; i++) {
+            char name[32];
+            arima_param_name(&conf->spec, i, name, sizeof(name));
+            weir_buf_printf(b, "%s\"%s\":", i ? "," : "", name);
+            json_num(b, fit->params[i]);
+        }
+        weir_buf_putc(b, '}');
+        out->v[conf->s_model] = arena_str(out, b);
+        out->v[conf->s_loglik] = weir_v_double(fit->loglik);
+        out->v[conf->s_aic] = weir_v_double(fit->aic);
+        if (isfinite(fit->aicc))
+            out->v[conf->s_aicc] = weir_v_double(fit->aicc);
+        out->v[conf->s_bic] = weir_v_double(fit->bic);
+        int h = (int)conf->horizon;
+        double *mean = weir_malloc(sizeof(double) * 6 * (size_t)h), *se = mean + h, *tmp = mean + 2 * h;
+        arima_ssm_t ssm;
+        arima_ssm_build(&conf->spec, fit->params, &ssm);
+        arima_forecast(&ssm, &s->ks, h, mean, se);
+        out->v[conf->s_fc] = json_array(out, b, mean, h);
+        const double zs[2] = {conf->z80, conf->z95};
+        const int lo[2] = {conf->s_lo80, conf->s_lo95}, hi[2] = {conf->s_hi80, conf->s_hi95};
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < h; i++)
+                tmp[i] = mean[i] - zs[k] * se[i];
+            out->v[lo[k]] = json_array(out, b, tmp, h);
+            for (int i = 0; i < h; i++)
+                tmp[i] = mean[i] + zs[k] * se[i];
+            out->v[hi[k]] = json_array(out, b, tmp, h);
+        }
+        free(mean);
+    }
+    weir_emit(em, 0, out);
+}
+
+static void emit_point(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, const series_t *s,
+                       double y, bool have, double yhat, double var, int64_t ts) {
+    const arima_conf_t *conf = ctx->plan->conf;
+    weir_record_t *r = &ctx->pts;
+    weir_record_clear(r);
+    weir_record_copy_meta(r, in);
+    r->key = s->key;
+    r->key_len = s->key_len;
+    r->ts = ts;
+    r->v[conf->p_key] = weir_v_str(s->key, s->key_len);
+    r->v[conf->p_ts] = ts_value(ts);
+    r->v[conf->p_id] = make_id(ctx, r, s, ts);
+    r->v[conf->p_actual] = weir_v_double(y);
+    bool anomaly = false;
+    if (have && var > 0 && isfinite(yhat)) {
+        double se = sqrt(var);
+        double z = (y - yhat) / se;
+        r->v[conf->p_fc] = weir_v_double(yhat);
+        r->v[conf->p_se] = weir_v_double(se);
+        r->v[conf->p_lo] = weir_v_double(yhat - conf->z_anomaly * se);
+        r->v[conf->p_hi] = weir_v_double(yhat + conf->z_anomaly * se);
+        r->v[conf->p_z] = weir_v_double(z);
+        anomaly = fabs(z) > conf->z_anomaly;
+    } else {
+        static const char nomodel[] = "no model yet";
+        r->v[conf->p_error] = weir_v_str(nomodel, sizeof(nomodel) - 1);
+    }
+    r->v[conf->p_anom] = weir_v_bool(anomaly);
+    weir_emit(em, 1, r);
+}
+
+/* ---- processing ---- */
+
+static void refit(arima_ctx_t *ctx, series_t *s, weir_emitter_t *em, const weir_record_t *in, int64_t ts) {
+    const arima_conf_t *conf = ctx->plan->conf;
+    for (int i = 0; i < s->count; i++)
+        ctx->work[i] = s->buf[(s->head + i) % conf->history];
+    arima_fit_t fit;
+    arima_kstate_t ks;
+    int rc = arima_fit(&conf->spec, ctx->work, s->count, s->have_model ? &s->fit : NULL, NULL, &fit, &ks);
+    (void)rc; /* a non-converged estimate with a finite likelihood is still used (and reported with its error) */
+    bool usable = isfinite(fit.loglik);
+    if (usable) {
+        s->fit = fit;
+        s->ks = ks;
+        s->have_model = true;
+    }
+    s->fitted_once = true;
+    s->since_fit = 0;
+    emit_fit(ctx, em, in, s, usable ? &s->fit : &fit, usable, ts);
+}
+
+static int arima_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) {
+    arima_ctx_t *ctx = vctx;
+    const arima_conf_t *conf = ctx->plan->conf;
+    weir_value_t v;
+    if (ctx->scratch.head)
+        weir_arena_reset(&ctx->scratch);
+    weir_expr_eval(conf->value, in, &ctx->scratch, &v);
+    if (v.type != WEIR_LONG && v.type != WEIR_DOUBLE) {
+        em->reject(em, in, "arima: value is null");
+        return WEIR_OK;
+    }
+    double y = weir_v_num(&v);
+    if (!isfinite(y)) {
+        em->reject(em, in, "arima: value is not a finite number");
+        return WEIR_OK;
+    }
+    int64_t ts = in->ts;
+    if (conf->ts) {
+        weir_value_t t;
+        weir_expr_eval(conf->ts, in, &ctx->scratch, &t);
+        ts = t.type == WEIR_LONG ? t.u.i : t.type == WEIR_DOUBLE ? (int64_t)t.u.d : WEIR_TS_NONE;
+    }
+    const char *key = "";
+    size_t klen = 0;
+    char kbuf[64];
+    if (conf->key) {
+        weir_value_t k;
+        weir_expr_eval(conf->key, in, &ctx->scratch, &k);
+        if (k.type == WEIR_STRING || k.type == WEIR_BYTES) {
+            key = k.u.s.p;
+            klen = k.u.s.n;
+        } else if (k.type == WEIR_LONG) {
+            klen = (size_t)snprintf(kbuf, sizeof(kbuf), "%lld", (long long)k.u.i);
+            key = kbuf;
+        } else if (k.type == WEIR_DOUBLE) {
+            klen = (size_t)snprintf(kbuf, sizeof(kbuf), "%.17g", k.u.d);
+            key = kbuf;
+        } else if (k.type == WEIR_BOOL) {
+            key = k.u.b ? "true" : "false";
+            klen = strlen(key);
+        }
+    } else if (in->key) {
+        key = in->key;
+        klen = in->key_len;
+    }
+    series_t *s = series_get(ctx, key, klen);
+    /* one-step prediction from the current model, then the Kalman update */
+    double yhat = NAN, var = NAN;
+    if (s->have_model) {
+        arima_ssm_t ssm;
+        arima_ssm_build(&conf->spec, s->fit.params, &ssm);
+        arima_kstate_step(&ssm, &s->ks, y, &yhat, &var);
+    }
+    s->total++;
+    if (conf->every_point)
+        emit_point(ctx, em, in, s, y, s->have_model, yhat, var, ts);
+    if (s->count < conf->history) {
+        s->buf[(s->head + s->count) % conf->history] = y;
+        s->count++;
+    } else {
+        s->buf[s->head] = y;
+        s->head = (int)((s->head + 1) % conf->history);
+    }
+    s->since_fit++;
+    if (s->count >= conf->min_points && (!s->fitted_once || s->since_fit >= conf->refit_every))
+        refit(ctx, s, em, in, ts);
+    return WEIR_OK;
+}
+
+/* ---- snapshot ---- */
+
+static int arima_snapshot(void *vctx, weir_writer_t *w) {
+    arima_ctx_t *ctx = vctx;
+    const arima_conf_t *conf = ctx->plan->conf;
+    weir_w_frame_begin(w, "arima", ARIMA_SNAPSHOT_VERSION);
+    /* the configuration the state depends on, checked on restore */
+    weir_w_u32(w, (uint32_t)conf->spec.p);
+    weir_w_u32(w, (uint32_t)conf->spec.d);
+    weir_w_u32(w, (uint32_t)conf->spec.q);
+    weir_w_u32(w, (uint32_t)conf->spec.trend);
+    weir_w_u64(w, (uint64_t)conf->history);
+    weir_w_u64(w, ctx->n);
+    for (size_t i = 0; i < ctx->cap; i++) {
+        const series_t *s = ctx->slots[i];
+        if (!s)
+            continue;
+        weir_w_bytes(w, s->key, s->key_len);
+        weir_w_u64(w, s->total);
+        weir_w_u32(w, (uint32_t)s->count);
+        weir_w_u32(w, (uint32_t)s->since_fit);
+        weir_w_u8(w, s->fitted_once);
+        for (int k = 0; k < s->count; k++)
+            weir_w_f64(w, s->buf[(s->head + k) % conf->history]);
+        weir_w_u8(w, s->have_model);
+        if (!s->have_model)
+            continue;
+        const arima_fit_t *f = &s->fit;
+        weir_w_u32(w, (uint32_t)f->nparams);
+        for (int k = 0; k < f->nparams; k++)
+            weir_w_f64(w, f->params[k]);
+        weir_w_f64(w, f->loglik);
+        weir_w_f64(w, f->aic);
+        weir_w_f64(w, f->aicc);
+        weir_w_f64(w, f->bic);
+        weir_w_u32(w, (uint32_t)f->nobs);
+        weir_w_u8(w, f->converged);
+        weir_w_u32(w, (uint32_t)f->iterations);
+        weir_w_u32(w, (uint32_t)f->nevals);
+        const arima_kstate_t *ks = &s->ks;
+        weir_w_u32(w, (uint32_t)ks->m);
+        for (int k = 0; k < ks->m; k++)
+            weir_w_f64(w, ks->a[k]);
+        for (int k = 0; k < ks->m * ks->m; k++)
+            weir_w_f64(w, ks->P[k]);
+        weir_w_f64(w, ks->t);
+        weir_w_u8(w, ks->steady);
+    }
+    weir_w_frame_end(w);
+    return WEIR_OK;
+}
+
+static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errstr_size) {
+    arima_ctx_t *ctx = vctx;
+    const arima_conf_t *conf = ctx->plan->conf;
+    const char *name = ctx->plan->name;
+    uint16_t version;
+    weir_reader_t b;
+    if (weir_r_frame_open(r, "arima", &version, &b))
+        return weir_err(errstr, errstr_size, "node '%s': %s", name, r->errstr);
+    if (version != ARIMA_SNAPSHOT_VERSION)
+        return weir_err(errstr, errstr_size, "node '%s': unsupported arima snapshot version %u", name, version);
+    uint32_t p = weir_r_u32(&b), d = weir_r_u32(&b), q = weir_r_u32(&b), tr = weir_r_u32(&b);
+    uint64_t hist = weir_r_u64(&b);
+    if (!b.err && (p != (uint32_t)conf->spec.p || d != (uint32_t)conf->spec.d || q != (uint32_t)conf->spec.q ||
+                   tr != (uint32_t)conf->spec.trend || hist != (uint64_t)conf->history))
+        return weir_err(errstr, errstr_size,
+                        "node '%s': arima snapshot is for order [%u,%u,%u] trend %u history %llu, not this"
+                        " configuration",
+                        name, p, d, q, tr, (unsigned long long)hist);
+    uint64_t n = weir_r_u64(&b);
+    /* parse everything into a new table first: a bad blob leaves the state untouched */
+    arima_ctx_t tmp = {.plan = ctx->plan};
+    int nparams = arima_nparams(&conf->spec);
+    int m = conf->spec.d + (conf->spec.p > conf->spec.q + 1 ? conf->spec.p : conf->spec.q + 1);
+    for (uint64_t i = 0; i < n && !b.err; i++) {
+        size_t klen;
+        const uint8_t *k = weir_r_bytes(&b, &klen);
+        if (!k)
+            break;
+        series_t *s = series_new(conf, (const char *)k, klen);
+        table_insert(&tmp, s);
+        s->total = weir_r_u64(&b);
+        uint32_t cnt = weir_r_u32(&b);
+        s->since_fit = (int)weir_r_u32(&b);
+        s->fitted_once = weir_r_u8(&b);
+        if (cnt > (uint64_t)conf->history) {
+            weir_r_fail(&b, "series holds %u values, more than history", cnt);
+            break;
+        }
+        s->count = (int)cnt;
+        for (uint32_t j = 0; j < cnt; j++)
+            s->buf[j] = weir_r_f64(&b);
+        s->have_model = weir_r_u8(&b);
+        if (!s->have_model)
+            continue;
+        arima_fit_t *f = &s->fit;
+        f->nparams = (int)weir_r_u32(&b);
+        if (f->nparams != nparams) {
+            weir_r_fail(&b, "model has %d parameters, expected %d", f->nparams, nparams);
+            break;
+        }
+        for (int j = 0; j < nparams; j++)
+            f->params[j] = weir_r_f64(&b);
+        f->loglik = weir_r_f64(&b);
+        f->aic = weir_r_f64(&b);
+        f->aicc = weir_r_f64(&b);
+        f->bic = weir_r_f64(&b);
+        f->nobs = (int)weir_r_u32(&b);
+        f->converged = weir_r_u8(&b);
+        f->iterations = (int)weir_r_u32(&b);
+        f->nevals = (int)weir_r_u32(&b);
+        arima_kstate_t *ks = &s->ks;
+        ks->m = (int)weir_r_u32(&b);
+        if (ks->m != m) {
+            weir_r_fail(&b, "Kalman state of dimension %d, expected %d", ks->m, m);
+            break;
+        }
+        for (int j = 0; j < m; j++)
+            ks->a[j] = weir_r_f64(&b);
+        for (int j = 0; j < m * m; j++)
+            ks->P[j] = weir_r_f64(&b);
+        ks->t = weir_r_f64(&b);
+        ks->steady = weir_r_u8(&b);
+    }
+    if (!b.err && b.pos != b.len)
+        weir_r_fail(&b, "%zu trailing bytes", b.len - b.pos);
+    if (b.err) {
+        for (size_t i = 0; i < tmp.cap; i++)
+            series_free(tmp.slots[i]);
+        free(tmp.slots);
+        return weir_err(errstr, errstr_size, "node '%s': bad arima snapshot: %s", name, b.errstr);
+    }
+    for (size_t i = 0; i < ctx->cap; i++)
+        series_free(ctx->slots[i]);
+    free(ctx->slots);
+    ctx->slots = tmp.slots;
+    ctx->cap = tmp.cap;
+    ctx->n = tmp.n;
+    return WEIR_OK;
+}
+
+const weir_operator_class_t weir_arima_class = {
+    .abi = WEIR_OPERATOR_ABI,
+    .name = "arima",
+    .description = "per-key ARIMA(p,d,q) by exact maximum likelihood: forecasts, intervals, anomaly flags",
+    .config_map = arima_config_map,
+    .configure = arima_configure,
+    .plan_destroy = arima_plan_destroy,
+    .describe = arima_describe,
+    .init = arima_init,
+    .process = arima_process,
+    .snapshot = arima_snapshot,
+    .restore = arima_restore,
+    .destroy = arima_destroy,
+};

@@ -1,0 +1,876 @@
+/**
+ * window: tumbling, sliding and session windows on event time, per key
+ * (DESIGN.md §4 and §7, issue 3). See README.md in this folder for the
+ * semantics (boundaries, firing, lateness, early results) and the memory
+ * per key and window.
+ *
+ * How a record flows:
+ *   process(): event time -> late? (late output) -> key bytes -> hash probe
+ *              -> pane (tumbling/sliding: width gcd(size, slide)) or session
+ *              -> update the aggregates in place (no allocation)
+ *              -> if the key's next fire time got earlier: push a timer.
+ *   on_watermark(): pop every timer whose time <= watermark, in (time, key
+ *              creation order); fire what is due for that key, reschedule it.
+ *              Nothing due: one comparison with the heap's top.
+ * A sliding window is computed when it fires by merging its panes, so each
+ * record is aggregated exactly once whatever size/slide is.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "window_int.h"
+
+typedef struct window_ctx {
+    const weir_plan_t *plan;
+    const window_conf_t *conf;
+    wstate_t st;             /* keys, panes/sessions, timers */
+    int64_t wm;              /* last watermark seen (WINDOW_WM_NONE before any) */
+    weir_record_t out;       /* reused for every emitted window */
+    weir_arena_t scratch;    /* string temporaries of the key and argument expressions */
+    weir_value_t *args;      /* per aggregate: the argument of the record in hand */
+    wagg_state_t *acc;       /* per aggregate: a window merged from its panes */
+    char keybuf[48];         /* key bytes of a numeric or boolean key */
+    uint64_t late;           /* records later than allowed_lateness */
+    uint64_t keys_rejected;  /* records refused by max_keys */
+} window_ctx_t;
+
+static const weir_config_map_t window_config_map[] = {
+    {WEIR_CM_STR, "type", "tumbling", false, offsetof(window_conf_t, type_src), "tumbling | sliding | session"},
+    {WEIR_CM_DURATION, "size", NULL, false, offsetof(window_conf_t, size), "window length (tumbling, sliding)"},
+    {WEIR_CM_DURATION, "slide", NULL, false, offsetof(window_conf_t, slide),
+     "sliding: distance between window starts (<= size)"},
+    {WEIR_CM_DURATION, "gap", NULL, false, offsetof(window_conf_t, gap),
+     "session: a session closes after this much event time without a record"},
+    {WEIR_CM_DURATION, "allowed_lateness", "0", false, offsetof(window_conf_t, lateness),
+     "a window fires (final) when the watermark passes end + allowed_lateness"},
+    {WEIR_CM_CUSTOM, "key", NULL, false, 0, "expression grouping the records (default: one group)"},
+    {WEIR_CM_CUSTOM, "aggregate", NULL, true, 0,
+     "map of output field -> count() | count(x) | sum(x) | mean(x) | min(x) | max(x) | stddev(x) | "
+     "variance(x) | first(x) | last(x)"},
+    {WEIR_CM_LONG, "max_keys", "5000000", false, offsetof(window_conf_t, max_keys),
+     "keys with open windows at most; a record of a new key beyond it is dead-lettered (0 = no limit)"},
+    {WEIR_CM_BOOL, "emit_early", "false", false, offsetof(window_conf_t, emit_early),
+     "with allowed_lateness > 0: emit at the window end (final: false), again for each late record, "
+     "and final at end + allowed_lateness"},
+    {WEIR_CM_BOOL, "count_nulls", "false", false, offsetof(window_conf_t, count_nulls),
+     "add a field <name>_nulls per aggregate: the null values it skipped"},
+    {0},
+};
+
+/* ---- time arithmetic (all values within +-2^62: no overflow) ---- */
+
+static inline int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+static inline int64_t align_down(int64_t t, int64_t step) { return floor_div(t, step) * step; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+/* Start of the last (latest) window containing t. */
+static inline int64_t last_start(const window_conf_t *c, int64_t t) { return align_down(t, c->slide); }
+/* Start of the first (earliest) window containing t. */
+static inline int64_t first_start(const window_conf_t *c, int64_t t) {
+    return align_down(t - c->size, c->slide) + c->slide;
+}
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* ---- configuration ---- */
+
+static void window_plan_destroy(void *p) {
+    window_conf_t *conf = p;
+    if (!conf)
+        return;
+    for (int i = 0; conf->aggs && i < conf->naggs; i++) {
+        free(conf->aggs[i].arg_src);
+        weir_expr_destroy(conf->aggs[i].arg);
+    }
+    free(conf->aggs);
+    free(conf->key_src);
+    weir_expr_destroy(conf->key);
+    free(conf);
+}
+
+static const char *const reserved_names[] = {"key", "window_start", "window_end", "last_ts", "final", "id"};
+
+static bool is_reserved(const char *name) {
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(reserved_names); i++)
+        if (!strcmp(reserved_names[i], name))
+            return true;
+    return false;
+}
+
+static int check_duration(const weir_plan_t *plan, const char *key, int64_t v, bool need, char *errstr,
+                          size_t errstr_size) {
+    const weir_cfg_t *at = weir_cfg_get(plan->cfg, key);
+    if (!at && need)
+        return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': window type needs '%s'", plan->name, key);
+    if (at && !need)
+        return weir_cfg_error(at, errstr, errstr_size, "node '%s': '%s' does not apply to this window type",
+                              plan->name, key);
+    if (at && (v <= 0 || v > ((int64_t)1 << 50)))
+        return weir_cfg_error(at, errstr, errstr_size, "node '%s': %s must be > 0 and at most 2^50 ms", plan->name,
+                              key);
+    return WEIR_OK;
+}
+
+/* Output row type: key, [key field], window_start, window_end, [last_ts], aggregates [+ _nulls], final, id. */
+static int build_output(weir_plan_t *plan, window_conf_t *conf, const char *key_field, const weir_cfg_t *aggc,
+                        char *errstr, size_t errstr_size) {
+    weir_rowtype_t *rt = weir_rowtype_new();
+    plan->ports[0].rt = rt;
+    plan->ports[1].suffix = "late";
+    plan->ports[1].rt = weir_rowtype_clone(plan->input);
+    plan->nports = 2;
+    conf->slot_key = weir_rowtype_add(rt, "key", WEIR_STRING, false);
+    if (key_field && strcmp(key_field, "key")) {
+        if (is_reserved(key_field))
+            return weir_cfg_error(weir_cfg_get(plan->cfg, "key"), errstr, errstr_size,
+                                  "node '%s': key field '%s' clashes with an output field of the window", plan->name,
+                                  key_field);
+        conf->key_out_slot = weir_rowtype_add(rt, key_field, conf->key_type, false);
+    }
+    conf->slot_start = weir_rowtype_add(rt, "window_start", WEIR_LONG, false);
+    conf->slot_end = weir_rowtype_add(rt, "window_end", WEIR_LONG, false);
+    if (conf->type == WINDOW_SESSION)
+        conf->slot_last_ts = weir_rowtype_add(rt, "last_ts", WEIR_LONG, false);
+    for (int i = 0; i < conf->naggs; i++) {
+        wagg_spec_t *a = &conf->aggs[i];
+        const weir_cfg_t *at = aggc->items[i];
+        weir_type_t t;
+        bool nullable;
+        wagg_out_type(a, &t, &nullable);
+        if (is_reserved(a->name) || (a->out_slot = weir_rowtype_add(rt, a->name, t, nullable)) < 0)
+            return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: output field '%s' already exists",
+                                  plan->name, a->name, a->name);
+        if (conf->count_nulls && a->arg) {
+            char nn[300];
+            snprintf(nn, sizeof(nn), "%s_nulls", a->name);
+            if (is_reserved(nn) || (a->nulls_slot = weir_rowtype_add(rt, nn, WEIR_LONG, false)) < 0)
+                return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: output field '%s' already exists",
+                                      plan->name, a->name, nn);
+        }
+    }
+    conf->slot_final = weir_rowtype_add(rt, "final", WEIR_BOOL, false);
+    conf->slot_id = weir_rowtype_add(rt, "id", WEIR_STRING, false);
+    return WEIR_OK;
+}
+
+static int window_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
+    window_conf_t *conf = weir_calloc(1, sizeof(*conf));
+    plan->conf = conf;
+    conf->key_out_slot = -1;
+    conf->slot_last_ts = -1;
+    if (weir_config_map_apply(window_config_map, plan->cfg, conf, errstr, errstr_size))
+        return WEIR_ERR;
+    const weir_cfg_t *type_at = weir_cfg_get(plan->cfg, "type");
+    if (!strcmp(conf->type_src, "tumbling"))
+        conf->type = WINDOW_TUMBLING;
+    else if (!strcmp(conf->type_src, "sliding") || !strcmp(conf->type_src, "hopping"))
+        conf->type = WINDOW_SLIDING;
+    else if (!strcmp(conf->type_src, "session"))
+        conf->type = WINDOW_SESSION;
+    else
+        return weir_cfg_error(type_at ? type_at : plan->cfg, errstr, errstr_size,
+                              "node '%s': type: expected tumbling, sliding or session, got '%s'", plan->name,
+                              conf->type_src);
+    bool session = conf->type == WINDOW_SESSION;
+    if (check_duration(plan, "size", conf->size, !session, errstr, errstr_size) ||
+        check_duration(plan, "slide", conf->slide, conf->type == WINDOW_SLIDING, errstr, errstr_size) ||
+        check_duration(plan, "gap", conf->gap, session, errstr, errstr_size))
+        return WEIR_ERR;
+    if (conf->lateness < 0 || conf->lateness > ((int64_t)1 << 50))
+        return weir_cfg_error(weir_cfg_get(plan->cfg, "allowed_lateness"), errstr, errstr_size,
+                              "node '%s': allowed_lateness must be >= 0 and at most 2^50 ms", plan->name);
+    if (conf->max_keys < 0 || conf->max_keys > UINT32_MAX / 2)
+        return weir_cfg_error(weir_cfg_get(plan->cfg, "max_keys"), errstr, errstr_size,
+                              "node '%s': max_keys must be between 0 (no limit) and %u", plan->name, UINT32_MAX / 2);
+    if (conf->type == WINDOW_TUMBLING)
+        conf->slide = conf->size;
+    if (conf->type == WINDOW_SLIDING && conf->slide > conf->size)
+        return weir_cfg_error(weir_cfg_get(plan->cfg, "slide"), errstr, errstr_size,
+                              "node '%s': slide (%" PRId64 " ms) must not exceed size (%" PRId64 " ms)", plan->name,
+                              conf->slide, conf->size);
+    conf->pane = session ? 0 : gcd64(conf->size, conf->slide);
+    conf->early = conf->emit_early && conf->lateness > 0;
+
+    const char *key_field = NULL;
+    const weir_cfg_t *key_at = weir_cfg_get(plan->cfg, "key");
+    if (key_at) {
+        if (!(conf->key = weir_plan_expr(plan, key_at, "key", plan->input, errstr, errstr_size)))
+            return WEIR_ERR;
+        conf->key_src = weir_strdup(key_at->scalar);
+        conf->key_type = weir_expr_type(conf->key);
+        if (conf->key_type == WEIR_NULL)
+            return weir_cfg_error(key_at, errstr, errstr_size, "node '%s': key: the literal null cannot group records",
+                                  plan->name);
+        int slot = weir_rowtype_find(plan->input, conf->key_src);
+        if (slot >= 0)
+            key_field = plan->input->fields[slot].name;
+    }
+    const weir_cfg_t *aggc = weir_cfg_get(plan->cfg, "aggregate");
+    if (aggc->kind != WEIR_CFG_MAP || aggc->n == 0)
+        return weir_cfg_error(aggc, errstr, errstr_size,
+                              "node '%s': aggregate: expected a map of name: FUNCTION(expression)", plan->name);
+    conf->aggs = weir_calloc(aggc->n, sizeof(*conf->aggs));
+    for (size_t i = 0; i < aggc->n; i++) {
+        aggc->used[i] = true;
+        wagg_spec_t *a = &conf->aggs[i];
+        conf->naggs = (int)i + 1;
+        if (wagg_parse(plan, aggc->items[i], aggc->keys[i], a, errstr, errstr_size))
+            return WEIR_ERR;
+        a->arg_ref = (int)i;
+        for (size_t j = 0; a->arg && j < i; j++)
+            if (conf->aggs[j].arg && !strcmp(conf->aggs[j].arg_src, a->arg_src)) {
+                a->arg_ref = (int)j;
+                break;
+            }
+    }
+    return build_output(plan, conf, key_field, aggc, errstr, errstr_size);
+}
+
+static void window_describe(const weir_plan_t *plan, FILE *fp) {
+    const window_conf_t *c = plan->conf;
+    static const char *const names[] = {"tumbling", "sliding", "session"};
+    fprintf(fp, "    %s", names[c->type]);
+    if (c->type != WINDOW_SESSION)
+        fprintf(fp, " size %" PRId64 " ms", c->size);
+    if (c->type == WINDOW_SLIDING)
+        fprintf(fp, " slide %" PRId64 " ms (panes of %" PRId64 " ms)", c->slide, c->pane);
+    if (c->type == WINDOW_SESSION)
+        fprintf(fp, " gap %" PRId64 " ms", c->gap);
+    fprintf(fp, ", allowed lateness %" PRId64 " ms%s, max_keys %" PRId64 "\n", c->lateness,
+            c->early ? ", early results" : "", c->max_keys);
+    fprintf(fp, "    key: ");
+    if (c->key)
+        weir_expr_print(c->key, plan->input, fp);
+    else
+        fprintf(fp, "(none: one group)");
+    fprintf(fp, "\n");
+    for (int i = 0; i < c->naggs; i++) {
+        const wagg_spec_t *a = &c->aggs[i];
+        fprintf(fp, "    %s#%d = %s(", a->name, a->out_slot, wagg_kind_name(a->kind));
+        if (a->arg)
+            weir_expr_print(a->arg, plan->input, fp);
+        fprintf(fp, ")\n");
+    }
+}
+
+/* ---- per-task state ---- */
+
+static void *window_init(const weir_plan_t *plan) {
+    window_ctx_t *ctx = weir_calloc(1, sizeof(*ctx));
+    ctx->plan = plan;
+    ctx->conf = plan->conf;
+    wstate_init(&ctx->st, ctx->conf->naggs);
+    ctx->wm = WINDOW_WM_NONE;
+    weir_record_init(&ctx->out, plan->ports[0].rt);
+    ctx->args = weir_calloc((size_t)ctx->conf->naggs + 1, sizeof(*ctx->args));
+    ctx->acc = weir_calloc((size_t)ctx->conf->naggs + 1, sizeof(*ctx->acc));
+    return ctx;
+}
+
+static void window_destroy(void *vctx) {
+    window_ctx_t *ctx = vctx;
+    if (!ctx)
+        return;
+    wstate_free(&ctx->st);
+    weir_record_free(&ctx->out);
+    weir_arena_free(&ctx->scratch);
+    free(ctx->args);
+    free(ctx->acc);
+    free(ctx);
+}
+
+/* ---- emitting ---- */
+
+/* The key under its own field name, typed, from its canonical bytes. */
+static weir_value_t key_typed(const window_conf_t *c, const char *p, size_t n) {
+    char buf[64];
+    switch (c->key_type) {
+    case WEIR_LONG:
+    case WEIR_DOUBLE:
+        if (n >= sizeof(buf))
+            return weir_v_null();
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+        return c->key_type == WEIR_LONG ? weir_v_long(strtoll(buf, NULL, 10)) : weir_v_double(strtod(buf, NULL));
+    case WEIR_BOOL: return weir_v_bool(n == 4);
+    case WEIR_BYTES: {
+        weir_value_t v = weir_v_str(p, n);
+        v.type = WEIR_BYTES;
+        return v;
+    }
+    default: return weir_v_str(p, n);
+    }
+}
+
+static void emit_out(window_ctx_t *ctx, const wkey_t *key, int64_t start, int64_t end, int64_t last_ts,
+                     int64_t rows, const wagg_state_t *agg, bool final, weir_emitter_t *em) {
+    const window_conf_t *c = ctx->conf;
+    weir_record_t *o = &ctx->out;
+    if (o->arena.head)
+        weir_arena_reset(&o->arena);
+    const char *kb = wstate_key_bytes(&ctx->st, key);
+    size_t kn = key->klen;
+    o->v[c->slot_key] = weir_v_str(kb, kn);
+    if (c->key_out_slot >= 0)
+        o->v[c->key_out_slot] = key_typed(c, kb, kn);
+    o->v[c->slot_start] = weir_v_long(start);
+    o->v[c->slot_end] = weir_v_long(end);
+    if (c->slot_last_ts >= 0)
+        o->v[c->slot_last_ts] = weir_v_long(last_ts);
+    for (int i = 0; i < c->naggs; i++) {
+        const wagg_spec_t *a = &c->aggs[i];
+        wagg_result(a, &agg[i], rows, &o->v[a->out_slot]);
+        if (a->nulls_slot >= 0)
+            o->v[a->nulls_slot] = weir_v_long(rows - agg[i].n);
+    }
+    o->v[c->slot_final] = weir_v_bool(final);
+    /* Deterministic id: pipeline/node/key/window_start (a replay re-emits the same ids). */
+    size_t cap = strlen(ctx->plan->pipeline) + strlen(ctx->plan->name) + kn + 32;
+    char *id = weir_arena_alloc(&o->arena, cap);
+    int n = snprintf(id, cap, "%s/%s/%.*s/%" PRId64, ctx->plan->pipeline, ctx->plan->name, (int)kn, kb, start);
+    o->v[c->slot_id] = weir_v_str(id, (size_t)n);
+    o->key = kb;
+    o->key_len = kn;
+    o->ts = end - 1; /* the window's last instant, as Flink's maxTimestamp() */
+    o->topic = NULL;
+    o->partition = -1;
+    o->offset = -1;
+    weir_emit(em, 0, o);
+}
+
+/* Merge the panes of window [s, s + size) of key k and emit it. */
+static void emit_pane_window(window_ctx_t *ctx, uint32_t k, int64_t s, bool final, weir_emitter_t *em) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    const wkey_t *key = &st->keys[k];
+    int64_t rows = 0;
+    const wwin_t *only = NULL;
+    int npanes = 0;
+    memset(ctx->acc, 0, (size_t)c->naggs * sizeof(*ctx->acc));
+    for (int32_t i = key->head; i >= 0;) {
+        const wwin_t *q = wstate_win(st, i);
+        i = q->next;
+        if (q->start < s)
+            continue;
+        if (q->start >= s + c->size)
+            break;
+        only = q;
+        npanes++;
+        rows += q->rows;
+        for (int a = 0; a < c->naggs; a++)
+            wagg_merge(&c->aggs[a], &ctx->acc[a], &q->agg[a]);
+    }
+    if (!rows)
+        return;
+    emit_out(ctx, key, s, s + c->size, 0, rows, npanes == 1 ? only->agg : ctx->acc, final, em);
+}
+
+static void emit_session(window_ctx_t *ctx, uint32_t k, const wwin_t *w, bool final, weir_emitter_t *em) {
+    emit_out(ctx, &ctx->st.keys[k], w->start, w->last_ts + ctx->conf->gap, w->last_ts, w->rows, w->agg, final, em);
+}
+
+static void window_late(window_ctx_t *ctx, const weir_record_t *in, weir_emitter_t *em) {
+    ctx->late++;
+    weir_emit(em, 1, in);
+    if (!ctx->plan->port_used[1])
+        em->reject(em, in, "late");
+}
+
+/* ---- scheduling ---- */
+
+/* Tumbling/sliding: the next final window and the next early window of a key. */
+static void pane_next(const window_ctx_t *ctx, const wkey_t *key, int64_t *sf, int64_t *tf, int64_t *se,
+                      int64_t *te) {
+    const window_conf_t *c = ctx->conf;
+    const wstate_t *st = &ctx->st;
+    *tf = *te = WINDOW_NEVER;
+    if (key->head < 0)
+        return;
+    int64_t p0 = wstate_win(st, key->head)->start;
+    *sf = max64(key->fired_upto + c->slide, first_start(c, p0));
+    *tf = *sf + c->size + c->lateness;
+    if (!c->early)
+        return;
+    int64_t cand = max64(key->early_upto + c->slide, first_start(c, p0));
+    for (int32_t i = key->head; i >= 0;) {
+        const wwin_t *q = wstate_win(st, i);
+        if (last_start(c, q->start) >= cand) {
+            *se = max64(cand, first_start(c, q->start));
+            *te = *se + c->size;
+            return;
+        }
+        i = q->next;
+    }
+}
+
+static int64_t key_next_fire(const window_ctx_t *ctx, const wkey_t *key) {
+    const window_conf_t *c = ctx->conf;
+    if (c->type != WINDOW_SESSION) {
+        int64_t sf = 0, tf, se = 0, te;
+        pane_next(ctx, key, &sf, &tf, &se, &te);
+        return tf < te ? tf : te;
+    }
+    int64_t t = WINDOW_NEVER;
+    for (int32_t i = key->head; i >= 0;) {
+        const wwin_t *w = wstate_win(&ctx->st, i);
+        int64_t end = w->last_ts + c->gap;
+        int64_t f = c->early && !w->early_done ? end : end + c->lateness;
+        if (f < t)
+            t = f;
+        i = w->next;
+    }
+    return t;
+}
+
+static void key_reschedule(window_ctx_t *ctx, uint32_t k) {
+    wkey_t *key = &ctx->st.keys[k];
+    int64_t nf = key_next_fire(ctx, key);
+    if (nf < key->sched) {
+        key->sched = nf;
+        wstate_timer_push(&ctx->st, nf, k);
+    }
+}
+
+/* ---- process ---- */
+
+/* Canonical key bytes: strings as they are, numbers in decimal. @returns -1 for a null key. */
+static int key_bytes(window_ctx_t *ctx, const weir_record_t *in, const char **p, size_t *n) {
+    const window_conf_t *c = ctx->conf;
+    if (!c->key) {
+        *p = "";
+        *n = 0;
+        return 0;
+    }
+    weir_value_t v;
+    weir_expr_eval(c->key, in, &ctx->scratch, &v);
+    switch (v.type) {
+    case WEIR_STRING:
+    case WEIR_BYTES:
+        *p = v.u.s.p ? v.u.s.p : "";
+        *n = v.u.s.n;
+        return 0;
+    case WEIR_LONG: {
+        /* Hand-rolled: snprintf per record is measurable. */
+        char tmp[24];
+        uint64_t u = v.u.i < 0 ? 0 - (uint64_t)v.u.i : (uint64_t)v.u.i;
+        int k = 0;
+        do {
+            tmp[k++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        int m = 0;
+        if (v.u.i < 0)
+            ctx->keybuf[m++] = '-';
+        while (k)
+            ctx->keybuf[m++] = tmp[--k];
+        *p = ctx->keybuf;
+        *n = (size_t)m;
+        return 0;
+    }
+    case WEIR_DOUBLE:
+        *n = (size_t)snprintf(ctx->keybuf, sizeof(ctx->keybuf), "%.17g", v.u.d);
+        *p = ctx->keybuf;
+        return 0;
+    case WEIR_BOOL:
+        *p = v.u.b ? "true" : "false";
+        *n = v.u.b ? 4 : 5;
+        return 0;
+    default: return -1;
+    }
+}
+
+static void eval_args(window_ctx_t *ctx, const weir_record_t *in) {
+    const window_conf_t *c = ctx->conf;
+    for (int i = 0; i < c->naggs; i++) {
+        const wagg_spec_t *a = &c->aggs[i];
+        if (!a->arg)
+            continue;
+        if (a->arg_ref != i)
+            ctx->args[i] = ctx->args[a->arg_ref];
+        else if (a->arg_slot >= 0)
+            ctx->args[i] = in->v[a->arg_slot];
+        else
+            weir_expr_eval(a->arg, in, &ctx->scratch, &ctx->args[i]);
+    }
+}
+
+static void win_add(window_ctx_t *ctx, wwin_t *w, int64_t ts) {
+    const window_conf_t *c = ctx->conf;
+    w->rows++;
+    for (int i = 0; i < c->naggs; i++)
+        wagg_update(&c->aggs[i], &w->agg[i], c->aggs[i].arg ? &ctx->args[i] : NULL, ts);
+}
+
+/* Find or create key; -1 if max_keys refuses a new one (the record is rejected). */
+static int64_t key_get(window_ctx_t *ctx, const char *kp, size_t kn, uint64_t h, const weir_record_t *in,
+                       weir_emitter_t *em) {
+    int64_t k = wstate_key_find(&ctx->st, kp, kn, h);
+    if (k >= 0)
+        return k;
+    if (ctx->conf->max_keys && ctx->st.nkeys >= (uint64_t)ctx->conf->max_keys) {
+        if (!ctx->keys_rejected++)
+            weir_log(WEIR_LOG_WARN, "window", "node '%s': max_keys (%" PRId64 ") reached: records of new keys are "
+                     "dead-lettered until windows close", ctx->plan->name, ctx->conf->max_keys);
+        em->reject(em, in, "window: max_keys reached");
+        return -1;
+    }
+    return wstate_key_add(&ctx->st, kp, kn, h);
+}
+
+static void pane_process(window_ctx_t *ctx, const weir_record_t *in, int64_t ts, const char *kp, size_t kn,
+                         weir_emitter_t *em) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    if (last_start(c, ts) + c->size + c->lateness <= ctx->wm) {
+        window_late(ctx, in, em);
+        return;
+    }
+    int64_t k = key_get(ctx, kp, kn, wstate_hash(kp, kn), in, em);
+    if (k < 0)
+        return;
+    wkey_t *key = &st->keys[k];
+    /* Windows closed by the watermark are done for this key too (new keys, and keys idle for a while). */
+    key->fired_upto = max64(key->fired_upto, last_start(c, ctx->wm - c->size - c->lateness));
+    if (c->early)
+        key->early_upto = max64(key->early_upto, last_start(c, ctx->wm - c->size));
+    int64_t p = align_down(ts, c->pane);
+    int32_t i = key->tail;
+    while (i >= 0 && wstate_win(st, i)->start > p)
+        i = wstate_win(st, i)->prev;
+    bool created = false;
+    if (i < 0 || wstate_win(st, i)->start != p) {
+        int32_t before = i >= 0 ? wstate_win(st, i)->next : key->head;
+        i = wstate_win_new(st, (uint32_t)k, p, before);
+        created = true;
+    }
+    eval_args(ctx, in);
+    win_add(ctx, wstate_win(st, i), ts);
+    if (c->early) {
+        /* Windows of this pane already emitted early: emit their update now. */
+        int64_t hi = key->early_upto < last_start(c, p) ? key->early_upto : last_start(c, p);
+        for (int64_t s = max64(key->fired_upto + c->slide, first_start(c, p)); s <= hi; s += c->slide)
+            emit_pane_window(ctx, (uint32_t)k, s, false, em);
+    }
+    if (created)
+        key_reschedule(ctx, (uint32_t)k);
+}
+
+static void session_process(window_ctx_t *ctx, const weir_record_t *in, int64_t ts, const char *kp, size_t kn,
+                            weir_emitter_t *em) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    uint64_t h = wstate_hash(kp, kn);
+    int64_t k = wstate_key_find(st, kp, kn, h);
+    int64_t hi = ts + c->gap; /* the record alone is the session [ts, ts + gap) */
+    int32_t into = -1, before = -1;
+    if (k >= 0) {
+        for (int32_t i = st->keys[k].head; i >= 0;) {
+            wwin_t *w = wstate_win(st, i);
+            int32_t next = w->next;
+            if (w->start >= hi) {
+                before = i;
+                break;
+            }
+            if (ts < w->last_ts + c->gap) { /* overlaps: merge (sessions are sorted and disjoint) */
+                if (into < 0) {
+                    into = i;
+                } else {
+                    wwin_t *d = wstate_win(st, into);
+                    d->rows += w->rows;
+                    if (w->last_ts > d->last_ts)
+                        d->last_ts = w->last_ts;
+                    for (int a = 0; a < c->naggs; a++)
+                        wagg_merge(&c->aggs[a], &d->agg[a], &w->agg[a]);
+                    wstate_win_del(st, (uint32_t)k, i);
+                }
+            }
+            i = next;
+        }
+    }
+    if (into < 0) {
+        if (hi + c->lateness <= ctx->wm) {
+            window_late(ctx, in, em);
+            return;
+        }
+        if (k < 0 && (k = key_get(ctx, kp, kn, h, in, em)) < 0)
+            return;
+        into = wstate_win_new(st, (uint32_t)k, ts, before);
+    }
+    wwin_t *w = wstate_win(st, into);
+    if (ts < w->start)
+        w->start = ts;
+    if (ts > w->last_ts)
+        w->last_ts = ts;
+    eval_args(ctx, in);
+    win_add(ctx, w, ts);
+    if (c->early) {
+        w->early_done = w->last_ts + c->gap <= ctx->wm;
+        if (w->early_done)
+            emit_session(ctx, (uint32_t)k, w, false, em);
+    }
+    key_reschedule(ctx, (uint32_t)k);
+}
+
+static int window_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) {
+    window_ctx_t *ctx = vctx;
+    int64_t ts = in->ts;
+    const char *kp;
+    size_t kn;
+    if (ts == WEIR_TS_NONE)
+        em->reject(em, in, "window: record has no event time");
+    else if (ts <= -WINDOW_TS_LIMIT || ts >= WINDOW_TS_LIMIT)
+        em->reject(em, in, "window: event time out of range");
+    else if (key_bytes(ctx, in, &kp, &kn))
+        em->reject(em, in, "window: key is null");
+    else if (kn > WINDOW_MAX_KEY)
+        em->reject(em, in, "window: key longer than 65536 bytes");
+    else if (ctx->conf->type == WINDOW_SESSION)
+        session_process(ctx, in, ts, kp, kn, em);
+    else
+        pane_process(ctx, in, ts, kp, kn, em);
+    if (ctx->scratch.head)
+        weir_arena_reset(&ctx->scratch);
+    return WEIR_OK;
+}
+
+/* ---- firing ---- */
+
+static void pane_fire(window_ctx_t *ctx, uint32_t k, int64_t t, weir_emitter_t *em) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    for (;;) {
+        wkey_t *key = &st->keys[k];
+        int64_t sf = 0, tf, se = 0, te;
+        pane_next(ctx, key, &sf, &tf, &se, &te);
+        if (tf <= t && tf <= te) {
+            emit_pane_window(ctx, k, sf, true, em);
+            key->fired_upto = sf;
+            key->early_upto = max64(key->early_upto, sf);
+            /* Panes whose last window is done are no longer needed. */
+            while (key->head >= 0 && last_start(c, wstate_win(st, key->head)->start) <= sf)
+                wstate_win_del(st, k, key->head);
+        } else if (te <= t) {
+            /* Not when its final result is due in this same watermark step. */
+            if (se + c->size + c->lateness > ctx->wm)
+                emit_pane_window(ctx, k, se, false, em);
+            key->early_upto = se;
+        } else {
+            break;
+        }
+    }
+}
+
+static void session_fire(window_ctx_t *ctx, uint32_t k, int64_t t, weir_emitter_t *em) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    for (int32_t i = st->keys[k].head; i >= 0;) {
+        wwin_t *w = wstate_win(st, i);
+        int32_t next = w->next;
+        int64_t end = w->last_ts + c->gap;
+        if (end + c->lateness <= t) {
+            emit_session(ctx, k, w, true, em);
+            wstate_win_del(st, k, i);
+        } else if (c->early && !w->early_done && end <= t) {
+            if (end + c->lateness > ctx->wm) /* not when the final result is due in this step */
+                emit_session(ctx, k, w, false, em);
+            w->early_done = 1;
+        }
+        i = next;
+    }
+}
+
+static int window_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
+    window_ctx_t *ctx = vctx;
+    wstate_t *st = &ctx->st;
+    if (wm > ctx->wm)
+        ctx->wm = wm;
+    wtimer_t tm;
+    while (wstate_timer_pop(st, ctx->wm, &tm)) {
+        wkey_t *key = &st->keys[tm.key];
+        if (key->seq != tm.seq || key->sched != tm.t)
+            continue; /* stale: the key was rescheduled or deleted */
+        if (ctx->conf->type == WINDOW_SESSION)
+            session_fire(ctx, tm.key, tm.t, em);
+        else
+            pane_fire(ctx, tm.key, tm.t, em);
+        key = &st->keys[tm.key];
+        if (key->head < 0) {
+            wstate_key_del(st, tm.key);
+            continue;
+        }
+        key->sched = key_next_fire(ctx, key);
+        wstate_timer_push(st, key->sched, tm.key);
+    }
+    return WEIR_OK;
+}
+
+/* ---- snapshot ---- */
+
+static void write_fingerprint(const window_conf_t *c, weir_writer_t *w) {
+    weir_w_u8(w, (uint8_t)c->type);
+    weir_w_i64(w, c->size);
+    weir_w_i64(w, c->slide);
+    weir_w_i64(w, c->gap);
+    weir_w_i64(w, c->lateness);
+    weir_w_u8(w, c->early);
+    weir_w_u32(w, (uint32_t)c->naggs);
+    for (int i = 0; i < c->naggs; i++) {
+        weir_w_u8(w, (uint8_t)c->aggs[i].kind);
+        weir_w_u8(w, c->aggs[i].is_long);
+        weir_w_u8(w, c->aggs[i].arg != NULL);
+    }
+}
+
+static int window_snapshot(void *vctx, weir_writer_t *w) {
+    window_ctx_t *ctx = vctx;
+    const window_conf_t *c = ctx->conf;
+    const wstate_t *st = &ctx->st;
+    weir_w_frame_begin(w, "window", WINDOW_SNAPSHOT_VERSION);
+    write_fingerprint(c, w);
+    weir_w_i64(w, ctx->wm);
+    weir_w_u64(w, st->next_seq);
+    weir_w_u64(w, ctx->late);
+    weir_w_u64(w, ctx->keys_rejected);
+    weir_w_u64(w, st->nkeys);
+    for (uint32_t k = 0; k < st->keys_used; k++) {
+        const wkey_t *key = &st->keys[k];
+        if (!key->seq)
+            continue;
+        weir_w_bytes(w, wstate_key_bytes(st, key), key->klen);
+        weir_w_u64(w, key->seq);
+        weir_w_i64(w, key->sched);
+        weir_w_i64(w, key->fired_upto);
+        weir_w_i64(w, key->early_upto);
+        weir_w_u32(w, key->nwin);
+        for (int32_t i = key->head; i >= 0;) {
+            const wwin_t *x = wstate_win(st, i);
+            weir_w_i64(w, x->start);
+            weir_w_i64(w, x->last_ts);
+            weir_w_i64(w, x->rows);
+            weir_w_u8(w, (uint8_t)x->early_done);
+            for (int a = 0; a < c->naggs; a++) {
+                weir_w_i64(w, x->agg[a].n);
+                weir_w_i64(w, x->agg[a].v.i);
+                weir_w_i64(w, x->agg[a].w.ts);
+            }
+            i = x->next;
+        }
+    }
+    weir_w_frame_end(w);
+    return WEIR_OK;
+}
+
+static int restore_body(window_ctx_t *ctx, weir_reader_t *r, char *errstr, size_t errstr_size) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    /* The configuration must be the one the state was built with. */
+    weir_buf_t fp = {0};
+    weir_writer_t fw = {.buf = &fp};
+    write_fingerprint(c, &fw);
+    const uint8_t *have = weir_r_raw(r, fp.len);
+    bool same = have && !memcmp(have, fp.p, fp.len);
+    weir_buf_free(&fp);
+    if (!same)
+        return weir_err(errstr, errstr_size,
+                        "node '%s': window snapshot was taken with a different window configuration "
+                        "(type, size, slide, gap, lateness or aggregates changed)",
+                        ctx->plan->name);
+    int64_t wm = weir_r_i64(r);
+    uint64_t next_seq = weir_r_u64(r);
+    uint64_t late = weir_r_u64(r);
+    uint64_t rejected = weir_r_u64(r);
+    uint64_t nkeys = weir_r_u64(r);
+    size_t win_bytes = 25 + (size_t)c->naggs * 24;
+    if (!r->err && nkeys > (r->len - r->pos) / (4 + 8 * 4 + 4 + win_bytes))
+        weir_r_fail(r, "key count %" PRIu64 " does not fit the snapshot", nkeys);
+    for (uint64_t n = 0; n < nkeys && !r->err; n++) {
+        size_t kn;
+        const uint8_t *kp = weir_r_bytes(r, &kn);
+        uint64_t seq = weir_r_u64(r);
+        int64_t sched = weir_r_i64(r);
+        int64_t fired = weir_r_i64(r);
+        int64_t early = weir_r_i64(r);
+        uint32_t nwin = weir_r_u32(r);
+        if (r->err)
+            break;
+        uint64_t h = wstate_hash(kp, kn);
+        if (kn > WINDOW_MAX_KEY || nwin == 0 || nwin > (r->len - r->pos) / win_bytes || seq == 0 ||
+            wstate_key_find(st, kp, kn, h) >= 0) {
+            weir_r_fail(r, "bad key record %" PRIu64, n);
+            break;
+        }
+        uint32_t k = wstate_key_add(st, kp, kn, h);
+        wkey_t *key = &st->keys[k];
+        key->seq = seq;
+        key->sched = sched;
+        key->fired_upto = fired;
+        key->early_upto = early;
+        for (uint32_t j = 0; j < nwin; j++) {
+            int64_t start = weir_r_i64(r);
+            wwin_t *x = wstate_win(st, wstate_win_new(st, k, start, -1));
+            x->last_ts = weir_r_i64(r);
+            x->rows = weir_r_i64(r);
+            x->early_done = weir_r_u8(r);
+            for (int a = 0; a < c->naggs; a++) {
+                x->agg[a].n = weir_r_i64(r);
+                x->agg[a].v.i = weir_r_i64(r);
+                x->agg[a].w.ts = weir_r_i64(r);
+            }
+        }
+        if (sched != WINDOW_NEVER)
+            wstate_timer_push(st, sched, k);
+    }
+    if (!r->err && r->pos != r->len)
+        weir_r_fail(r, "%zu trailing bytes", r->len - r->pos);
+    if (r->err)
+        return weir_err(errstr, errstr_size, "node '%s': window snapshot: %s", ctx->plan->name, r->errstr);
+    st->next_seq = next_seq;
+    ctx->wm = wm;
+    ctx->late = late;
+    ctx->keys_rejected = rejected;
+    return WEIR_OK;
+}
+
+static int window_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errstr_size) {
+    window_ctx_t *ctx = vctx;
+    uint16_t version;
+    weir_reader_t body;
+    if (weir_r_frame_open(r, "window", &version, &body))
+        return weir_err(errstr, errstr_size, "node '%s': %s", ctx->plan->name, r->errstr);
+    if (version != WINDOW_SNAPSHOT_VERSION)
+        return weir_err(errstr, errstr_size, "node '%s': unsupported window snapshot version %u", ctx->plan->name,
+                        version);
+    wstate_clear(&ctx->st);
+    if (restore_body(ctx, &body, errstr, errstr_size)) {
+        wstate_clear(&ctx->st); /* a failed restore leaves an empty, usable operator */
+        ctx->wm = WINDOW_WM_NONE;
+        return WEIR_ERR;
+    }
+    return WEIR_OK;
+}
+
+const weir_operator_class_t weir_window_class = {
+    .abi = WEIR_OPERATOR_ABI,
+    .name = "window",
+    .description = "tumbling, sliding and session windows on event time with per-key aggregates",
+    .config_map = window_config_map,
+    .configure = window_configure,
+    .plan_destroy = window_plan_destroy,
+    .describe = window_describe,
+    .init = window_init,
+    .process = window_process,
+    .on_watermark = window_on_watermark,
+    .snapshot = window_snapshot,
+    .restore = window_restore,
+    .destroy = window_destroy,
+};

@@ -1,0 +1,379 @@
+/*
+ * ARIMA: the numerical library against statsmodels 0.13.5 (fixtures written
+ * by tests/arima_ref/gen_fixtures.py), degenerate inputs, the operator's
+ * snapshot/restore, and a file-mode run of the weir binary.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../operators/arima/arima_model.h"
+#include "arima_ref/fixtures.h"
+#include "pipeline.h"
+#include "task.h"
+
+#define PARAM_TOL 1e-3   /* absolute, or relative for |x| > 1 */
+#define LLF_TOL 1e-3
+#define FC_TOL 1e-3      /* relative */
+
+static const ref_series_t *find_series(const char *name) {
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(ref_series); i++)
+        if (!strcmp(ref_series[i].name, name))
+            return &ref_series[i];
+    cr_assert_fail("no series %s", name);
+    return NULL;
+}
+
+static double rel_err(double got, double want) { return fabs(got - want) / fmax(1.0, fabs(want)); }
+
+/* ---- library ---- */
+
+Test(arima_model, transform_matches_statsmodels) {
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(ref_transforms); i++) {
+        const ref_transform_t *t = &ref_transforms[i];
+        double c[4], u[4];
+        arima_constrain_stationary(t->u, t->n, c);
+        cr_assert_eq(arima_unconstrain_stationary(c, t->n, u), 0);
+        for (int j = 0; j < t->n; j++) {
+            cr_assert_float_eq(c[j], t->c[j], 1e-12, "case %zu coef %d", i, j);
+            cr_assert_float_eq(u[j], t->u[j], 1e-9, "case %zu round trip %d", i, j);
+        }
+    }
+    double bad[1] = {1.5}, u[1];
+    cr_assert_eq(arima_unconstrain_stationary(bad, 1, u), -1, "a non-stationary AR(1) has no preimage");
+}
+
+Test(arima_model, psi_weights_match_arma2ma) {
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(ref_psi); i++) {
+        double psi[12];
+        arima_psi_weights(&ref_psi[i].spec, ref_psi[i].params, 12, psi);
+        for (int j = 0; j < 12; j++)
+            cr_assert_float_eq(psi[j], ref_psi[i].psi[j], 1e-10, "case %zu psi_%d", i, j);
+    }
+}
+
+Test(arima_model, loglik_and_css_at_fixed_params) {
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(ref_fixed); i++) {
+        const ref_fixed_t *f = &ref_fixed[i];
+        const ref_series_t *s = find_series(f->series);
+        double ll = arima_loglik(&f->spec, s->y, s->n, f->params);
+        cr_assert(fabs(ll - f->loglik) < 1e-6, "%s case %zu: loglik %.10f, statsmodels %.10f", f->series, i, ll,
+                  f->loglik);
+        double css = arima_css(&f->spec, s->y, s->n, f->params, NULL);
+        cr_assert(fabs(css - f->css) <= 1e-9 * f->css, "%s case %zu: css %.10g, reference %.10g", f->series, i,
+                  css, f->css);
+    }
+}
+
+Test(arima_model, z_quantiles) {
+    cr_assert_float_eq(arima_z_quantile(0.95), 1.959963984540054, 1e-12);
+    cr_assert_float_eq(arima_z_quantile(0.80), 1.2815515655446004, 1e-12);
+    cr_assert_float_eq(arima_z_quantile(0.99), 2.5758293035489004, 1e-12);
+}
+
+/* One row per statsmodels fit: parameters, log-likelihood, criteria and
+ * 10-step forecasts with 80/95 % intervals. */
+Test(arima_model, fits_match_statsmodels) {
+    double worst_p = 0, worst_ll = 0, worst_fc = 0;
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(ref_fits); i++) {
+        const ref_fit_t *r = &ref_fits[i];
+        const ref_series_t *s = find_series(r->series);
+        arima_fit_t fit;
+        arima_kstate_t ks;
+        int rc = arima_fit(&r->spec, s->y, s->n, NULL, NULL, &fit, &ks);
+        const char *what = r->series;
+        cr_assert_eq(rc, 0, "%s (%d,%d,%d): %s", what, r->spec.p, r->spec.d, r->spec.q, fit.error);
+        cr_assert(fit.converged);
+        cr_assert_eq(fit.nparams, r->nparams);
+        for (int j = 0; j < r->nparams; j++) {
+            double e = rel_err(fit.params[j], r->params[j]);
+            worst_p = fmax(worst_p, e);
+            cr_assert(e < PARAM_TOL, "%s (%d,%d,%d) param %d: %.8g vs statsmodels %.8g", what, r->spec.p,
+                      r->spec.d, r->spec.q, j, fit.params[j], r->params[j]);
+        }
+        worst_ll = fmax(worst_ll, fabs(fit.loglik - r->loglik));
+        cr_assert(fabs(fit.loglik - r->loglik) < LLF_TOL, "%s: loglik %.8f vs %.8f", what, fit.loglik, r->loglik);
+        cr_assert(fit.loglik >= r->loglik_default - 1e-6, "%s: worse than statsmodels' default fit", what);
+        cr_assert(fabs(fit.aic - r->aic) < 2 * LLF_TOL && fabs(fit.bic - r->bic) < 2 * LLF_TOL &&
+                      fabs(fit.aicc - r->aicc) < 2 * LLF_TOL,
+                  "%s: criteria", what);
+        cr_assert_eq(fit.nobs, r->nobs);
+        arima_ssm_t ssm;
+        arima_ssm_build(&r->spec, fit.params, &ssm);
+        double mean[10], se[10];
+        arima_forecast(&ssm, &ks, 10, mean, se);
+        double z80 = arima_z_quantile(0.8), z95 = arima_z_quantile(0.95);
+        for (int h = 0; h < 10; h++) {
+            /* relative to the value, or to the standard error for bounds near zero */
+            double sc = r->se[h];
+            double errs[6] = {
+                fabs(mean[h] - r->mean[h]) / fmax(fabs(r->mean[h]), sc),
+                fabs(se[h] - r->se[h]) / r->se[h],
+                fabs(mean[h] - z80 * se[h] - r->lo80[h]) / fmax(fabs(r->lo80[h]), sc),
+                fabs(mean[h] + z80 * se[h] - r->hi80[h]) / fmax(fabs(r->hi80[h]), sc),
+                fabs(mean[h] - z95 * se[h] - r->lo95[h]) / fmax(fabs(r->lo95[h]), sc),
+                fabs(mean[h] + z95 * se[h] - r->hi95[h]) / fmax(fabs(r->hi95[h]), sc),
+            };
+            for (int k = 0; k < 6; k++) {
+                worst_fc = fmax(worst_fc, errs[k]);
+                cr_assert(errs[k] < FC_TOL, "%s step %d quantity %d: relative error %.3g", what, h + 1, k, errs[k]);
+            }
+        }
+    }
+    fprintf(stderr, "arima vs statsmodels over %zu fits: max param err %.2e, max |dloglik| %.2e, max forecast rel err %.2e\n",
+            WEIR_ARRAY_SIZE(ref_fits), worst_p, worst_ll, worst_fc);
+}
+
+Test(arima_model, forecast_se_equals_psi_weights) {
+    const ref_series_t *s = find_series("sim_arima111");
+    arima_spec_t spec = {1, 1, 1, ARIMA_TREND_N};
+    arima_fit_t fit;
+    arima_kstate_t ks;
+    cr_assert_eq(arima_fit(&spec, s->y, s->n, NULL, NULL, &fit, &ks), 0);
+    arima_ssm_t ssm;
+    arima_ssm_build(&spec, fit.params, &ssm);
+    double mean[12], se[12], psi[12];
+    arima_forecast(&ssm, &ks, 12, mean, se);
+    arima_psi_weights(&spec, fit.params, 12, psi);
+    double acc = 0;
+    for (int h = 0; h < 12; h++) {
+        acc += psi[h] * psi[h];
+        cr_assert_float_eq(se[h], sqrt(fit.params[2] * acc), 1e-6 * se[h], "h=%d", h + 1);
+    }
+}
+
+Test(arima_model, warm_start_reaches_the_same_estimate) {
+    const ref_series_t *s = find_series("sunspots");
+    arima_spec_t spec = {2, 0, 1, ARIMA_TREND_C};
+    arima_fit_t cold, warm;
+    cr_assert_eq(arima_fit(&spec, s->y, s->n - 10, NULL, NULL, &cold, NULL), 0);
+    cr_assert_eq(arima_fit(&spec, s->y, s->n, &cold, NULL, &warm, NULL), 0);
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(ref_fits); i++)
+        if (!strcmp(ref_fits[i].series, "sunspots") && ref_fits[i].spec.p == 2) {
+            cr_assert(fabs(warm.loglik - ref_fits[i].loglik) < LLF_TOL);
+            for (int j = 0; j < warm.nparams; j++)
+                cr_assert(rel_err(warm.params[j], ref_fits[i].params[j]) < PARAM_TOL);
+        }
+}
+
+Test(arima_model, degenerate_inputs_fail_with_a_reason) {
+    double y[60];
+    arima_fit_t fit;
+    arima_spec_t spec = {1, 0, 1, ARIMA_TREND_C};
+    for (int i = 0; i < 60; i++)
+        y[i] = 4.2;
+    cr_assert_eq(arima_fit(&spec, y, 60, NULL, NULL, &fit, NULL), -1);
+    cr_assert(strstr(fit.error, "constant"), "%s", fit.error);
+    arima_spec_t drift = {0, 1, 1, ARIMA_TREND_T};
+    for (int i = 0; i < 60; i++)
+        y[i] = 3 + 2.0 * i; /* a straight line: constant after differencing and the drift */
+    cr_assert_eq(arima_fit(&drift, y, 60, NULL, NULL, &fit, NULL), -1);
+    cr_assert(strstr(fit.error, "constant"), "%s", fit.error);
+    for (int i = 0; i < 60; i++)
+        y[i] = sin(i * 0.7) + 0.1 * i;
+    y[17] = NAN;
+    cr_assert_eq(arima_fit(&spec, y, 60, NULL, NULL, &fit, NULL), -1);
+    cr_assert(strstr(fit.error, "non-finite"), "%s", fit.error);
+    y[17] = 0;
+    cr_assert_eq(arima_fit(&spec, y, 5, NULL, NULL, &fit, NULL), -1);
+    cr_assert(strstr(fit.error, "too few"), "%s", fit.error);
+    arima_spec_t bad = {1, 1, 1, ARIMA_TREND_C};
+    cr_assert_eq(arima_fit(&bad, y, 60, NULL, NULL, &fit, NULL), -1);
+    cr_assert(strstr(fit.error, "trend"), "%s", fit.error);
+    cr_assert(isnan(arima_loglik(&spec, y, 60, (double[]){0, 1.5, 0, 1})), "non-stationary AR: no likelihood");
+}
+
+/* ---- operator ---- */
+
+typedef struct sink_capture {
+    weir_buf_t text;
+    int fits, points, anomalies;
+} sink_capture_t;
+
+static void capture_sink(void *opaque, int sink, const weir_record_t *rec) {
+    sink_capture_t *c = opaque;
+    weir_buf_printf(&c->text, "%d|", sink);
+    for (int i = 0; i < rec->rt->nfields; i++) {
+        const weir_value_t *v = &rec->v[i];
+        switch (v->type) {
+        case WEIR_NULL: weir_buf_puts(&c->text, "null"); break;
+        case WEIR_BOOL: weir_buf_puts(&c->text, v->u.b ? "true" : "false"); break;
+        case WEIR_LONG: weir_buf_printf(&c->text, "%lld", (long long)v->u.i); break;
+        case WEIR_DOUBLE: weir_buf_printf(&c->text, "%.17g", v->u.d); break;
+        default: weir_buf_append(&c->text, v->u.s.p, v->u.s.n); break;
+        }
+        weir_buf_putc(&c->text, ',');
+    }
+    weir_buf_putc(&c->text, '\n');
+    if (sink == 0)
+        c->fits++;
+    else {
+        c->points++;
+        int a = weir_rowtype_find(rec->rt, "anomaly");
+        if (rec->v[a].type == WEIR_BOOL && rec->v[a].u.b)
+            c->anomalies++;
+    }
+}
+
+static void capture_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason) {
+    (void)opaque, (void)node, (void)rec, (void)reason;
+}
+
+static const char *op_yaml = "pipeline: t\n"
+                             "source:\n"
+                             "  kafka: {topics: [in]}\n"
+                             "  format: json\n"
+                             "  fields: {k: string, ts: long, v: double}\n"
+                             "  event_time: ts\n"
+                             "nodes:\n"
+                             "  - {name: f, op: arima, key: k, value: v, order: [1, 1, 1], horizon: 4,\n"
+                             "     refit_every: 25, min_points: 40, history: 120, emit: every_point}\n"
+                             "sinks:\n"
+                             "  - {input: f, kafka: {topic: o}}\n"
+                             "  - {input: f.points, kafka: {topic: p}}\n";
+
+/* Value i of key k: a deterministic ARIMA(1,1,1)-like path, with a spike on key a at i = 150. */
+static double op_value(int i, int k) {
+    double level = 0, x = 0, e_prev = 0;
+    for (int j = 0; j <= i; j++) {
+        double e = sin(j * 1.7 + k) * cos(j * 0.31 * (k + 1)) * 1.3;
+        x = 0.5 * x + e - 0.3 * e_prev;
+        e_prev = e;
+        level += x;
+    }
+    return level + (k == 0 && i == 150 ? 40.0 : 0.0);
+}
+
+static void feed(weir_task_t *t, const weir_pipeline_t *pl, int from, int to) {
+    weir_record_t rec;
+    weir_record_init(&rec, pl->source.rt);
+    for (int i = from; i < to; i++)
+        for (int k = 0; k < 3; k++) {
+            char key[2] = {(char)('a' + k), 0};
+            weir_record_clear(&rec);
+            rec.v[0] = weir_v_str(key, 1);
+            rec.v[1] = weir_v_long(1000 * i);
+            rec.v[2] = weir_v_double(op_value(i, k));
+            rec.ts = 1000 * i;
+            weir_task_process(t, &rec);
+        }
+    weir_record_free(&rec);
+}
+
+Test(arima_operator, snapshot_restore_is_exact) {
+    char err[WEIR_ERRSTR_SIZE];
+    weir_pipeline_t *pl = weir_pipeline_load_string("t.yaml", op_yaml, err, sizeof(err));
+    cr_assert_not_null(pl, "%s", err);
+    sink_capture_t a = {0}, b = {0};
+    weir_task_t *ta = weir_task_new(pl, capture_sink, capture_reject, &a);
+    feed(ta, pl, 0, 100);
+    weir_buf_t snap = {0};
+    cr_assert_eq(weir_task_snapshot(ta, &snap), WEIR_OK);
+    size_t mark = a.text.len;
+    feed(ta, pl, 100, 200);
+    /* a fresh task restored from the snapshot continues identically */
+    weir_task_t *tb = weir_task_new(pl, capture_sink, capture_reject, &b);
+    cr_assert_eq(weir_task_restore(tb, snap.p, snap.len, err, sizeof(err)), WEIR_OK, "%s", err);
+    feed(tb, pl, 100, 200);
+    cr_assert_eq(a.text.len - mark, b.text.len);
+    cr_assert(!memcmp(a.text.p + mark, b.text.p, b.text.len), "restored task diverged");
+    cr_assert_gt(a.fits, 3 * 5);
+    cr_assert_eq(a.points, 3 * 200);
+    cr_assert_geq(a.anomalies, 1, "the spike at i = 150 is flagged");
+    /* a corrupted blob is rejected with a message, never a crash */
+    snap.p[snap.len / 2] ^= 0x5a;
+    weir_task_t *tc = weir_task_new(pl, capture_sink, capture_reject, &b);
+    cr_assert_eq(weir_task_restore(tc, snap.p, snap.len, err, sizeof(err)), WEIR_ERR);
+    cr_assert(strlen(err) > 0);
+    weir_task_destroy(ta);
+    weir_task_destroy(tb);
+    weir_task_destroy(tc);
+    weir_buf_free(&snap);
+    weir_buf_free(&a.text);
+    weir_buf_free(&b.text);
+    weir_pipeline_destroy(pl);
+}
+
+Test(arima_operator, bad_configuration_is_placed) {
+    char err[WEIR_ERRSTR_SIZE];
+    const char *y = "pipeline: t\nsource:\n  kafka: {topics: [in]}\n  format: json\n  fields: {v: double}\n"
+                    "nodes:\n  - {name: f, op: arima, value: v, order: [1, 1, 1], trend: c}\n"
+                    "sinks:\n  - {input: f, kafka: {topic: o}}\n";
+    cr_assert_null(weir_pipeline_load_string("t.yaml", y, err, sizeof(err)));
+    cr_assert(strstr(err, "t.yaml:7") && strstr(err, "trend"), "%s", err);
+}
+
+/* ---- end to end: the weir binary in file mode ---- */
+
+Test(arima_e2e, file_mode_multi_key) {
+    const char *bin = getenv("WEIR_BIN");
+    if (!bin)
+        cr_skip_test("WEIR_BIN not set");
+    char dir[] = "/tmp/weir-arima-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char pipe_path[256], in_path[256], out_path[256], cmd[1024];
+    snprintf(pipe_path, sizeof(pipe_path), "%s/p.yaml", dir);
+    snprintf(in_path, sizeof(in_path), "%s/in.jsonl", dir);
+    snprintf(out_path, sizeof(out_path), "%s/out.jsonl", dir);
+    FILE *f = fopen(pipe_path, "w");
+    fprintf(f, "pipeline: e2e\n"
+               "source:\n  format: json\n  fields: {sensor: string, ts: long, temp: double}\n  event_time: ts\n"
+               "nodes:\n"
+               "  - {name: fc, op: arima, key: sensor, value: temp, order: [1, 0, 0], horizon: 3,\n"
+               "     refit_every: 20, min_points: 30, history: 100}\n"
+               "sinks:\n  - {input: fc, kafka: {topic: fc}}\n");
+    fclose(f);
+    f = fopen(in_path, "w");
+    const char *keys[] = {"s1", "s2", "s3"};
+    double x[3] = {0, 0, 0};
+    for (int i = 0; i < 90; i++)
+        for (int k = 0; k < 3; k++) {
+            x[k] = 0.6 * x[k] + sin(i * 2.3 + k * 0.9) * 1.1 + cos(i * 0.77);
+            fprintf(f, "{\"sensor\":\"%s\",\"ts\":%d,\"temp\":%.6f}\n", keys[k], 1000 * i, 20 + 5 * k + x[k]);
+        }
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s run %s --input %s --output %s 2>/dev/null", bin, pipe_path, in_path, out_path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    f = fopen(out_path, "r");
+    cr_assert_not_null(f);
+    char line[8192];
+    int per_key[3] = {0};
+    while (fgets(line, sizeof(line), f)) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        cr_assert_not_null(o, "%s", line);
+        const char *key = json_string_value(json_object_get(o, "key"));
+        int k = key[1] - '1';
+        cr_assert(k >= 0 && k < 3);
+        per_key[k]++;
+        cr_assert(json_is_null(json_object_get(o, "error")), "%s", line);
+        cr_assert(json_is_true(json_object_get(o, "converged")));
+        json_t *fc = json_loads(json_string_value(json_object_get(o, "forecast")), 0, &je);
+        json_t *lo = json_loads(json_string_value(json_object_get(o, "lower95")), 0, &je);
+        json_t *hi = json_loads(json_string_value(json_object_get(o, "upper95")), 0, &je);
+        cr_assert(json_is_array(fc) && json_array_size(fc) == 3);
+        for (size_t h = 0; h < 3; h++) {
+            double m = json_real_value(json_array_get(fc, h));
+            cr_assert(json_real_value(json_array_get(lo, h)) < m && m < json_real_value(json_array_get(hi, h)));
+            cr_assert(fabs(m - (20 + 5 * k)) < 5, "forecast near the series level");
+        }
+        json_t *model = json_loads(json_string_value(json_object_get(o, "model")), 0, &je);
+        cr_assert_not_null(json_object_get(model, "const"));
+        cr_assert_not_null(json_object_get(model, "ar.L1"));
+        cr_assert_not_null(json_object_get(model, "sigma2"));
+        char want_id[64];
+        snprintf(want_id, sizeof(want_id), "e2e/fc/%s/%lld", key,
+                 (long long)json_integer_value(json_object_get(o, "ts")));
+        cr_assert_str_eq(json_string_value(json_object_get(o, "id")), want_id);
+        json_decref(fc), json_decref(lo), json_decref(hi), json_decref(model), json_decref(o);
+    }
+    fclose(f);
+    /* fits at 30, 50, 70 and 90 values per key */
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(per_key[k], 4, "key %d: %d fits", k, per_key[k]);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -1,0 +1,686 @@
+/* The kmeans operator (issue 4): configuration errors, seeding, the update
+ * rule against hand-computed values, decay/half-life, dead clusters, window
+ * batches, per-key models and snapshot/restore identity. Each test drives a
+ * real task compiled from pipeline YAML with JSON-lines input. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "runtime.h"
+#include "task.h"
+
+#define MAX_OUT 20000
+
+typedef struct centroids_out {
+    char key[32];
+    int64_t version, k, reseeded;
+    double inertia;
+    int n;            /* features */
+    double c[16][4];  /* up to 16 clusters x 4 features */
+    double w[16];
+} centroids_out_t;
+
+typedef struct run {
+    weir_pipeline_t *pl;
+    weir_task_t *t;
+    weir_decoder_t *dec;
+    weir_record_t rec;
+    weir_buf_t text;       /* every output, values printed exactly (%a), one line each */
+    int nassign;
+    int64_t cluster[MAX_OUT];
+    double distance[MAX_OUT];
+    int ncent;
+    centroids_out_t cent[256];
+    int nreject;
+    char reject[256];
+} run_t;
+
+static void put_value(weir_buf_t *b, const weir_value_t *v) {
+    switch (v->type) {
+    case WEIR_NULL: weir_buf_puts(b, "null"); break;
+    case WEIR_BOOL: weir_buf_puts(b, v->u.b ? "true" : "false"); break;
+    case WEIR_LONG: weir_buf_printf(b, "%lld", (long long)v->u.i); break;
+    case WEIR_DOUBLE: weir_buf_printf(b, "%a", v->u.d); break;
+    default: weir_buf_printf(b, "'%.*s'", (int)v->u.s.n, v->u.s.p); break;
+    }
+}
+
+static void parse_centroids(centroids_out_t *co, const weir_record_t *rec) {
+    const weir_rowtype_t *rt = rec->rt;
+    for (int i = 0; i < rt->nfields; i++) {
+        const char *f = rt->fields[i].name;
+        const weir_value_t *v = &rec->v[i];
+        if (!strcmp(f, "key") && v->type == WEIR_STRING)
+            snprintf(co->key, sizeof(co->key), "%.*s", (int)v->u.s.n, v->u.s.p);
+        else if (!strcmp(f, "model_version"))
+            co->version = v->u.i;
+        else if (!strcmp(f, "k"))
+            co->k = v->u.i;
+        else if (!strcmp(f, "reseeded"))
+            co->reseeded = v->u.i;
+        else if (!strcmp(f, "inertia_batch"))
+            co->inertia = v->u.d;
+        else if (!strcmp(f, "centroids") || !strcmp(f, "weights")) {
+            json_error_t err;
+            json_t *j = json_loadb(v->u.s.p, v->u.s.n, 0, &err);
+            cr_assert(j && json_is_array(j), "%s is not a JSON array: %.*s", f, (int)v->u.s.n, v->u.s.p);
+            for (size_t c = 0; c < json_array_size(j) && c < 16; c++) {
+                json_t *e = json_array_get(j, c);
+                if (!strcmp(f, "weights")) {
+                    co->w[c] = json_number_value(e);
+                    continue;
+                }
+                co->n = (int)json_array_size(e);
+                for (size_t q = 0; q < json_array_size(e) && q < 4; q++)
+                    co->c[c][q] = json_number_value(json_array_get(e, q));
+            }
+            json_decref(j);
+        }
+    }
+}
+
+static void on_sink(void *opaque, int sink, const weir_record_t *rec) {
+    run_t *r = opaque;
+    const char *label = r->pl->sinks[sink].label;
+    weir_buf_puts(&r->text, label);
+    for (int i = 0; i < rec->rt->nfields; i++) {
+        weir_buf_putc(&r->text, '|');
+        put_value(&r->text, &rec->v[i]);
+    }
+    weir_buf_printf(&r->text, "|ts=%lld|key=%.*s\n", (long long)rec->ts, rec->key ? (int)rec->key_len : 4,
+                    rec->key ? rec->key : "NULL");
+    if (strstr(label, ".centroids")) {
+        cr_assert_lt(r->ncent, 256);
+        parse_centroids(&r->cent[r->ncent++], rec);
+    } else {
+        cr_assert_lt(r->nassign, MAX_OUT);
+        int n = rec->rt->nfields;
+        r->cluster[r->nassign] = rec->v[n - 2].u.i;
+        r->distance[r->nassign] = rec->v[n - 1].u.d;
+        r->nassign++;
+    }
+}
+
+static void on_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason) {
+    run_t *r = opaque;
+    (void)node;
+    (void)rec;
+    r->nreject++;
+    snprintf(r->reject, sizeof(r->reject), "%s", reason);
+}
+
+static const char *compile_error(const char *yaml) {
+    static char errstr[WEIR_ERRSTR_SIZE];
+    weir_pipeline_t *pl = weir_pipeline_load_string("t.yaml", yaml, errstr, sizeof(errstr));
+    if (pl) {
+        weir_pipeline_destroy(pl);
+        return NULL;
+    }
+    return errstr;
+}
+
+/* A pipeline: source fields, then one kmeans node `km` with the given options, both ports sunk. */
+static char *pipeline_yaml(const char *fields, const char *opts) {
+    weir_buf_t b = {0};
+    weir_buf_printf(&b,
+                    "pipeline: t\n"
+                    "source:\n"
+                    "  fields: {%s}\n"
+                    "  event_time: ts\n"
+                    "nodes:\n"
+                    "  - {name: km, op: kmeans, %s}\n"
+                    "sinks:\n"
+                    "  - {input: km, kafka: {topic: a}}\n"
+                    "  - {input: km.centroids, kafka: {topic: c}}\n",
+                    fields, opts);
+    weir_buf_putc(&b, '\0');
+    return (char *)b.p;
+}
+
+static run_t *run_new(const char *fields, const char *opts) {
+    run_t *r = calloc(1, sizeof(*r));
+    char errstr[WEIR_ERRSTR_SIZE];
+    char *yaml = pipeline_yaml(fields, opts);
+    r->pl = weir_pipeline_load_string("t.yaml", yaml, errstr, sizeof(errstr));
+    free(yaml);
+    cr_assert_not_null(r->pl, "%s", errstr);
+    r->t = weir_task_new(r->pl, on_sink, on_reject, r);
+    r->dec = weir_decoder_new(WEIR_FMT_JSON, NULL, r->pl->source.rt, false, errstr, sizeof(errstr));
+    cr_assert_not_null(r->dec, "%s", errstr);
+    weir_record_init(&r->rec, r->pl->source.rt);
+    return r;
+}
+
+static void run_free(run_t *r) {
+    weir_task_destroy(r->t);
+    weir_decoder_destroy(r->dec);
+    weir_record_free(&r->rec);
+    weir_pipeline_destroy(r->pl);
+    weir_buf_free(&r->text);
+    free(r);
+}
+
+static void feed(run_t *r, const char *json) {
+    char reason[256];
+    cr_assert_eq(weir_decode(r->dec, json, strlen(json), &r->rec, reason, sizeof(reason)), WEIR_OK, "%s: %s", json,
+                 reason);
+    r->rec.ts = WEIR_TS_NONE;
+    cr_assert_eq(weir_source_stamp(&r->pl->source, &r->rec, WEIR_TS_NONE, reason, sizeof(reason)), WEIR_OK, "%s",
+                 reason);
+    weir_task_process(r->t, &r->rec);
+}
+
+static void feed_xy(run_t *r, double x, double y, int64_t ts) {
+    char line[128];
+    snprintf(line, sizeof(line), "{\"x\": %.17g, \"y\": %.17g, \"ts\": %lld}", x, y, (long long)ts);
+    feed(r, line);
+}
+
+static void finish(run_t *r) { weir_task_advance(r->t, WEIR_WM_END); }
+
+#define XY "x: double, y: double?, ts: long"
+
+/* ---- configuration errors are compile-time errors, placed at file:line ---- */
+
+Test(kmeans_config, k_must_be_positive) {
+    char *y = pipeline_yaml(XY, "features: [x], k: 0");
+    const char *e = compile_error(y);
+    cr_assert_not_null(e);
+    cr_assert(strstr(e, "t.yaml:6:") && strstr(e, "k: must be between 1"), "%s", e);
+    free(y);
+    y = pipeline_yaml(XY, "features: [x], k: -3");
+    cr_assert_not_null(compile_error(y));
+    free(y);
+}
+
+Test(kmeans_config, features_required_and_non_empty) {
+    char *y = pipeline_yaml(XY, "k: 2");
+    const char *e = compile_error(y);
+    cr_assert(e && strstr(e, "missing required key 'features'"), "%s", e);
+    free(y);
+    y = pipeline_yaml(XY, "features: [], k: 2");
+    e = compile_error(y);
+    cr_assert(e && strstr(e, "t.yaml:6:") && strstr(e, "non-empty list"), "%s", e);
+    free(y);
+}
+
+Test(kmeans_config, non_numeric_feature) {
+    const char *yaml = "pipeline: t\n"
+                       "source:\n"
+                       "  fields: {x: double, name: string}\n"
+                       "nodes:\n"
+                       "  - name: km\n"
+                       "    op: kmeans\n"
+                       "    k: 2\n"
+                       "    features:\n"
+                       "      - x\n"
+                       "      - name\n";
+    const char *e = compile_error(yaml);
+    cr_assert(e && strstr(e, "t.yaml:10:") && strstr(e, "features[1]: 'name' is string"), "%s", e);
+    yaml = "pipeline: t\nsource:\n  fields: {x: double}\nnodes:\n  - {name: km, op: kmeans, k: 2, features: [x, nope]}\n";
+    e = compile_error(yaml);
+    cr_assert(e && strstr(e, "t.yaml:5:") && strstr(e, "nope"), "%s", e);
+}
+
+Test(kmeans_config, other_bad_values) {
+    static const struct {
+        const char *opts, *want;
+    } rows[] = {
+        {"features: [x], k: 2, decay: 1.5", "decay: must be in (0, 1]"},
+        {"features: [x], k: 2, decay: 0", "decay: must be in (0, 1]"},
+        {"features: [x], k: 2, decay: 0.5, half_life: 3", "either decay or half_life"},
+        {"features: [x], k: 2, half_life: -1", "half_life: must be > 0"},
+        {"features: [x], k: 2, time_unit: hours", "time_unit: expected batches or points"},
+        {"features: [x], k: 2, batch: window", "batch: window needs an input with a long 'window_end'"},
+        {"features: [x], k: 2, batch: 0", "batch: must be >= 1"},
+        {"features: [x], k: 2, scope: global", "scope: expected task or key"},
+        {"features: [x], k: 2, key: x", "key: needs scope: key"},
+        {"features: [x], k: 2, distance: manhattan", "distance: expected euclidean or cosine"},
+        {"features: [x], k: 5, init_size: 3", "init_size: must be between k"},
+        {"features: [x], k: 2, colour: red", "unknown key 'colour'"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char *y = pipeline_yaml(XY, rows[i].opts);
+        const char *e = compile_error(y);
+        cr_assert(e && strstr(e, rows[i].want) && strstr(e, "t.yaml:"), "%s -> %s", rows[i].opts, e ? e : "(no error)");
+        free(y);
+    }
+    char *y = pipeline_yaml("x: double, cluster: long, ts: long", "features: [x], k: 2");
+    const char *e = compile_error(y);
+    cr_assert(e && strstr(e, "already has a field named 'cluster'"), "%s", e);
+    free(y);
+}
+
+/* ---- seeding ---- */
+
+static int find_centroid(const centroids_out_t *co, double x, double y) {
+    for (int c = 0; c < co->k; c++)
+        if (fabs(co->c[c][0] - x) < 1e-12 && fabs(co->c[c][1] - y) < 1e-12)
+            return c;
+    return -1;
+}
+
+Test(kmeans_seed, kmeanspp_picks_distinct_points) {
+    /* k = 3 on {0,0,0,5,5,9}: k-means++ never picks a point at distance 0 from
+     * a chosen centre, so the seeds are exactly {0, 5, 9} for every seed. */
+    for (int seed = 1; seed <= 20; seed++) {
+        char opts[160];
+        snprintf(opts, sizeof(opts), "features: [x, y], k: 3, init_size: 6, init_iterations: 0, seed: %d, batch: 100",
+                 seed);
+        run_t *r = run_new(XY, opts);
+        static const double xs[] = {0, 0, 0, 5, 5, 9};
+        for (int i = 0; i < 6; i++)
+            feed_xy(r, xs[i], 0, i);
+        cr_assert_eq(r->ncent, 1);
+        const centroids_out_t *co = &r->cent[0];
+        cr_assert_eq(co->version, 1);
+        cr_assert(find_centroid(co, 0, 0) >= 0 && find_centroid(co, 5, 0) >= 0 && find_centroid(co, 9, 0) >= 0);
+        cr_assert_float_eq(co->w[find_centroid(co, 0, 0)], 3.0, 0);
+        cr_assert_float_eq(co->w[find_centroid(co, 5, 0)], 2.0, 0);
+        cr_assert_float_eq(co->inertia, 0.0, 0);
+        cr_assert_eq(r->nassign, 6, "held records are emitted after initialisation");
+        cr_assert_eq(r->cluster[3], find_centroid(co, 5, 0));
+        run_free(r);
+    }
+}
+
+Test(kmeans_seed, lloyd_converges_to_cluster_means) {
+    /* Two squares of side 2: the means are (1,1) and (11,11); every point is
+     * at distance sqrt 2, so the inertia is 8 * 2 = 16. */
+    run_t *r = run_new(XY, "features: [x, y], k: 2, init_size: 8, batch: 100");
+    static const double pts[8][2] = {{0, 0}, {10, 10}, {0, 2}, {12, 12}, {2, 0}, {10, 12}, {2, 2}, {12, 10}};
+    for (int i = 0; i < 8; i++)
+        feed_xy(r, pts[i][0], pts[i][1], i);
+    cr_assert_eq(r->ncent, 1);
+    const centroids_out_t *co = &r->cent[0];
+    int a = find_centroid(co, 1, 1), b = find_centroid(co, 11, 11);
+    cr_assert(a >= 0 && b >= 0, "centroids [[%g,%g],[%g,%g]]", co->c[0][0], co->c[0][1], co->c[1][0], co->c[1][1]);
+    cr_assert_float_eq(co->w[a], 4.0, 0);
+    cr_assert_float_eq(co->w[b], 4.0, 0);
+    cr_assert_float_eq(co->inertia, 16.0, 1e-12);
+    for (int i = 0; i < 8; i++) {
+        cr_assert_eq(r->cluster[i], pts[i][0] < 5 ? a : b);
+        cr_assert_float_eq(r->distance[i], sqrt(2.0), 1e-15);
+    }
+    run_free(r);
+}
+
+Test(kmeans_seed, deterministic_for_a_seed) {
+    run_t *r1 = run_new(XY, "features: [x, y], k: 4, init_size: 50, seed: 7, batch: 10");
+    run_t *r2 = run_new(XY, "features: [x, y], k: 4, init_size: 50, seed: 7, batch: 10");
+    for (int i = 0; i < 300; i++) {
+        double x = sin(i * 1.7) * 10, y = cos(i * 0.3) * 5;
+        feed_xy(r1, x, y, i);
+        feed_xy(r2, x, y, i);
+    }
+    finish(r1);
+    finish(r2);
+    cr_assert_eq(r1->text.len, r2->text.len);
+    cr_assert(memcmp(r1->text.p, r2->text.p, r1->text.len) == 0);
+    run_free(r1);
+    run_free(r2);
+}
+
+/* ---- the update rule ---- */
+
+/* Init on {0,2} and {10,12} on a line: c = (1, 11), n = (2, 2). */
+static run_t *two_clusters(const char *opts) {
+    run_t *r = run_new(XY, opts);
+    feed_xy(r, 0, 0, 1);
+    feed_xy(r, 10, 0, 2);
+    feed_xy(r, 2, 0, 3);
+    feed_xy(r, 12, 0, 4);
+    cr_assert_eq(r->ncent, 1);
+    return r;
+}
+
+Test(kmeans_update, decay_per_batch_by_hand) {
+    run_t *r = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 3, decay: 0.5");
+    const centroids_out_t *c1 = &r->cent[0];
+    int A = find_centroid(c1, 1, 0), B = find_centroid(c1, 11, 0);
+    cr_assert(A >= 0 && B >= 0);
+    feed_xy(r, 3, 0, 5);
+    feed_xy(r, 1, 0, 6);
+    feed_xy(r, 14, 0, 7);
+    cr_assert_eq(r->ncent, 2);
+    const centroids_out_t *c2 = &r->cent[1];
+    cr_assert_eq(c2->version, 2);
+    /* A: n a = 2 * 0.5 = 1, m = 2, sum = 4: c' = (1 * 1 + 4) / (1 + 2) = 5/3, n' = 3.
+     * B: n a = 1, m = 1, sum = 14:         c' = (11 * 1 + 14) / 2 = 12.5, n' = 2. */
+    cr_assert_float_eq(c2->c[A][0], 5.0 / 3.0, 1e-15);
+    cr_assert_float_eq(c2->c[B][0], 12.5, 1e-15);
+    cr_assert_float_eq(c2->w[A], 3.0, 0);
+    cr_assert_float_eq(c2->w[B], 2.0, 0);
+    /* inertia of the batch under the old model: 2^2 + 0^2 + 3^2 */
+    cr_assert_float_eq(c2->inertia, 13.0, 1e-12);
+    /* the batch's records were assigned with the model before the update */
+    cr_assert_eq(r->cluster[4], A);
+    cr_assert_float_eq(r->distance[4], 2.0, 0);
+    cr_assert_eq(r->cluster[6], B);
+    cr_assert_float_eq(r->distance[6], 3.0, 0);
+    run_free(r);
+}
+
+Test(kmeans_update, decay_per_point_by_hand) {
+    run_t *r = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 3, decay: 0.5, time_unit: points");
+    int A = find_centroid(&r->cent[0], 1, 0), B = find_centroid(&r->cent[0], 11, 0);
+    feed_xy(r, 3, 0, 5);
+    feed_xy(r, 1, 0, 6);
+    feed_xy(r, 14, 0, 7);
+    const centroids_out_t *c2 = &r->cent[1];
+    /* discount a^m = 0.5^3 = 0.125: A: n a = 0.25, c' = (0.25 + 4) / 2.25; B: (11 * 0.25 + 14) / 1.25 */
+    cr_assert_float_eq(c2->c[A][0], 4.25 / 2.25, 1e-15);
+    cr_assert_float_eq(c2->c[B][0], 16.75 / 1.25, 1e-14);
+    cr_assert_float_eq(c2->w[A], 2.25, 0);
+    cr_assert_float_eq(c2->w[B], 1.25, 0);
+    run_free(r);
+}
+
+Test(kmeans_update, no_decay_is_the_running_mean) {
+    run_t *r = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 1");
+    int A = find_centroid(&r->cent[0], 1, 0);
+    feed_xy(r, 4, 0, 5); /* A = mean(0, 2, 4) = 2 */
+    feed_xy(r, 6, 0, 6); /* nearest is A (2): A = mean(0, 2, 4, 6) = 3 */
+    cr_assert_float_eq(r->cent[1].c[A][0], 2.0, 0);
+    cr_assert_float_eq(r->cent[2].c[A][0], 3.0, 0);
+    cr_assert_float_eq(r->cent[2].w[A], 4.0, 0);
+    run_free(r);
+}
+
+Test(kmeans_update, half_life_equals_decay) {
+    /* half_life h in batches is decay 0.5^(1/h): identical output, bit for bit. */
+    char opts[200];
+    snprintf(opts, sizeof(opts), "features: [x, y], k: 3, init_size: 30, batch: 7, decay: %.17g", pow(0.5, 1.0 / 4.0));
+    run_t *r1 = run_new(XY, opts);
+    run_t *r2 = run_new(XY, "features: [x, y], k: 3, init_size: 30, batch: 7, half_life: 4");
+    for (int i = 0; i < 500; i++) {
+        double x = (i % 3) * 10 + sin(i * 0.9) + i * 0.01, y = cos(i * 2.1);
+        feed_xy(r1, x, y, i);
+        feed_xy(r2, x, y, i);
+    }
+    finish(r1);
+    finish(r2);
+    cr_assert_gt(r1->ncent, 60);
+    cr_assert_eq(r1->text.len, r2->text.len);
+    cr_assert(memcmp(r1->text.p, r2->text.p, r1->text.len) == 0);
+    run_free(r1);
+    run_free(r2);
+}
+
+Test(kmeans_update, half_life_halves_an_idle_cluster) {
+    /* B gets no points: after half_life = 2 batches its weight 2 has halved to 1. */
+    run_t *r = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 1, half_life: 2");
+    int B = find_centroid(&r->cent[0], 11, 0);
+    feed_xy(r, 1, 0, 5);
+    feed_xy(r, 1, 0, 6);
+    cr_assert_eq(r->ncent, 3);
+    cr_assert_float_eq(r->cent[2].w[B], 1.0, 1e-12);
+    cr_assert_float_eq(r->cent[2].c[B][0], 11.0, 0);
+    /* half_life in points: 2 points halve it too, in one batch of 2 */
+    run_t *p = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 2, half_life: 2, time_unit: points");
+    feed_xy(p, 1, 0, 5);
+    feed_xy(p, 1, 0, 6);
+    cr_assert_float_eq(p->cent[1].w[B], 1.0, 1e-12);
+    run_free(r);
+    run_free(p);
+}
+
+Test(kmeans_update, dead_cluster_is_reseeded_by_splitting_the_largest) {
+    run_t *r = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 3, decay: 0.1, dead_fraction: 0.1");
+    int A = find_centroid(&r->cent[0], 1, 0), B = 1 - A;
+    feed_xy(r, 0, 0, 5);
+    feed_xy(r, 1, 0, 6);
+    feed_xy(r, 2, 0, 7);
+    /* A: n' = 0.2 + 3 = 3.2, c' = (1 * 0.2 + 3) / 3.2 = 1; B: n' = 0.2 < 0.1 * 3.2: dead.
+     * Split A: both weights (3.2 + 0.2) / 2 = 1.7, centres 1 +- 1e-14. */
+    const centroids_out_t *c = &r->cent[1];
+    cr_assert_eq(c->reseeded, 1);
+    cr_assert_float_eq(c->w[A], 1.7, 1e-15);
+    cr_assert_float_eq(c->w[B], 1.7, 1e-15);
+    cr_assert_float_eq(c->c[A][0], 1.0, 1e-13);
+    cr_assert_float_eq(c->c[B][0], 1.0, 1e-13);
+    cr_assert_neq(c->c[A][0], c->c[B][0]);
+    /* The split centres share the points: the next batch moves them apart. */
+    feed_xy(r, -5, 0, 8);
+    feed_xy(r, 7, 0, 9);
+    feed_xy(r, -6, 0, 10);
+    cr_assert_eq(r->ncent, 3);
+    cr_assert_eq(r->cent[2].reseeded, 0);
+    cr_assert_gt(fabs(r->cent[2].c[A][0] - r->cent[2].c[B][0]), 3.0);
+    run_free(r);
+}
+
+/* ---- records ---- */
+
+Test(kmeans_records, null_feature_is_rejected) {
+    run_t *r = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 100");
+    feed(r, "{\"x\": 1, \"y\": null, \"ts\": 9}");
+    cr_assert_eq(r->nreject, 1);
+    cr_assert_str_eq(r->reject, "null feature 'y'");
+    cr_assert_eq(r->nassign, 4);
+    run_free(r);
+}
+
+Test(kmeans_records, end_of_input_initialises_a_short_buffer) {
+    run_t *r = run_new(XY, "features: [x, y], k: 3, batch: 100");
+    feed_xy(r, 1, 0, 1);
+    feed_xy(r, 2, 0, 2);
+    cr_assert_eq(r->nassign, 0);
+    finish(r);
+    cr_assert_eq(r->ncent, 1);
+    cr_assert_eq(r->nassign, 2);
+    run_free(r);
+}
+
+Test(kmeans_records, output_row_carries_cluster_and_distance) {
+    run_t *r = two_clusters("features: [x, \"y * 2\"], k: 2, init_size: 4, batch: 100");
+    const weir_rowtype_t *rt = r->pl->nodes[0].plan.ports[0].rt;
+    cr_assert_eq(rt->nfields, 5);
+    cr_assert_str_eq(rt->fields[3].name, "cluster");
+    cr_assert_eq(rt->fields[3].type, WEIR_LONG);
+    cr_assert_str_eq(rt->fields[4].name, "distance");
+    cr_assert_eq(rt->fields[4].type, WEIR_DOUBLE);
+    cr_assert_str_eq(r->pl->nodes[0].plan.ports[1].suffix, "centroids");
+    cr_assert(strstr((char *)r->text.p, "km.centroids|1|2|'[["));
+    run_free(r);
+}
+
+/* ---- batch: window ---- */
+
+#define WF "x: double, y: double, window_end: long, ts: long"
+
+static void feed_w(run_t *r, double x, int64_t we, int64_t ts) {
+    char line[160];
+    snprintf(line, sizeof(line), "{\"x\": %.17g, \"y\": 0, \"window_end\": %lld, \"ts\": %lld}", x, (long long)we,
+             (long long)ts);
+    feed(r, line);
+}
+
+Test(kmeans_window, a_new_window_or_the_watermark_closes_the_batch) {
+    run_t *r = run_new(WF, "features: [x, y], k: 2, init_size: 4");
+    feed_w(r, 0, 10, 1);
+    feed_w(r, 10, 10, 2);
+    feed_w(r, 2, 10, 3);
+    feed_w(r, 12, 10, 4); /* initialised: version 1 */
+    cr_assert_eq(r->ncent, 1);
+    feed_w(r, 3, 20, 11);
+    feed_w(r, 13, 20, 12);
+    cr_assert_eq(r->ncent, 1, "window 20 is still open");
+    feed_w(r, 1, 30, 21); /* a new window_end closes the batch of window 20 first */
+    cr_assert_eq(r->ncent, 2);
+    cr_assert_eq(r->cent[1].version, 2);
+    cr_assert_eq(r->nassign, 7);
+    /* the centroids of version 2 come before the record that closed the batch */
+    weir_buf_putc(&r->text, '\0');
+    char *last = strrchr((char *)r->text.p, '|');
+    while (last > (char *)r->text.p && last[-1] != '\n')
+        last--;
+    cr_assert(!strncmp(last, "km|", 3), "%s", last);
+    char *prev = last - 1;
+    while (prev > (char *)r->text.p && prev[-1] != '\n')
+        prev--;
+    cr_assert(!strncmp(prev, "km.centroids|2|", 15), "%s", prev);
+    r->text.len--;
+    /* the watermark (max ts 21, no out-of-orderness) has not reached 30 */
+    weir_task_advance(r->t, 29);
+    cr_assert_eq(r->ncent, 2);
+    weir_task_advance(r->t, 30);
+    cr_assert_eq(r->ncent, 3, "the watermark passing window_end closes the batch");
+    cr_assert_eq(r->cent[2].version, 3);
+    finish(r);
+    cr_assert_eq(r->ncent, 3);
+    run_free(r);
+}
+
+/* ---- scope: key ---- */
+
+Test(kmeans_key, one_model_per_key) {
+    run_t *r = run_new("s: string, x: double, y: double, ts: long",
+                       "features: [x, y], k: 2, init_size: 4, batch: 2, scope: key, key: s");
+    for (int i = 0; i < 8; i++) {
+        char line[128];
+        snprintf(line, sizeof(line), "{\"s\": \"%s\", \"x\": %d, \"y\": 0, \"ts\": %d}", i % 2 ? "b" : "a",
+                 (i / 2) % 2 ? 10 + i : i, i);
+        feed(r, line);
+    }
+    cr_assert_eq(r->ncent, 2);
+    cr_assert_str_eq(r->cent[0].key, "a");
+    cr_assert_str_eq(r->cent[1].key, "b");
+    cr_assert_eq(r->cent[0].version, 1);
+    cr_assert_eq(r->cent[1].version, 1);
+    cr_assert(strstr((char *)r->text.p, "|key=b"));
+    run_free(r);
+}
+
+/* ---- snapshot / restore ---- */
+
+typedef struct stream_cfg {
+    const char *fields, *opts;
+    void (*gen)(int i, char *line, size_t n);
+    int n;
+    int64_t wm_every; /* advance the watermark every so many records (0: never) */
+} stream_cfg_t;
+
+static void gen_blobs(int i, char *line, size_t n) {
+    static const double cx[3] = {0, 8, -6}, cy[3] = {0, 5, 7};
+    int c = (i * 7 + i / 13) % 3;
+    snprintf(line, n, "{\"s\": \"k%d\", \"x\": %.17g, \"y\": %.17g, \"z\": %.17g, \"ts\": %d}", i % 3,
+             cx[c] + sin(i * 12.9898) * 1.5 + i * 0.002, cy[c] + cos(i * 78.233) * 1.5, sin(i * 0.37) * 3 + 5, i);
+}
+
+static void gen_windows(int i, char *line, size_t n) {
+    static const double cx[3] = {0, 8, -6};
+    int c = i % 3;
+    snprintf(line, n, "{\"s\": \"k%d\", \"x\": %.17g, \"y\": %.17g, \"z\": 1, \"window_end\": %d, \"ts\": %d}", i % 2,
+             cx[c] + sin(i * 12.9898), cos(i * 78.233), (i / 25 + 1) * 100, (i / 25) * 100 + i % 25);
+}
+
+static run_t *replay(const stream_cfg_t *s, const int *cuts, int ncuts) {
+    run_t *r = run_new(s->fields, s->opts);
+    int next = 0;
+    char line[256];
+    for (int i = 0; i < s->n; i++) {
+        if (next < ncuts && cuts[next] == i) {
+            next++;
+            weir_buf_t snap = {0};
+            cr_assert_eq(weir_task_snapshot(r->t, &snap), WEIR_OK);
+            /* a brand-new task from the same pipeline takes over */
+            weir_task_destroy(r->t);
+            r->t = weir_task_new(r->pl, on_sink, on_reject, r);
+            char errstr[WEIR_ERRSTR_SIZE];
+            cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+            /* and snapshots again to the same bytes */
+            weir_buf_t again = {0};
+            weir_task_snapshot(r->t, &again);
+            cr_assert_eq(again.len, snap.len);
+            cr_assert(memcmp(again.p, snap.p, snap.len) == 0, "re-snapshot differs at cut %d", i);
+            weir_buf_free(&again);
+            weir_buf_free(&snap);
+        }
+        s->gen(i, line, sizeof(line));
+        feed(r, line);
+        if (s->wm_every && i % s->wm_every == s->wm_every - 1)
+            weir_task_advance(r->t, i - 30);
+    }
+    finish(r);
+    return r;
+}
+
+static void check_identity(const stream_cfg_t *s) {
+    run_t *ref = replay(s, NULL, 0);
+    cr_assert_gt(ref->ncent, 3, "the stream must update the model a few times");
+    static const int cuts[] = {0, 5, 17, 150, 151, 777, 1203, 1999};
+    run_t *got = replay(s, cuts, sizeof(cuts) / sizeof(cuts[0]));
+    cr_assert_eq(got->text.len, ref->text.len, "output length differs after restore");
+    cr_assert(memcmp(got->text.p, ref->text.p, ref->text.len) == 0, "output differs after restore");
+    run_free(ref);
+    run_free(got);
+}
+
+#define SF "s: string, x: double, y: double, z: double, ts: long"
+
+Test(kmeans_snapshot, restore_is_bit_identical_task_scope) {
+    stream_cfg_t s = {SF, "features: [x, y, z], k: 4, init_size: 200, batch: 37, decay: 0.9, standardize: true",
+                      gen_blobs, 2000, 0};
+    check_identity(&s);
+}
+
+Test(kmeans_snapshot, restore_is_bit_identical_key_scope_cosine) {
+    stream_cfg_t s = {SF,
+                      "features: [x, y, \"z + 1\"], k: 3, init_size: 40, batch: 11, half_life: 5, time_unit: points, "
+                      "scope: key, key: s, distance: cosine, standardize: true",
+                      gen_blobs, 2000, 0};
+    check_identity(&s);
+}
+
+Test(kmeans_snapshot, restore_is_bit_identical_window_batches) {
+    stream_cfg_t s = {"s: string, x: double, y: double, z: double, window_end: long, ts: long",
+                      "features: [x, y], k: 3, init_size: 60, decay: 0.8, scope: key, key: s", gen_windows, 2000, 0};
+    check_identity(&s);
+}
+
+static void snapshot_of(const char *opts, int n, weir_buf_t *snap) {
+    run_t *r = run_new(SF, opts);
+    char line[256];
+    for (int i = 0; i < n; i++) {
+        gen_blobs(i, line, sizeof(line));
+        feed(r, line);
+    }
+    cr_assert_eq(weir_task_snapshot(r->t, snap), WEIR_OK);
+    run_free(r);
+}
+
+Test(kmeans_snapshot, bad_blobs_are_rejected_never_crash) {
+    const char *opts = "features: [x, y], k: 3, init_size: 50, batch: 10";
+    weir_buf_t snap = {0};
+    snapshot_of(opts, 30, &snap); /* mid-initialisation: held records in the blob */
+    run_t *r = run_new(SF, opts);
+    char errstr[WEIR_ERRSTR_SIZE];
+    /* every truncation */
+    for (size_t n = 0; n < snap.len; n += 7)
+        cr_assert_eq(weir_task_restore(r->t, snap.p, n, errstr, sizeof(errstr)), WEIR_ERR);
+    /* flipped bytes: the CRC catches them */
+    for (size_t i = 40; i < snap.len; i += 53) {
+        snap.p[i] ^= 0x5a;
+        cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_ERR);
+        snap.p[i] ^= 0x5a;
+    }
+    cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+    run_free(r);
+    /* a different configuration is refused with a message */
+    run_t *r2 = run_new(SF, "features: [x, y], k: 4, init_size: 50, batch: 10");
+    cr_assert_eq(weir_task_restore(r2->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_ERR);
+    cr_assert(strstr(errstr, "k=3") && strstr(errstr, "k=4"), "%s", errstr);
+    /* ... and the task still works afterwards */
+    char line[256];
+    for (int i = 0; i < 100; i++) {
+        gen_blobs(i, line, sizeof(line));
+        feed(r2, line);
+    }
+    cr_assert_eq(r2->nassign, 100);
+    run_free(r2);
+    weir_buf_free(&snap);
+}
