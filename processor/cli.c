@@ -20,6 +20,7 @@ static void main_usage(FILE *fp) {
             "  broker              run a local Kafka-protocol cluster for development and tests\n"
             "  produce             write synthetic sensor readings (or a JSON-lines file) to a topic\n"
             "  demo                broker + generator + demo pipeline, printing results\n"
+            "  state               list, dump and delete checkpoints in Redis\n"
             "  version             print the version\n",
             WEIR_VERSION);
 }
@@ -42,7 +43,7 @@ int weir_cli_main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"run", weir_cmd_run},         {"validate", weir_cmd_validate}, {"broker", weir_cmd_broker},
-                {"produce", weir_cmd_produce}, {"demo", weir_cmd_demo}};
+                {"produce", weir_cmd_produce}, {"demo", weir_cmd_demo},       {"state", weir_cmd_state}};
     for (size_t i = 0; i < WEIR_ARRAY_SIZE(cmds); i++)
         if (!strcmp(cmd, cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);

@@ -565,12 +565,17 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     int64_t next_done_check = 0;
     int64_t next_idle = 0;
     bool ended_here = false;
+    rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(kr.consumer);
+    rd_kafka_message_t *batch[1024];
     while (!weir_stop && !kr.fatal) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(kr.consumer, 100);
-        if (m) {
+        /* Batches keep the consumer queue's lock traffic low; rebalance and
+         * error events are still served by this call (callbacks). */
+        ssize_t nm = rd_kafka_consume_batch_queue(cq, 100, batch, WEIR_ARRAY_SIZE(batch));
+        for (ssize_t k = 0; k < nm; k++) {
+            rd_kafka_message_t *m = batch[k];
             if (m->err)
                 weir_log(WEIR_LOG_WARN, LOG, "consumer: %s", rd_kafka_message_errstr(m));
-            else
+            else if (!weir_stop)
                 handle_message(&kr, m);
             rd_kafka_message_destroy(m);
         }
@@ -603,6 +608,7 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             next_done_check = weir_now_ns() + 500000000;
         }
     }
+    rd_kafka_queue_destroy(cq);
     if (!kr.fatal) {
         if (o->until_end)
             for (ktask_t *t = kr.tasks; t; t = t->next)
