@@ -74,6 +74,10 @@ static void run_usage(FILE *fp) {
             "  --duration D           stop after D (e.g. 30s)\n"
             "  --commit-interval D    offset commit interval (default 5s)\n"
             "  --instance NAME        name of this member in logs\n"
+            "  --redis URL            checkpoint state to Redis (redis://[user:pass@]host:port/db);\n"
+            "                         overrides checkpoint.redis of the pipeline file\n"
+            "  --checkpoint-interval D  overrides checkpoint.interval (default 10s)\n"
+            "  --reset-state NODES    start these nodes (comma-separated, or all) without saved state\n"
             "  -X KEY=VALUE           librdkafka consumer property (repeatable; after the file's)\n"
             "\n"
             "File mode: replace the Kafka source with a JSON-lines file and every sink with one\n"
@@ -95,13 +99,23 @@ int weir_cmd_run(int argc, char **argv) {
         {"output", required_argument, NULL, 'o'},      {"dead-letter", required_argument, NULL, 'D'},
         {"instance", required_argument, NULL, 'n'},    {"log-level", required_argument, NULL, 'l'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
+        {"redis", required_argument, NULL, 'R'},       {"checkpoint-interval", required_argument, NULL, 'C'},
+        {"reset-state", required_argument, NULL, 'Z'},
         {0}};
     int c;
     optind = 1;
     char *props[64];
     o.props = props;
-    while ((c = getopt_long(argc, argv, "b:g:ud:c:i:o:D:n:l:qhX:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:g:ud:c:i:o:D:n:l:qhX:R:C:Z:", opts, NULL)) != -1) {
         switch (c) {
+        case 'R': o.redis = optarg; break;
+        case 'Z': o.reset_state = optarg; break;
+        case 'C':
+            if (weir_parse_duration(optarg, &o.checkpoint_interval_ms) || o.checkpoint_interval_ms <= 0) {
+                fprintf(stderr, "weir run: --checkpoint-interval: bad duration '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'X':
             if (!strchr(optarg, '=') || o.nprops == 64) {
                 fprintf(stderr, "weir run: -X: expected KEY=VALUE\n");

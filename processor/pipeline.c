@@ -614,3 +614,51 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp) {
         fprintf(fp, "checkpoint -> %s every %lld ms, delivery %s\n", pl->redis_url,
                 (long long)pl->checkpoint_interval_ms, pl->delivery);
 }
+
+static void canon_cfg(const weir_cfg_t *c, weir_buf_t *b) {
+    switch (c->kind) {
+    case WEIR_CFG_SCALAR:
+        weir_buf_printf(b, "%s%zu:", c->quoted ? "q" : "s", strlen(c->scalar));
+        weir_buf_puts(b, c->scalar);
+        break;
+    case WEIR_CFG_SEQ:
+        weir_buf_printf(b, "[%zu", c->n);
+        for (size_t i = 0; i < c->n; i++)
+            canon_cfg(c->items[i], b);
+        weir_buf_putc(b, ']');
+        break;
+    case WEIR_CFG_MAP: {
+        /* Keys in sorted order: reordering keys is not a change. */
+        size_t *idx = weir_malloc((c->n + 1) * sizeof(size_t));
+        for (size_t i = 0; i < c->n; i++)
+            idx[i] = i;
+        for (size_t i = 1; i < c->n; i++)
+            for (size_t j = i; j > 0 && strcmp(c->keys[idx[j - 1]], c->keys[idx[j]]) > 0; j--) {
+                size_t t = idx[j];
+                idx[j] = idx[j - 1];
+                idx[j - 1] = t;
+            }
+        weir_buf_printf(b, "{%zu", c->n);
+        for (size_t k = 0; k < c->n; k++) {
+            weir_buf_printf(b, "k%zu:%s", strlen(c->keys[idx[k]]), c->keys[idx[k]]);
+            canon_cfg(c->items[idx[k]], b);
+        }
+        weir_buf_putc(b, '}');
+        free(idx);
+        break;
+    }
+    }
+}
+
+char *weir_pipeline_fingerprint(const weir_pipeline_t *pl) {
+    weir_buf_t out = {0}, tmp = {0};
+    for (int i = 0; i < pl->nnodes; i++) {
+        const weir_plan_t *p = &pl->nodes[i].plan;
+        weir_buf_reset(&tmp);
+        canon_cfg(p->cfg, &tmp);
+        weir_buf_printf(&out, "%s%s=%s:%08x", i ? ";" : "", p->name, p->cls->name, weir_crc32(0, tmp.p, tmp.len));
+    }
+    weir_buf_putc(&out, '\0');
+    weir_buf_free(&tmp);
+    return (char *)out.p;
+}

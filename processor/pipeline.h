@@ -93,3 +93,12 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp);
 int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);
 
 #endif
+
+/**
+ * @brief The graph fingerprint stored with every checkpoint:
+ *        "name=op:crc;name=op:crc;..." in file order, where crc covers the
+ *        node's whole configuration (input included) in canonical form.
+ *        Sinks are not part of it: adding or changing a sink keeps state.
+ *        Returns a malloc'ed string.
+ */
+char *weir_pipeline_fingerprint(const weir_pipeline_t *pl);

@@ -22,6 +22,9 @@ typedef struct weir_run_opts {
     const char *group_id;       /**< overrides source.kafka.group_id */
     const char *instance;       /**< name used in logs (default host:pid) */
     bool quiet;                 /**< no summary line */
+    const char *redis;          /**< checkpoint store URL (overrides checkpoint.redis) */
+    int64_t checkpoint_interval_ms; /**< overrides checkpoint.interval (0 = the file's) */
+    const char *reset_state;    /**< --reset-state NODE[,NODE] | all */
     int nprops;                 /**< -X key=value consumer properties */
     char **props;
 } weir_run_opts_t;

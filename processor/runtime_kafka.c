@@ -10,6 +10,15 @@
  * committed before they are given up, so a cooperative rebalance moves them
  * without duplicates.
  *
+ * Checkpoints (DESIGN.md §6, docs/checkpoints.md): with a Redis URL, every
+ * checkpoint interval, on revocation and at shutdown, the loop (between two
+ * records) flushes the producer, snapshots every task and writes the
+ * snapshot with its next offset to Redis, and only then commits that offset
+ * to Kafka. On assignment a task restores its latest checkpoint and the
+ * consumer seeks to the stored offset. When Redis is unreachable the
+ * assigned partitions are paused (rd_kafka_pause) until a checkpoint can be
+ * written again: nothing is lost, nothing half-written becomes visible.
+ *
  * Threads: this loop runs every task on the calling thread (one worker).
  */
 #include <inttypes.h>
@@ -18,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "runtime.h"
 #include "task.h"
 
@@ -32,6 +42,7 @@ typedef struct ktask {
     int64_t next_offset;      /* next offset to read; -1 unknown */
     int64_t committed;        /* last committed next_offset */
     int64_t end_offset;       /* --until-end: stop here (exclusive), -1 none */
+    int64_t ckpt_offset;      /* next_offset stored by the last checkpoint, -1 none */
     bool done;                /* reached end_offset */
     struct ktask *next;
 } ktask_t;
@@ -60,6 +71,20 @@ typedef struct krun {
     const char *instance;
     bool fatal;
     bool ever_assigned;       /* see the close path in weir_run_kafka */
+    /* checkpoints */
+    weir_ckpt_t *ckpt;        /* NULL: no checkpoints, offsets committed on an interval */
+    char *fingerprint;        /* graph fingerprint stored with each checkpoint */
+    bool paused;              /* Redis down: partitions paused */
+    int64_t retry_at_ns;      /* next checkpoint attempt while paused */
+    int backoff_ms;
+    uint64_t checkpoints, ckpt_failures;
+    weir_buf_t snap;          /* snapshot scratch */
+    /* deterministic ids of outputs without an `id` field */
+    int *id_slot;             /* per sink: slot of a string field `id`, or -1 */
+    int32_t *seq_part;        /* per sink: input position of the last output ... */
+    int64_t *seq_off;
+    int *seq_k;               /* ... and how many outputs it already caused */
+    char idbuf[512];
 } krun_t;
 
 static ktask_t *ktask_find(krun_t *kr, const char *topic, int32_t partition) {
@@ -106,16 +131,48 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t k
     }
 }
 
+/* The deterministic id of an output: its `id` field, or its source position. */
+static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec) {
+    int slot = kr->id_slot[sink];
+    if (slot >= 0 && rec->v[slot].type == WEIR_STRING) {
+        snprintf(kr->idbuf, sizeof(kr->idbuf), "%.*s", (int)rec->v[slot].u.s.n, rec->v[slot].u.s.p);
+        return kr->idbuf;
+    }
+    const char *topic = rec->topic;
+    int32_t part = rec->partition;
+    int64_t off = rec->offset;
+    if (part < 0 && kr->current) {
+        topic = kr->current->topic;
+        part = kr->current->partition;
+        off = kr->current->rec.offset;
+    }
+    if (kr->seq_part[sink] == part && kr->seq_off[sink] == off) {
+        kr->seq_k[sink]++;
+    } else {
+        kr->seq_part[sink] = part;
+        kr->seq_off[sink] = off;
+        kr->seq_k[sink] = 0;
+    }
+    snprintf(kr->idbuf, sizeof(kr->idbuf), "%s/%s/%s/%d/%lld/%d", kr->pl->name, kr->pl->sinks[sink].label,
+             topic ? topic : "-", (int)part, (long long)off, kr->seq_k[sink]);
+    return kr->idbuf;
+}
+
 static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
     krun_t *kr = opaque;
     char reason[256];
+    const char *id = output_id(kr, sink, rec);
     weir_buf_reset(&kr->buf);
-    if (weir_encode(kr->enc[sink], rec, NULL, NULL, &kr->buf, reason, sizeof(reason))) {
+    bool json_extra = kr->pl->sinks[sink].format == WEIR_FMT_JSON && kr->id_slot[sink] < 0;
+    if (weir_encode(kr->enc[sink], rec, json_extra ? "id" : NULL, json_extra ? id : NULL, &kr->buf, reason,
+                    sizeof(reason))) {
         weir_log(WEIR_LOG_ERR, LOG, "cannot encode output of %s: %s", kr->pl->sinks[sink].label, reason);
         return;
     }
     kr->out++;
-    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, NULL);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, "weir.id", -1, id, -1);
+    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h);
 }
 
 static void dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
@@ -158,6 +215,7 @@ static ktask_t *ktask_new(krun_t *kr, const char *topic, int32_t partition) {
     t->next_offset = -1;
     t->committed = -1;
     t->end_offset = kr->o->until_end ? end_for(kr, topic, partition) : -1;
+    t->ckpt_offset = -1;
     t->dec = weir_decoder_new(kr->pl->source.format, kr->pl->source.schema, kr->pl->source.rt, kr->pl->source.confluent,
                               errstr, sizeof(errstr));
     if (!t->dec) {
@@ -179,27 +237,75 @@ static void ktask_destroy(ktask_t *t) {
     free(t);
 }
 
-/* Flush the producer, then commit next offsets of the tasks selected (all, or one topic-partition list). */
+/* Write task t's checkpoint (state + next offset). Between records only. */
+static int checkpoint_one(krun_t *kr, ktask_t *t) {
+    char errstr[WEIR_ERRSTR_SIZE];
+    weir_buf_reset(&kr->snap);
+    if (weir_task_snapshot(t->task, &kr->snap)) {
+        weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: an operator failed to snapshot", t->topic, (int)t->partition);
+        return WEIR_ERR;
+    }
+    int64_t n = 0, t0 = weir_now_ns();
+    int rc = weir_ckpt_write(kr->ckpt, t->topic, t->partition, t->next_offset, kr->fingerprint, kr->snap.p,
+                             kr->snap.len, &n, errstr, sizeof(errstr));
+    if (rc == WEIR_OK) {
+        t->ckpt_offset = t->next_offset;
+        kr->checkpoints++;
+        weir_log(WEIR_LOG_INFO, "checkpoint", "checkpoint %s[%d] #%lld offset=%lld bytes=%zu ms=%.1f", t->topic,
+                 (int)t->partition, (long long)n, (long long)t->next_offset, kr->snap.len,
+                 (double)(weir_now_ns() - t0) / 1e6);
+        return WEIR_OK;
+    }
+    kr->ckpt_failures++;
+    if (rc == WEIR_RETRY) {
+        if (!kr->paused)
+            weir_log(WEIR_LOG_WARN, "checkpoint", "Redis unavailable (%s): consumption paused, retry in %d ms", errstr,
+                     kr->backoff_ms ? kr->backoff_ms : 500);
+        return WEIR_RETRY;
+    }
+    weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: %s", t->topic, (int)t->partition, errstr);
+    return WEIR_ERR;
+}
+
+/* Flush the producer, checkpoint (with Redis) and commit the next offsets of
+ * the selected tasks (all, or those in `only`). An offset is committed only
+ * when the outputs before it are acknowledged and its state is in Redis. */
 static int commit_tasks(krun_t *kr, const rd_kafka_topic_partition_list_t *only) {
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
-    for (ktask_t *t = kr->tasks; t; t = t->next) {
-        if (t->next_offset < 0 || t->next_offset == t->committed)
+    bool flushed = false;
+    int rc = WEIR_OK;
+    for (ktask_t *t = kr->tasks; t && rc == WEIR_OK; t = t->next) {
+        if (t->next_offset < 0 || (t->next_offset == t->committed && (!kr->ckpt || t->next_offset == t->ckpt_offset)))
             continue;
         if (only && !rd_kafka_topic_partition_list_find(only, t->topic, t->partition))
             continue;
-        rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = t->next_offset;
+        if (!flushed) {
+            /* Outputs first: what came before an offset must be safe before the offset is. */
+            rd_kafka_resp_err_t err;
+            while ((err = rd_kafka_flush(kr->producer, 10000)) == RD_KAFKA_RESP_ERR__TIMED_OUT && !kr->fatal)
+                weir_log(WEIR_LOG_WARN, LOG, "waiting for %d outputs to be acknowledged", rd_kafka_outq_len(kr->producer));
+            flushed = true;
+            if (kr->fatal) {
+                rc = WEIR_ERR;
+                break;
+            }
+        }
+        if (kr->ckpt && t->next_offset != t->ckpt_offset) {
+            rc = checkpoint_one(kr, t);
+            if (rc == WEIR_ERR)
+                kr->fatal = true;
+            if (rc != WEIR_OK)
+                break;
+        }
+        if (t->next_offset != t->committed)
+            rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = t->next_offset;
     }
-    int rc = WEIR_OK;
     if (offs->cnt > 0) {
-        /* Outputs first: an offset is committed only when what came before it is safe. */
-        rd_kafka_resp_err_t err;
-        while ((err = rd_kafka_flush(kr->producer, 10000)) == RD_KAFKA_RESP_ERR__TIMED_OUT && !kr->fatal)
-            weir_log(WEIR_LOG_WARN, LOG, "waiting for %d outputs to be acknowledged", rd_kafka_outq_len(kr->producer));
-        if (kr->fatal) {
-            rc = WEIR_ERR;
-        } else if ((err = rd_kafka_commit(kr->consumer, offs, 0))) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(kr->consumer, offs, 0);
+        if (err) {
             weir_log(WEIR_LOG_WARN, LOG, "offset commit failed: %s (will retry)", rd_kafka_err2str(err));
-            rc = WEIR_RETRY;
+            if (rc == WEIR_OK)
+                rc = WEIR_RETRY;
         } else {
             for (int i = 0; i < offs->cnt; i++) {
                 ktask_t *t = ktask_find(kr, offs->elems[i].topic, offs->elems[i].partition);
@@ -210,6 +316,123 @@ static int commit_tasks(krun_t *kr, const rd_kafka_topic_partition_list_t *only)
     }
     rd_kafka_topic_partition_list_destroy(offs);
     return rc;
+}
+
+/* Redis outage handling: pause every assigned partition until a checkpoint succeeds. */
+static void set_paused(krun_t *kr, bool pause) {
+    if (kr->paused == pause)
+        return;
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(kr->consumer, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a) {
+        if (pause)
+            rd_kafka_pause_partitions(kr->consumer, a);
+        else
+            rd_kafka_resume_partitions(kr->consumer, a);
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    kr->paused = pause;
+    if (!pause) {
+        weir_log(WEIR_LOG_INFO, "checkpoint", "Redis is back, consumption resumed");
+        kr->backoff_ms = 0;
+    }
+}
+
+/* A checkpoint round; on a Redis outage, pause and schedule a retry with back-off. */
+static void checkpoint_round(krun_t *kr) {
+    int rc = commit_tasks(kr, NULL);
+    if (rc == WEIR_RETRY && kr->ckpt && kr->ckpt_failures) {
+        kr->backoff_ms = kr->backoff_ms ? (kr->backoff_ms * 2 > 8000 ? 8000 : kr->backoff_ms * 2) : 500;
+        kr->retry_at_ns = weir_now_ns() + (int64_t)kr->backoff_ms * 1000000;
+        set_paused(kr, true);
+        kr->ckpt_failures = 0;
+    } else if (rc == WEIR_OK) {
+        set_paused(kr, false);
+    }
+}
+
+/* Restore a newly assigned task from Redis. Returns the offset to seek to, or -1 (committed offset). */
+static int64_t restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
+    char errstr[WEIR_ERRSTR_SIZE];
+    weir_buf_t state = {0};
+    int64_t n = 0, off = -1;
+    char *fp = NULL;
+    int rc;
+    int backoff = 500;
+    for (;;) {
+        rc = weir_ckpt_read(kr->ckpt, t->topic, t->partition, 0, &n, &off, &fp, &state, errstr, sizeof(errstr));
+        if (rc != WEIR_RETRY || weir_stop)
+            break;
+        weir_log(WEIR_LOG_WARN, "checkpoint", "Redis unavailable (%s): cannot restore %s[%d] yet, retry in %d ms", errstr,
+                 t->topic, (int)t->partition, backoff);
+        usleep((useconds_t)backoff * 1000);
+        backoff = backoff * 2 > 8000 ? 8000 : backoff * 2;
+    }
+    if (rc == WEIR_ERR || (rc == WEIR_OK && !strcmp(kr->pl->delivery, "exactly_once") && committed >= 0 && off != committed)) {
+        /* A corrupt latest checkpoint, or (exactly-once) one whose transaction
+         * never committed: fall back to the one before it. */
+        if (rc == WEIR_ERR)
+            weir_log(WEIR_LOG_ERR, "checkpoint", "%s; trying the previous checkpoint", errstr);
+        else
+            weir_log(WEIR_LOG_INFO, "checkpoint",
+                     "%s[%d]: checkpoint #%lld (offset %lld) is ahead of the committed offset %lld: its transaction "
+                     "did not commit; using the previous checkpoint",
+                     t->topic, (int)t->partition, (long long)n, (long long)off, (long long)committed);
+        int64_t prev = n > 1 ? n - 1 : 0;
+        if (rc == WEIR_ERR) {
+            weir_ckpt_field_t *f = NULL;
+            int cnt = 0;
+            char e2[WEIR_ERRSTR_SIZE];
+            if (weir_ckpt_meta(kr->ckpt, t->topic, t->partition, 0, &n, &f, &cnt, e2, sizeof(e2)) == WEIR_OK)
+                prev = n - 1;
+            weir_ckpt_fields_free(f, cnt);
+        }
+        free(fp);
+        fp = NULL;
+        rc = prev > 0 ? weir_ckpt_read(kr->ckpt, t->topic, t->partition, prev, &n, &off, &fp, &state, errstr,
+                                       sizeof(errstr))
+                      : WEIR_CKPT_NONE;
+        if (rc != WEIR_OK) {
+            weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: no usable checkpoint (%s); refusing to start without state "
+                     "(use --reset-state all to start empty)", t->topic, (int)t->partition,
+                     rc == WEIR_CKPT_NONE ? "none before it" : errstr);
+            if (kr->o->reset_state && !strcmp(kr->o->reset_state, "all")) {
+                weir_buf_free(&state);
+                free(fp);
+                return -1;
+            }
+            kr->fatal = true;
+            weir_buf_free(&state);
+            free(fp);
+            return -1;
+        }
+    }
+    if (rc == WEIR_CKPT_NONE) {
+        weir_log(WEIR_LOG_INFO, "checkpoint", "no checkpoint for %s[%d]: starting at the committed offset", t->topic,
+                 (int)t->partition);
+        weir_buf_free(&state);
+        free(fp);
+        return -1;
+    }
+    if (rc != WEIR_OK) { /* stopped while waiting for Redis */
+        weir_buf_free(&state);
+        free(fp);
+        return -1;
+    }
+    if (weir_task_restore_compat(t->task, state.p, state.len, fp, kr->fingerprint, kr->o->reset_state, errstr,
+                                 sizeof(errstr))) {
+        weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: cannot restore checkpoint #%lld: %s", t->topic, (int)t->partition,
+                 (long long)n, errstr);
+        kr->fatal = true;
+        weir_buf_free(&state);
+        free(fp);
+        return -1;
+    }
+    weir_log(WEIR_LOG_INFO, "checkpoint", "restored %s[%d] from checkpoint #%lld offset=%lld", t->topic,
+             (int)t->partition, (long long)n, (long long)off);
+    t->ckpt_offset = off;
+    weir_buf_free(&state);
+    free(fp);
+    return off;
 }
 
 static void log_partitions(krun_t *kr, const char *what, const rd_kafka_topic_partition_list_t *parts) {
@@ -235,11 +458,15 @@ static void on_assign(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
             t->next_offset = p->offset;
             t->committed = p->offset;
         }
+        int64_t seek = kr->ckpt && !kr->fatal ? restore_task(kr, t, p->offset) : -1;
+        if (seek >= 0)
+            t->next_offset = seek;
         if (t->end_offset >= 0 && t->next_offset >= t->end_offset)
             t->done = true;
         if (t->end_offset == 0)
             t->done = true;
-        p->offset = RD_KAFKA_OFFSET_INVALID; /* resume from the committed offset */
+        /* Start at the checkpoint's offset, else at the committed offset. */
+        p->offset = seek >= 0 ? seek : RD_KAFKA_OFFSET_INVALID;
     }
     log_partitions(kr, "assigned", parts);
 }
@@ -534,6 +761,28 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         weir_log(WEIR_LOG_ERR, LOG, "%s", errstr);
         goto done;
     }
+    const char *redis = o->redis ? o->redis : pl->redis_url;
+    if (redis) {
+        if (!(kr.ckpt = weir_ckpt_new(redis, pl->name, errstr, sizeof(errstr)))) {
+            weir_log(WEIR_LOG_ERR, "checkpoint", "%s", errstr);
+            goto done;
+        }
+        kr.fingerprint = weir_pipeline_fingerprint(pl);
+        weir_log(WEIR_LOG_INFO, "checkpoint", "state goes to %s every %lld ms", redis,
+                 (long long)(o->checkpoint_interval_ms > 0 ? o->checkpoint_interval_ms : pl->checkpoint_interval_ms));
+    } else if (!strcmp(pl->delivery, "exactly_once")) {
+        weir_log(WEIR_LOG_ERR, LOG, "%s: delivery: exactly_once needs checkpoints (checkpoint.redis or --redis)", pl->path);
+        goto done;
+    }
+    kr.id_slot = weir_calloc((size_t)pl->nsinks + 1, sizeof(int));
+    kr.seq_part = weir_calloc((size_t)pl->nsinks + 1, sizeof(int32_t));
+    kr.seq_off = weir_calloc((size_t)pl->nsinks + 1, sizeof(int64_t));
+    kr.seq_k = weir_calloc((size_t)pl->nsinks + 1, sizeof(int));
+    for (int i = 0; i < pl->nsinks; i++) {
+        int slot = weir_rowtype_find(pl->sinks[i].rt, "id");
+        kr.id_slot[i] = slot >= 0 && pl->sinks[i].rt->fields[slot].type == WEIR_STRING ? slot : -1;
+        kr.seq_part[i] = -2;
+    }
     kr.enc = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr.enc));
     kr.sink_topics = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr.sink_topics));
     for (int i = 0; i < pl->nsinks; i++) {
@@ -560,7 +809,10 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
              pl->source.ntopics > 1 ? " and more" : "");
 
     int64_t start_ns = weir_now_ns();
-    int64_t commit_every_ns = (o->commit_interval_ms > 0 ? o->commit_interval_ms : 5000) * 1000000;
+    int64_t every_ms = o->commit_interval_ms > 0 ? o->commit_interval_ms : 5000;
+    if (kr.ckpt)
+        every_ms = o->checkpoint_interval_ms > 0 ? o->checkpoint_interval_ms : pl->checkpoint_interval_ms;
+    int64_t commit_every_ns = every_ms * 1000000;
     int64_t next_commit = start_ns + commit_every_ns;
     int64_t next_done_check = 0;
     int64_t next_idle = 0;
@@ -583,8 +835,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         int64_t now = weir_now_ns();
         if (o->duration_ms > 0 && now - start_ns >= o->duration_ms * 1000000)
             break;
-        if (now >= next_commit) {
-            commit_tasks(&kr, NULL);
+        if (kr.paused ? now >= kr.retry_at_ns : now >= next_commit) {
+            checkpoint_round(&kr);
             next_commit = now + commit_every_ns;
         }
         if (now >= next_idle) {
@@ -613,7 +865,10 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         if (o->until_end)
             for (ktask_t *t = kr.tasks; t; t = t->next)
                 weir_task_advance(t->task, WEIR_WM_END);
-        commit_tasks(&kr, NULL);
+        /* The final checkpoint (SIGTERM, --duration, end of a bounded run). */
+        int frc = commit_tasks(&kr, NULL);
+        if (frc != WEIR_OK && kr.ckpt)
+            weir_log(WEIR_LOG_WARN, "checkpoint", "final checkpoint not written: a restart resumes from the previous one");
         if (!ended_here)
             kr.last_ns = weir_now_ns();
     }
@@ -646,6 +901,13 @@ done:
         weir_encoder_destroy(kr.enc[i]);
     free(kr.enc);
     free(kr.sink_topics);
+    free(kr.id_slot);
+    free(kr.seq_part);
+    free(kr.seq_off);
+    free(kr.seq_k);
+    weir_ckpt_destroy(kr.ckpt);
+    free(kr.fingerprint);
+    weir_buf_free(&kr.snap);
     for (int i = 0; i < kr.nends; i++)
         free(kr.ends[i].topic);
     free(kr.ends);

@@ -152,3 +152,135 @@ int weir_task_restore(weir_task_t *t, const void *p, size_t n, char *errstr, siz
     t->watermark = wm;
     return WEIR_OK;
 }
+
+/* The fingerprint entry "op:crc" of node `name` in fp, copied to out; false if absent. */
+static bool fp_entry(const char *fp, const char *name, char *out, size_t outn) {
+    size_t nl = strlen(name);
+    for (const char *p = fp; p && *p;) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > nl && !strncmp(p, name, nl) && p[nl] == '=') {
+            snprintf(out, outn, "%.*s", (int)(len - nl - 1), p + nl + 1);
+            return true;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+static bool reset_names(const char *reset, const char *name) {
+    if (!reset || !*reset)
+        return false;
+    if (!strcmp(reset, "all"))
+        return true;
+    size_t nl = strlen(name);
+    for (const char *p = reset; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == nl && !strncmp(p, name, nl))
+            return true;
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+/* Skip one snapshot frame; returns its start and length. */
+static const uint8_t *frame_skip(weir_reader_t *r, size_t *len) {
+    size_t start = r->pos;
+    weir_r_raw(r, 8); /* magic, version, reserved */
+    size_t tl;
+    weir_r_bytes(r, &tl);
+    uint64_t pl = weir_r_u64(r);
+    if (r->err || pl > r->len)
+        return NULL;
+    weir_r_raw(r, (size_t)pl + 4);
+    if (r->err)
+        return NULL;
+    *len = r->pos - start;
+    return r->p + start;
+}
+
+int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char *saved_fp, const char *cur_fp,
+                             const char *reset, char *errstr, size_t errstr_size) {
+    const weir_pipeline_t *pl = t->pl;
+    weir_reader_t r;
+    weir_reader_init(&r, p, n);
+    uint32_t nn = weir_r_u32(&r);
+    int64_t max_ts = weir_r_i64(&r);
+    int64_t wm = weir_r_i64(&r);
+    if (r.err || nn > 4096)
+        return weir_err(errstr, errstr_size, "task snapshot header: %s", r.err ? r.errstr : "too many nodes");
+    char **names = weir_calloc(nn + 1, sizeof(char *));
+    const uint8_t **frames = weir_calloc(nn + 1, sizeof(uint8_t *));
+    size_t *flen = weir_calloc(nn + 1, sizeof(size_t));
+    int rc = WEIR_ERR;
+    for (uint32_t i = 0; i < nn; i++) {
+        names[i] = weir_r_strdup(&r);
+        frames[i] = names[i] ? frame_skip(&r, &flen[i]) : NULL;
+        if (r.err || !frames[i]) {
+            weir_err(errstr, errstr_size, "task snapshot: node %u: %s", i, r.err ? r.errstr : "bad frame");
+            goto done;
+        }
+    }
+    /* Check everything first, then restore: a refusal changes nothing. */
+    for (uint32_t i = 0; i < nn; i++)
+        if (weir_pipeline_find_node(pl, names[i]) < 0 && !reset_names(reset, names[i])) {
+            weir_err(errstr, errstr_size,
+                     "node '%s' has saved state but is no longer in the pipeline; start with --reset-state %s "
+                     "(or all) to drop it",
+                     names[i], names[i]);
+            goto done;
+        }
+    int *src = weir_calloc((size_t)pl->nnodes + 1, sizeof(int));
+    for (int i = 0; i < pl->nnodes; i++) {
+        const char *name = pl->nodes[i].plan.name;
+        src[i] = -1;
+        for (uint32_t k = 0; k < nn; k++)
+            if (!strcmp(names[k], name))
+                src[i] = (int)k;
+        if (reset_names(reset, name)) {
+            src[i] = -1;
+            continue;
+        }
+        char was[128], now[128];
+        bool had = saved_fp && fp_entry(saved_fp, name, was, sizeof(was));
+        fp_entry(cur_fp, name, now, sizeof(now));
+        if (src[i] < 0) {
+            free(src);
+            weir_err(errstr, errstr_size,
+                     "node '%s' is new since the checkpoint (it has no saved state); start with --reset-state %s "
+                     "(or all) to start it empty",
+                     name, name);
+            goto done;
+        }
+        if (saved_fp && (!had || strcmp(was, now))) {
+            free(src);
+            weir_err(errstr, errstr_size,
+                     "node '%s' was reconfigured since the checkpoint (%s, now %s); its state cannot be restored; "
+                     "start with --reset-state %s (or all) to start it empty",
+                     name, had ? was : "unknown", now, name);
+            goto done;
+        }
+    }
+    for (int i = 0; i < pl->nnodes; i++) {
+        if (src[i] < 0)
+            continue;
+        weir_reader_t fr;
+        weir_reader_init(&fr, frames[src[i]], flen[src[i]]);
+        if (pl->nodes[i].plan.cls->restore(t->ctx[i], &fr, errstr, errstr_size)) {
+            free(src);
+            goto done;
+        }
+    }
+    free(src);
+    t->max_ts = max_ts;
+    t->watermark = wm;
+    rc = WEIR_OK;
+done:
+    for (uint32_t i = 0; i < nn; i++)
+        free(names[i]);
+    free(names);
+    free(frames);
+    free(flen);
+    return rc;
+}

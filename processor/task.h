@@ -66,4 +66,15 @@ int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf);
 /** @brief Restore from weir_task_snapshot's bytes. @returns WEIR_OK or WEIR_ERR with errstr. */
 int weir_task_restore(weir_task_t *t, const void *p, size_t n, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Restore node by node, matching nodes by name, after a pipeline
+ *        change. A node whose fingerprint entry (see weir_pipeline_fingerprint)
+ *        differs from saved_fp, a node that is new, and a saved node that no
+ *        longer exists are refused with a clear error, unless `reset` is "all"
+ *        or names that node (comma-separated list): a reset node starts empty.
+ *        On error nothing is changed (the task must then be recreated).
+ */
+int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char *saved_fp, const char *cur_fp,
+                             const char *reset, char *errstr, size_t errstr_size);
+
 #endif
