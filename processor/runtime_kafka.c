@@ -79,6 +79,7 @@ typedef struct krun {
     int backoff_ms;
     uint64_t checkpoints, ckpt_failures;
     weir_buf_t snap;          /* snapshot scratch */
+    bool eos;                 /* delivery: exactly_once (Kafka transactions) */
     /* deterministic ids of outputs without an `id` field */
     int *id_slot;             /* per sink: slot of a string field `id`, or -1 */
     int32_t *seq_part;        /* per sink: input position of the last output ... */
@@ -267,6 +268,56 @@ static int checkpoint_one(krun_t *kr, ktask_t *t) {
     return WEIR_ERR;
 }
 
+/* Exactly-once: the outputs of the interval and the input offsets commit in
+ * one transaction, after the Redis checkpoints are written. A crash before the
+ * commit aborts the outputs and leaves Kafka's committed offset at the previous
+ * checkpoint's, which restore_task() then picks. */
+static int commit_transaction(krun_t *kr, rd_kafka_topic_partition_list_t *offs) {
+    rd_kafka_error_t *e = NULL;
+    if (offs->cnt > 0) {
+        rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(kr->consumer);
+        e = rd_kafka_send_offsets_to_transaction(kr->producer, offs, md, 30000);
+        rd_kafka_consumer_group_metadata_destroy(md);
+    }
+    if (!e)
+        e = rd_kafka_commit_transaction(kr->producer, 30000);
+    if (e) {
+        weir_log(WEIR_LOG_ERR, LOG, "transaction commit failed: %s%s", rd_kafka_error_string(e),
+                 rd_kafka_error_txn_requires_abort(e) ? " (aborting; a restart recovers from the last checkpoint)" : "");
+        if (rd_kafka_error_txn_requires_abort(e)) {
+            rd_kafka_error_t *a = rd_kafka_abort_transaction(kr->producer, 30000);
+            if (a)
+                rd_kafka_error_destroy(a);
+        }
+        rd_kafka_error_destroy(e);
+        /* Our in-memory state is ahead of what Kafka committed: stop, recover on restart. */
+        kr->fatal = true;
+        return WEIR_ERR;
+    }
+    /* The same offsets once more as a plain commit. On a real cluster this is
+     * redundant (the transaction made them durable); librdkafka's mock
+     * cluster (`weir broker`) acknowledges TxnOffsetCommit without storing
+     * the offsets, so without it the local broker would never show progress. */
+    if (offs->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(kr->consumer, offs, 0);
+        if (err)
+            weir_log(WEIR_LOG_DEBUG, LOG, "mirror offset commit: %s", rd_kafka_err2str(err));
+    }
+    for (int i = 0; i < offs->cnt; i++) {
+        ktask_t *t = ktask_find(kr, offs->elems[i].topic, offs->elems[i].partition);
+        if (t)
+            t->committed = offs->elems[i].offset;
+    }
+    e = rd_kafka_begin_transaction(kr->producer);
+    if (e) {
+        weir_log(WEIR_LOG_ERR, LOG, "begin transaction: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        kr->fatal = true;
+        return WEIR_ERR;
+    }
+    return WEIR_OK;
+}
+
 /* Flush the producer, checkpoint (with Redis) and commit the next offsets of
  * the selected tasks (all, or those in `only`). An offset is committed only
  * when the outputs before it are acknowledged and its state is in Redis. */
@@ -277,7 +328,7 @@ static int commit_tasks(krun_t *kr, const rd_kafka_topic_partition_list_t *only)
     for (ktask_t *t = kr->tasks; t && rc == WEIR_OK; t = t->next) {
         if (t->next_offset < 0 || (t->next_offset == t->committed && (!kr->ckpt || t->next_offset == t->ckpt_offset)))
             continue;
-        if (only && !rd_kafka_topic_partition_list_find(only, t->topic, t->partition))
+        if (only && !kr->eos && !rd_kafka_topic_partition_list_find(only, t->topic, t->partition))
             continue;
         if (!flushed) {
             /* Outputs first: what came before an offset must be safe before the offset is. */
@@ -300,7 +351,9 @@ static int commit_tasks(krun_t *kr, const rd_kafka_topic_partition_list_t *only)
         if (t->next_offset != t->committed)
             rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = t->next_offset;
     }
-    if (offs->cnt > 0) {
+    if (kr->eos && rc == WEIR_OK) {
+        rc = commit_transaction(kr, offs);
+    } else if (offs->cnt > 0 && !kr->eos) {
         rd_kafka_resp_err_t err = rd_kafka_commit(kr->consumer, offs, 0);
         if (err) {
             weir_log(WEIR_LOG_WARN, LOG, "offset commit failed: %s (will retry)", rd_kafka_err2str(err));
@@ -625,6 +678,15 @@ static rd_kafka_t *make_producer(krun_t *kr, char *errstr, size_t errstr_size) {
     /* Consumer-only properties of the source would be refused by a producer:
      * apply_props above only passes what the user gave for the source, which
      * normally is the connection and security settings shared by both. */
+    if (!strcmp(pl->delivery, "exactly_once")) {
+        char tid[512];
+        snprintf(tid, sizeof(tid), "weir-%s-%s", pl->name, kr->instance);
+        if (set_prop(conf, "transactional.id", tid, errstr, errstr_size) ||
+            set_prop(conf, "transaction.timeout.ms", "60000", errstr, errstr_size)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
     for (int i = 0; i < pl->nsinks; i++)
         if (apply_props(conf, pl->sinks[i].properties, errstr, errstr_size)) {
             rd_kafka_conf_destroy(conf);
@@ -773,6 +835,18 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     } else if (!strcmp(pl->delivery, "exactly_once")) {
         weir_log(WEIR_LOG_ERR, LOG, "%s: delivery: exactly_once needs checkpoints (checkpoint.redis or --redis)", pl->path);
         goto done;
+    }
+    if (!strcmp(pl->delivery, "exactly_once")) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(kr.producer, 30000);
+        if (!e)
+            e = rd_kafka_begin_transaction(kr.producer);
+        if (e) {
+            weir_log(WEIR_LOG_ERR, LOG, "transactions: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            goto done;
+        }
+        kr.eos = true;
+        weir_log(WEIR_LOG_INFO, LOG, "exactly-once delivery: outputs and offsets commit in one transaction per checkpoint");
     }
     kr.id_slot = weir_calloc((size_t)pl->nsinks + 1, sizeof(int));
     kr.seq_part = weir_calloc((size_t)pl->nsinks + 1, sizeof(int32_t));

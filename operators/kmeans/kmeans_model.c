@@ -45,45 +45,154 @@ double kmeans_rng_uniform(kmeans_rng_t *r) { return (double)(kmeans_rng_next(r) 
 /* ---- the hot loop ---- */
 
 /*
- * Distances from one point z (d features) to k centroids stored feature-major
- * (zt[j*k + c]). The inner loop runs over centroids, so every SIMD lane owns
- * one centroid and adds its terms in feature order: the compiler vectorises
- * it without -ffast-math and the result equals the scalar loop bit for bit.
+ * Nearest centroid of one point z (d features). The centroids are stored
+ * feature-major with a padded stride kp (zt[j*kp + c], kp = k rounded up to
+ * KMEANS_LANES): the kernel walks blocks of 16 (then 8) centroids, every
+ * block keeps its lane accumulators in registers for the whole feature loop,
+ * and each SIMD lane owns one centroid and adds its terms in feature order:
+ * no re-association, so the result equals the scalar loop bit for bit, on
+ * every instruction set. Floating-point contraction is off here: an FMA
+ * rounds differently, and a model must give the same bits on every CPU
+ * (a snapshot may be restored on another machine). The argmin is fused
+ * (block minimum by a comparison tree, then the first lane holding it), so
+ * ties go to the lowest index exactly as a sequential scan.
+ *
+ * The same body is compiled for the baseline target (SSE2 on x86-64) and,
+ * on x86-64, for AVX2 and AVX-512F; the widest the CPU has is picked once.
  */
-void kmeans_distances(const double *restrict zt, const double *restrict z, int k, int d,
-                      kmeans_metric_t metric, double *restrict out) {
-    for (int c = 0; c < k; c++)
-        out[c] = 0.0;
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#define KM_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* W lanes (a constant after inlining) of raw values: squared distance or 1 - dot. */
+static KM_ALWAYS_INLINE void block_raw(const double *restrict zt, size_t kp, const double *restrict z, int d,
+                                       kmeans_metric_t metric, int W, double *restrict a) {
+    for (int l = 0; l < W; l++)
+        a[l] = 0.0;
     if (metric == KMEANS_EUCLIDEAN) {
         for (int j = 0; j < d; j++) {
             const double zj = z[j];
-            const double *restrict row = zt + (size_t)j * (size_t)k;
-            for (int c = 0; c < k; c++) {
-                const double t = zj - row[c];
-                out[c] += t * t;
+            const double *restrict row = zt + (size_t)j * kp;
+            for (int l = 0; l < W; l++) {
+                const double t = zj - row[l];
+                a[l] += t * t;
             }
         }
     } else {
         for (int j = 0; j < d; j++) {
             const double zj = z[j];
-            const double *restrict row = zt + (size_t)j * (size_t)k;
-            for (int c = 0; c < k; c++)
-                out[c] += zj * row[c];
+            const double *restrict row = zt + (size_t)j * kp;
+            for (int l = 0; l < W; l++)
+                a[l] += zj * row[l];
         }
-        for (int c = 0; c < k; c++)
-            out[c] = 1.0 - out[c];
+        for (int l = 0; l < W; l++)
+            a[l] = 1.0 - a[l];
     }
 }
 
-static inline int argmin(const double *v, int n) {
-    int b = 0;
-    double bv = v[0];
-    for (int i = 1; i < n; i++)
-        if (v[i] < bv) {
-            bv = v[i];
-            b = i;
-        }
-    return b;
+/* Fold one block of W lanes (n of them real) into the running argmin. */
+static KM_ALWAYS_INLINE void block_argmin(double *restrict a, int W, int n, int c0, int *best, double *bv) {
+    if (n < W)
+        for (int l = n; l < W; l++)
+            a[l] = INFINITY; /* padding lanes */
+    double t[16];
+    for (int l = 0; l < W / 2; l++)
+        t[l] = a[l] < a[l + W / 2] ? a[l] : a[l + W / 2];
+    for (int h = W / 4; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++)
+            t[l] = t[l] < t[l + h] ? t[l] : t[l + h];
+    if (t[0] < *bv) {
+        int l = 0;
+        while (!(a[l] == t[0]))
+            l++;
+        *bv = t[0];
+        *best = c0 + l;
+    }
+}
+
+static KM_ALWAYS_INLINE int nearest_body(const double *restrict zt, int kp, const double *restrict z, int k, int d,
+                                         kmeans_metric_t metric, double *restrict raw) {
+    double a[16];
+    int best = 0, c0 = 0;
+    double bv = INFINITY;
+    for (; c0 + 16 <= kp; c0 += 16) {
+        block_raw(zt + c0, (size_t)kp, z, d, metric, 16, a);
+        block_argmin(a, 16, k - c0 < 16 ? k - c0 : 16, c0, &best, &bv);
+    }
+    if (c0 < kp) { /* kp is a multiple of 8 */
+        block_raw(zt + c0, (size_t)kp, z, d, metric, 8, a);
+        block_argmin(a, 8, k - c0 < 8 ? k - c0 : 8, c0, &best, &bv);
+    }
+    *raw = bv;
+    return best;
+}
+
+typedef int (*nearest_fn_t)(const double *restrict, int, const double *restrict, int, int, kmeans_metric_t,
+                            double *restrict);
+
+static int nearest_base(const double *restrict zt, int kp, const double *restrict z, int k, int d,
+                        kmeans_metric_t metric, double *restrict raw) {
+    return nearest_body(zt, kp, z, k, d, metric, raw);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KM_X86_DISPATCH 1
+__attribute__((target("avx2"))) static int nearest_avx2(const double *restrict zt, int kp, const double *restrict z,
+                                                        int k, int d, kmeans_metric_t metric, double *restrict raw) {
+    return nearest_body(zt, kp, z, k, d, metric, raw);
+}
+__attribute__((target("avx512f"))) static int nearest_avx512(const double *restrict zt, int kp,
+                                                             const double *restrict z, int k, int d,
+                                                             kmeans_metric_t metric, double *restrict raw) {
+    return nearest_body(zt, kp, z, k, d, metric, raw);
+}
+#endif
+
+#if !defined(__clang__) && defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+static nearest_fn_t nearest_impl;
+static const char *nearest_name = "baseline";
+
+/* The widest kernel the CPU runs; WEIR_KMEANS_SIMD=baseline|avx2|avx512 caps it (benchmarks). */
+static nearest_fn_t nearest_resolve(void) {
+    nearest_fn_t f = nearest_base;
+    const char *name = "baseline";
+#ifdef KM_X86_DISPATCH
+    const char *cap = getenv("WEIR_KMEANS_SIMD");
+    const int max = !cap || !strcmp(cap, "avx512") ? 2 : !strcmp(cap, "avx2") ? 1 : 0;
+    __builtin_cpu_init();
+    if (max >= 2 && __builtin_cpu_supports("avx512f")) {
+        f = nearest_avx512;
+        name = "avx512f";
+    } else if (max >= 1 && __builtin_cpu_supports("avx2")) {
+        f = nearest_avx2;
+        name = "avx2";
+    }
+#endif
+    __atomic_store_n(&nearest_name, name, __ATOMIC_RELAXED);
+    __atomic_store_n(&nearest_impl, f, __ATOMIC_RELEASE);
+    return f;
+}
+
+const char *kmeans_simd_name(void) {
+    if (!__atomic_load_n(&nearest_impl, __ATOMIC_ACQUIRE))
+        nearest_resolve();
+    return __atomic_load_n(&nearest_name, __ATOMIC_RELAXED);
+}
+
+int kmeans_nearest(const double *restrict zt, int kp, const double *restrict z, int k, int d, kmeans_metric_t metric,
+                   double *restrict raw) {
+    nearest_fn_t f = __atomic_load_n(&nearest_impl, __ATOMIC_ACQUIRE);
+    if (!f)
+        f = nearest_resolve();
+    return f(zt, kp, z, k, d, metric, raw);
 }
 
 /* The distance reported for a raw value from kmeans_distances. */
@@ -118,10 +227,10 @@ static void model_rebuild_zt(kmeans_model_t *m) {
                 n2 += row[j] * row[j];
             double inv = n2 > 0.0 ? 1.0 / sqrt(n2) : 0.0;
             for (int j = 0; j < d; j++)
-                m->zt[(size_t)j * (size_t)k + (size_t)c] = row[j] * inv;
+                m->zt[(size_t)j * (size_t)m->kp + (size_t)c] = row[j] * inv;
         } else {
             for (int j = 0; j < d; j++)
-                m->zt[(size_t)j * (size_t)k + (size_t)c] = row[j] * m->scale[j];
+                m->zt[(size_t)j * (size_t)m->kp + (size_t)c] = row[j] * m->scale[j];
         }
     }
 }
@@ -135,7 +244,8 @@ void kmeans_model_init(kmeans_model_t *m, const kmeans_params_t *p, uint64_t see
     kmeans_rng_seed(&m->rng, seed);
     m->c = weir_calloc(k * d, sizeof(double));
     m->w = weir_calloc(k, sizeof(double));
-    m->zt = weir_calloc(k * d, sizeof(double));
+    m->kp = (p->k + KMEANS_LANES - 1) / KMEANS_LANES * KMEANS_LANES;
+    m->zt = weir_calloc((size_t)m->kp * d, sizeof(double));
     m->sc_mean = weir_calloc(d, sizeof(double));
     m->sc_m2 = weir_calloc(d, sizeof(double));
     m->scale = weir_calloc(d, sizeof(double));
@@ -143,7 +253,6 @@ void kmeans_model_init(kmeans_model_t *m, const kmeans_params_t *p, uint64_t see
     m->pend_m2 = weir_calloc(d, sizeof(double));
     m->bsum = weir_calloc(k * d, sizeof(double));
     m->bcnt = weir_calloc(k, sizeof(double));
-    m->dist = weir_calloc(k, sizeof(double));
     m->y = weir_calloc(d, sizeof(double));
     m->z = weir_calloc(d, sizeof(double));
     model_rescale(m);
@@ -163,7 +272,6 @@ void kmeans_model_free(kmeans_model_t *m) {
     free(m->bsum);
     free(m->bcnt);
     free(m->init_x);
-    free(m->dist);
     free(m->y);
     free(m->z);
     memset(m, 0, sizeof(*m));
@@ -197,8 +305,8 @@ static double sqdist(const double *a, const double *b, int d) {
 
 /* Map m->y into assignment space (m->z). */
 static inline const double *model_to_z(kmeans_model_t *m, const double *y) {
-    if (m->p->metric == KMEANS_COSINE)
-        return y;
+    if (m->p->metric == KMEANS_COSINE || !m->p->standardize)
+        return y; /* the scale is 1: z = y */
     const int d = m->p->d;
     for (int j = 0; j < d; j++)
         m->z[j] = y[j] * m->scale[j];
@@ -274,8 +382,8 @@ static double init_once(kmeans_model_t *m, init_work_t *iw) {
     for (int it = 0; it < m->p->init_iterations; it++) {
         int changed = 0;
         for (int i = 0; i < n; i++) {
-            kmeans_distances(m->zt, Z + (size_t)i * (size_t)d, k, d, m->p->metric, m->dist);
-            int l = argmin(m->dist, k);
+            double raw;
+            int l = kmeans_nearest(m->zt, m->kp, Z + (size_t)i * (size_t)d, k, d, m->p->metric, &raw);
             changed += l != labels[i];
             labels[i] = l;
         }
@@ -300,9 +408,9 @@ static double init_once(kmeans_model_t *m, init_work_t *iw) {
     double inertia = 0.0;
     memset(m->w, 0, (size_t)k * sizeof(double));
     for (int i = 0; i < n; i++) {
-        kmeans_distances(m->zt, Z + (size_t)i * (size_t)d, k, d, m->p->metric, m->dist);
-        int l = argmin(m->dist, k);
-        double dist = reported(m->p->metric, m->dist[l]);
+        double raw;
+        int l = kmeans_nearest(m->zt, m->kp, Z + (size_t)i * (size_t)d, k, d, m->p->metric, &raw);
+        double dist = reported(m->p->metric, raw);
         inertia += dist * dist;
         m->w[l] += 1.0;
     }
@@ -409,11 +517,10 @@ bool kmeans_model_project(kmeans_model_t *m, const double *x) {
 }
 
 int kmeans_model_assign(kmeans_model_t *m, double *distance) {
-    const int k = m->p->k;
     const double *z = model_to_z(m, m->y);
-    kmeans_distances(m->zt, z, k, m->p->d, m->p->metric, m->dist);
-    int b = argmin(m->dist, k);
-    *distance = reported(m->p->metric, m->dist[b]);
+    double raw;
+    int b = kmeans_nearest(m->zt, m->kp, z, m->p->k, m->p->d, m->p->metric, &raw);
+    *distance = reported(m->p->metric, raw);
     return b;
 }
 

@@ -78,7 +78,8 @@ typedef struct kmeans_model {
     uint64_t reseeds;         /**< dead clusters re-seeded so far */
     double *c;                /**< k*d centroids in model space, row-major */
     double *w;                /**< k cluster weights n */
-    double *zt;               /**< d*k feature-major centroids in assignment space (derived) */
+    int kp;                   /**< k rounded up to KMEANS_LANES: the stride of zt */
+    double *zt;               /**< d*kp feature-major centroids in assignment space, padding 0 (derived) */
     /* running scaler over raw x (Welford), merged at batch ends */
     uint64_t sc_n;            /**< points in the scaler */
     double *sc_mean;          /**< d running means */
@@ -95,7 +96,6 @@ typedef struct kmeans_model {
     int init_n;
     double *init_x;           /**< init_size*d */
     /* per-point scratch (no allocation per point) */
-    double *dist;             /**< k */
     double *y, *z;            /**< d each */
 } kmeans_model_t;
 
@@ -144,9 +144,18 @@ void kmeans_model_observe(kmeans_model_t *m, const double *x, int cluster, doubl
  */
 int kmeans_model_update(kmeans_model_t *m);
 
-/** @brief Squared distances from m->z to every centroid (cosine: 1 - cos), into m->dist. */
-void kmeans_distances(const double *restrict zt, const double *restrict z, int k, int d,
-                      kmeans_metric_t metric, double *restrict out);
+/** Centroid lanes per SIMD block: zt's stride kp is k rounded up to a multiple of this. */
+#define KMEANS_LANES 8
+
+/**
+ * @brief The hot loop: nearest of k centroids (feature-major zt, stride kp) to z.
+ * @returns the lowest index with the smallest raw value; *raw gets it
+ *          (euclidean: squared distance; cosine: 1 - dot).
+ */
+int kmeans_nearest(const double *restrict zt, int kp, const double *restrict z, int k, int d, kmeans_metric_t metric,
+                   double *restrict raw);
+/** @returns the instruction set kmeans_nearest runs with: "baseline", "avx2" or "avx512f". */
+const char *kmeans_simd_name(void);
 
 /** @brief Write the model's state (not its params) into an open snapshot frame. */
 void kmeans_model_write(const kmeans_model_t *m, weir_writer_t *w);

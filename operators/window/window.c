@@ -30,6 +30,9 @@ typedef struct window_ctx {
     weir_arena_t scratch;    /* string temporaries of the key and argument expressions */
     weir_value_t *args;      /* per aggregate: the argument of the record in hand */
     wagg_state_t *acc;       /* per aggregate: a window merged from its panes */
+    wslide_t *early_slide;   /* sliding + early results: scratch two-stacks cache */
+    int32_t *idx;            /* sliding: pane indices of a block being folded */
+    size_t idx_cap;
     char keybuf[48];         /* key bytes of a numeric or boolean key */
     uint64_t late;           /* records later than allowed_lateness */
     uint64_t keys_rejected;  /* records refused by max_keys */
@@ -269,7 +272,9 @@ static void *window_init(const weir_plan_t *plan) {
     window_ctx_t *ctx = weir_calloc(1, sizeof(*ctx));
     ctx->plan = plan;
     ctx->conf = plan->conf;
-    wstate_init(&ctx->st, ctx->conf->naggs);
+    wstate_init(&ctx->st, ctx->conf->naggs, ctx->conf->type == WINDOW_SLIDING);
+    if (ctx->conf->type == WINDOW_SLIDING)
+        ctx->early_slide = weir_calloc(1, ctx->st.slide_size);
     ctx->wm = WINDOW_WM_NONE;
     weir_record_init(&ctx->out, plan->ports[0].rt);
     ctx->args = weir_calloc((size_t)ctx->conf->naggs + 1, sizeof(*ctx->args));
@@ -286,6 +291,8 @@ static void window_destroy(void *vctx) {
     weir_arena_free(&ctx->scratch);
     free(ctx->args);
     free(ctx->acc);
+    free(ctx->early_slide);
+    free(ctx->idx);
     free(ctx);
 }
 
@@ -348,15 +355,122 @@ static void emit_out(window_ctx_t *ctx, const wkey_t *key, int64_t start, int64_
     weir_emit(em, 0, o);
 }
 
-/* Merge the panes of window [s, s + size) of key k and emit it. */
+/*
+ * Sliding windows: two stacks over panes (README.md). Blocks of `size` are
+ * aligned to the epoch; window [s, s + size) = front ⊕ back where
+ *   front = suffix of block b0 = align(s, size) from the first pane >= s,
+ *           right fold: suf(p) = p ⊕ suf(next pane in the block);
+ *   back  = prefix of block b1 = b0 + size up to s + size, left fold.
+ * Both are pure functions of the panes, so the cached values (suffixes in the
+ * panes, the back in the key's wslide_t) are bit-identical to a recomputation:
+ * a restored task (whose cache starts empty) emits exactly the same doubles.
+ * Final windows fire in increasing s, so per key each pane is folded once into
+ * the suffixes of its block and once into a back: O(1) merges per pane plus one
+ * per window, whatever size/slide is. A record that lands in a cached range
+ * (out of order beyond the watermark, or with allowed_lateness) invalidates it.
+ */
+
+/* Recompute the suffixes of block b0 from pane q (the first pane >= s) and reset
+ * the back to the empty prefix of block b0 + size. */
+static void slide_rebuild(window_ctx_t *ctx, wslide_t *sl, int32_t q, int64_t b0) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    int64_t b1 = b0 + c->size;
+    size_t n = 0;
+    int32_t i = q;
+    for (; i >= 0 && wstate_win(st, i)->start < b1; i = wstate_win(st, i)->next) {
+        if (n == ctx->idx_cap) {
+            ctx->idx_cap = ctx->idx_cap ? ctx->idx_cap * 2 : 64;
+            ctx->idx = weir_realloc(ctx->idx, ctx->idx_cap * sizeof(*ctx->idx));
+        }
+        ctx->idx[n++] = i;
+    }
+    const wagg_state_t *after = NULL; /* suffix of the following pane */
+    int64_t after_rows = 0;
+    while (n-- > 0) {
+        wwin_t *w = wstate_win(st, ctx->idx[n]);
+        wagg_state_t *suf = wstate_suf(st, w);
+        memcpy(suf, w->agg, (size_t)c->naggs * sizeof(*suf));
+        if (after)
+            for (int a = 0; a < c->naggs; a++)
+                wagg_merge(&c->aggs[a], &suf[a], &after[a]);
+        after_rows += w->rows;
+        *wstate_suf_rows(st, w) = after_rows;
+        after = suf;
+    }
+    sl->fblk = b0;
+    sl->bblk = b1;
+    sl->bupto = b1;
+    sl->brows = 0;
+    sl->bnext = i;
+    memset(sl->bagg, 0, (size_t)c->naggs * sizeof(*sl->bagg));
+}
+
+/* The aggregate of window [s, s + size) of key k into ctx->acc; @returns its rows.
+ * `sl`: the key's cache (final windows, increasing s) or a scratch one (early windows). */
+static int64_t slide_window(window_ctx_t *ctx, uint32_t k, wslide_t *sl, int64_t s) {
+    const window_conf_t *c = ctx->conf;
+    wstate_t *st = &ctx->st;
+    int64_t b0 = align_down(s, c->size), b1 = b0 + c->size, e = s + c->size;
+    int32_t q = st->keys[k].head;
+    while (q >= 0 && wstate_win(st, q)->start < s)
+        q = wstate_win(st, q)->next;
+    if (sl->fblk != b0 || sl->bblk != b1 || sl->bupto > e)
+        slide_rebuild(ctx, sl, q, b0);
+    while (sl->bnext >= 0) {
+        wwin_t *w = wstate_win(st, sl->bnext);
+        if (w->start >= e)
+            break;
+        sl->brows += w->rows;
+        for (int a = 0; a < c->naggs; a++)
+            wagg_merge(&c->aggs[a], &sl->bagg[a], &w->agg[a]);
+        sl->bnext = w->next;
+    }
+    sl->bupto = e;
+    int64_t rows = sl->brows;
+    if (q >= 0 && wstate_win(st, q)->start < b1) {
+        wwin_t *w = wstate_win(st, q);
+        memcpy(ctx->acc, wstate_suf(st, w), (size_t)c->naggs * sizeof(*ctx->acc));
+        rows += *wstate_suf_rows(st, w);
+    } else {
+        memset(ctx->acc, 0, (size_t)c->naggs * sizeof(*ctx->acc));
+    }
+    for (int a = 0; a < c->naggs; a++)
+        wagg_merge(&c->aggs[a], &ctx->acc[a], &sl->bagg[a]);
+    return rows;
+}
+
+/* A record updated (or created) pane i at p of key k: drop the cached ranges it is in. */
+static void slide_touch(window_ctx_t *ctx, uint32_t k, int32_t i, int64_t p, bool created) {
+    const window_conf_t *c = ctx->conf;
+    wslide_t *sl = wstate_slide(&ctx->st, k);
+    if (sl->fblk != WINDOW_NEVER && p >= sl->fblk && p < sl->fblk + c->size)
+        sl->fblk = WINDOW_NEVER;
+    if (sl->bblk == WINDOW_NEVER)
+        return;
+    if (p < sl->bupto) {
+        if (p >= sl->bblk)
+            sl->bblk = WINDOW_NEVER;
+    } else if (created && (sl->bnext < 0 || p < wstate_win(&ctx->st, sl->bnext)->start)) {
+        sl->bnext = i; /* the new first pane after the back */
+    }
+}
+
+/* Emit window [s, s + size) of key k (tumbling: its one pane; sliding: two stacks). */
 static void emit_pane_window(window_ctx_t *ctx, uint32_t k, int64_t s, bool final, weir_emitter_t *em) {
     const window_conf_t *c = ctx->conf;
     wstate_t *st = &ctx->st;
+    if (c->type == WINDOW_SLIDING) {
+        /* Early windows run ahead of the final ones: a scratch cache keeps the key's intact. */
+        wslide_t *sl = final ? wstate_slide(st, k) : ctx->early_slide;
+        if (!final)
+            sl->fblk = sl->bblk = WINDOW_NEVER;
+        int64_t rows = slide_window(ctx, k, sl, s);
+        if (rows)
+            emit_out(ctx, &st->keys[k], s, s + c->size, 0, rows, ctx->acc, final, em);
+        return;
+    }
     const wkey_t *key = &st->keys[k];
-    int64_t rows = 0;
-    const wwin_t *only = NULL;
-    int npanes = 0;
-    memset(ctx->acc, 0, (size_t)c->naggs * sizeof(*ctx->acc));
     for (int32_t i = key->head; i >= 0;) {
         const wwin_t *q = wstate_win(st, i);
         i = q->next;
@@ -364,15 +478,10 @@ static void emit_pane_window(window_ctx_t *ctx, uint32_t k, int64_t s, bool fina
             continue;
         if (q->start >= s + c->size)
             break;
-        only = q;
-        npanes++;
-        rows += q->rows;
-        for (int a = 0; a < c->naggs; a++)
-            wagg_merge(&c->aggs[a], &ctx->acc[a], &q->agg[a]);
-    }
-    if (!rows)
+        if (q->rows)
+            emit_out(ctx, key, s, s + c->size, 0, q->rows, q->agg, final, em);
         return;
-    emit_out(ctx, key, s, s + c->size, 0, rows, npanes == 1 ? only->agg : ctx->acc, final, em);
+    }
 }
 
 static void emit_session(window_ctx_t *ctx, uint32_t k, const wwin_t *w, bool final, weir_emitter_t *em) {
@@ -555,6 +664,8 @@ static void pane_process(window_ctx_t *ctx, const weir_record_t *in, int64_t ts,
     }
     eval_args(ctx, in);
     win_add(ctx, wstate_win(st, i), ts);
+    if (c->type == WINDOW_SLIDING)
+        slide_touch(ctx, (uint32_t)k, i, p, created);
     if (c->early) {
         /* Windows of this pane already emitted early: emit their update now. */
         int64_t hi = key->early_upto < last_start(c, p) ? key->early_upto : last_start(c, p);

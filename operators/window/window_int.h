@@ -126,6 +126,25 @@ typedef struct wkey {
     int64_t early_upto;  /**< tumbling/sliding: start of the last window emitted early */
 } wkey_t;
 
+/**
+ * Sliding windows only: a key's two-stacks cache (see README.md, "Sliding
+ * windows: two stacks over panes"). Panes are grouped in blocks of `size`
+ * aligned to the epoch; a window [s, s + size) is the suffix of block
+ * B = align(s, size) from s (the "front": suffix aggregates cached in the
+ * panes) ⊕ the prefix of block B + size up to s + size (the "back": one
+ * running aggregate here). Both are pure functions of the panes' contents,
+ * so the cache is never snapshotted: it is rebuilt, bit for bit, on demand.
+ */
+typedef struct wslide {
+    int64_t fblk;        /**< block whose panes hold valid suffix aggregates; WINDOW_NEVER = none */
+    int64_t bblk;        /**< block of the back prefix; WINDOW_NEVER = invalid */
+    int64_t bupto;       /**< the back covers the panes in [bblk, bupto) */
+    int64_t brows;       /**< records in the back */
+    int32_t bnext;       /**< first pane with start >= bupto, -1 = none yet */
+    uint32_t pad;
+    wagg_state_t bagg[]; /**< naggs states: the back aggregate */
+} wslide_t;
+
 /** A pane (tumbling/sliding) or a session: a fixed-size element of the window pool. */
 typedef struct wwin {
     int64_t start;       /**< pane start, or session start (first event time) */
@@ -134,7 +153,8 @@ typedef struct wwin {
     int32_t prev, next;  /**< neighbours in the key's list (next: free-list link when free) */
     uint32_t early_done; /**< session: emitted early, not yet final */
     uint32_t pad;
-    wagg_state_t agg[];  /**< conf->naggs states */
+    wagg_state_t agg[];  /**< conf->naggs states; sliding panes then hold naggs suffix
+                              states and the suffix's row count (wstate_suf, wstate_suf_rows) */
 } wwin_t;
 
 /** A timer: key `key` has something to fire at time t. Ordered by (t, seq). */
@@ -151,6 +171,8 @@ typedef struct wstate {
     wkey_t *keys;
     uint32_t keys_cap, keys_used, key_free; /**< key_free: free-list head, UINT32_MAX = none */
     uint32_t nkeys;                         /**< live keys */
+    uint8_t *slide;                         /**< sliding: one wslide_t per key slot (parallel to keys), else NULL */
+    size_t slide_size;                      /**< bytes per wslide_t, 0 = no two-stacks cache */
     struct wslot {
         uint32_t hash;
         uint32_t idx1;                      /**< key index + 1; 0 = empty slot */
@@ -171,7 +193,8 @@ typedef struct wstate {
     uint64_t next_seq;
 } wstate_t;
 
-void wstate_init(wstate_t *st, int naggs);
+/** @brief Empty state; `sliding`: panes carry suffix aggregates and keys a wslide_t. */
+void wstate_init(wstate_t *st, int naggs, bool sliding);
 void wstate_free(wstate_t *st);
 /** @brief Drop everything (restore starts from an empty state). */
 void wstate_clear(wstate_t *st);
@@ -194,6 +217,15 @@ static inline wwin_t *wstate_win(const wstate_t *st, int32_t i) {
 int32_t wstate_win_new(wstate_t *st, uint32_t k, int64_t start, int32_t before);
 /** @brief Unlink window i from key k and free it. */
 void wstate_win_del(wstate_t *st, uint32_t k, int32_t i);
+
+/** @returns key k's two-stacks cache (sliding windows only). */
+static inline wslide_t *wstate_slide(const wstate_t *st, uint32_t k) {
+    return (wslide_t *)(st->slide + (size_t)k * st->slide_size);
+}
+/** @returns the suffix aggregates of a sliding pane (naggs states after its own). */
+static inline wagg_state_t *wstate_suf(const wstate_t *st, wwin_t *w) { return w->agg + st->naggs; }
+/** @returns the row count of a sliding pane's suffix. */
+static inline int64_t *wstate_suf_rows(const wstate_t *st, wwin_t *w) { return &w->agg[2 * st->naggs].n; }
 
 void wstate_timer_push(wstate_t *st, int64_t t, uint32_t k);
 /** @returns true and the earliest timer if its time is <= limit (it is removed). */

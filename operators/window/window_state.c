@@ -17,12 +17,14 @@
 #define NONE32 UINT32_MAX
 #define SLAB_CLASSES (WINDOW_MAX_KEY / 16 + 1)
 
-void wstate_init(wstate_t *st, int naggs) {
+void wstate_init(wstate_t *st, int naggs, bool sliding) {
     memset(st, 0, sizeof(*st));
     st->naggs = naggs;
     st->key_free = NONE32;
     st->wfree = NONE32;
-    st->wsize = sizeof(wwin_t) + (size_t)naggs * sizeof(wagg_state_t);
+    /* Sliding panes: own states + suffix states + one more state whose n is the suffix's rows. */
+    st->wsize = sizeof(wwin_t) + (size_t)(sliding ? 2 * naggs + 1 : naggs) * sizeof(wagg_state_t);
+    st->slide_size = sliding ? sizeof(wslide_t) + (size_t)naggs * sizeof(wagg_state_t) : 0;
     st->slab_free = weir_malloc(SLAB_CLASSES * sizeof(uint32_t));
     memset(st->slab_free, 0xff, SLAB_CLASSES * sizeof(uint32_t));
     st->tab_mask = 1023;
@@ -31,6 +33,7 @@ void wstate_init(wstate_t *st, int naggs) {
 
 void wstate_free(wstate_t *st) {
     free(st->keys);
+    free(st->slide);
     free(st->tab);
     free(st->slab);
     free(st->slab_free);
@@ -41,8 +44,9 @@ void wstate_free(wstate_t *st) {
 
 void wstate_clear(wstate_t *st) {
     int naggs = st->naggs;
+    bool sliding = st->slide_size != 0;
     wstate_free(st);
-    wstate_init(st, naggs);
+    wstate_init(st, naggs, sliding);
 }
 
 /* A small multiply-xorshift hash (8 bytes per step, then a murmur3 finaliser). */
@@ -146,6 +150,8 @@ uint32_t wstate_key_add(wstate_t *st, const void *p, size_t n, uint64_t h) {
         if (st->keys_used == st->keys_cap) {
             st->keys_cap = st->keys_cap ? st->keys_cap * 2 : 256;
             st->keys = weir_realloc(st->keys, (size_t)st->keys_cap * sizeof(wkey_t));
+            if (st->slide_size)
+                st->slide = weir_realloc(st->slide, (size_t)st->keys_cap * st->slide_size);
         }
         k = st->keys_used++;
     }
@@ -161,6 +167,11 @@ uint32_t wstate_key_add(wstate_t *st, const void *p, size_t n, uint64_t h) {
     key->seq = ++st->next_seq;
     key->sched = WINDOW_NEVER;
     key->fired_upto = key->early_upto = WINDOW_WM_NONE;
+    if (st->slide_size) {
+        wslide_t *sl = wstate_slide(st, k);
+        sl->fblk = sl->bblk = WINDOW_NEVER;
+        sl->bnext = -1;
+    }
     tab_put(st->tab, st->tab_mask, key->hash, k + 1);
     st->nkeys++;
     return k;
@@ -296,7 +307,7 @@ bool wstate_timer_pop(wstate_t *st, int64_t limit, wtimer_t *out) {
 }
 
 size_t wstate_bytes(const wstate_t *st) {
-    return (size_t)st->keys_cap * sizeof(wkey_t) + ((size_t)st->tab_mask + 1) * sizeof(struct wslot) +
+    return (size_t)st->keys_cap * (sizeof(wkey_t) + st->slide_size) + ((size_t)st->tab_mask + 1) * sizeof(struct wslot) +
            st->slab_cap + SLAB_CLASSES * sizeof(uint32_t) + (size_t)st->wcap * st->wsize +
            st->heap_cap * sizeof(wtimer_t);
 }

@@ -1,0 +1,25 @@
+/**
+ * @file kmeans_fmt.h
+ * @brief Fast shortest-round-trip formatting of doubles for the kmeans
+ *        operator's `centroids` output (JSON numbers).
+ *
+ * kmeans_fmt_double() writes a JSON number that strtod() reads back to the
+ * same double, bit for bit (Grisu2, Loitsch 2010, after Milo Yip's
+ * formulation: always round-trips; the digits are the shortest in about
+ * 99.9 % of cases and never more than 17). It is 10-20 times faster than
+ * printf("%.17g"), which emits up to 17 digits through glibc's multi-precision
+ * path. Non-finite values (unreachable here: features are finite) are written
+ * as `null`, so the text stays valid JSON.
+ */
+#ifndef WEIR_KMEANS_FMT_H
+#define WEIR_KMEANS_FMT_H
+
+#include <stddef.h>
+
+/** Longest output of kmeans_fmt_double(), without a terminator. */
+#define KMEANS_FMT_MAX 25
+
+/** @brief Write v into out (at least KMEANS_FMT_MAX bytes, not terminated). @returns the length. */
+size_t kmeans_fmt_double(double v, char *out);
+
+#endif
