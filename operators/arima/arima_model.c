@@ -556,43 +556,488 @@ static double norm_ppf(double p) {
 
 double arima_z_quantile(double level) { return norm_ppf(0.5 + level / 2); }
 
+/* ---- exact log-likelihood with its analytic score and Fisher information ----
+ *
+ * kf_score runs the same filter as arima_filter (statsmodels' state space,
+ * approximate-diffuse start, first d terms burned) and, when asked, carries
+ * alongside it the derivatives of the predicted state mean and covariance
+ * with respect to every model parameter (the "score recursion": the filter
+ * equations differentiated, Harvey 1989 section 3.4.6). The initial ARMA
+ * covariance sigma2 * X, X = A X A' + R R', is differentiated through the
+ * Lyapunov equation: dX = A dX A' + (dA X A' + A X dA' + dR R' + R dR'),
+ * the same linear system with other right-hand sides.
+ *
+ * Once P (and every dP) has stopped moving the gain, F and their
+ * derivatives are constant, and each remaining step costs O(m) per
+ * direction: a_{t+1} = T a_t + K v_t, da = dT a + T da + dK v + K dv.
+ *
+ * Besides the gradient of the log-likelihood it accumulates the expected
+ * (Fisher) information sum_t dv dv'/F + dF dF'/(2 F^2), which drives the
+ * scoring iterations of the fit. */
+
+/* out = T x for the SARIMAX transition (d differencing states, then the ARMA
+ * companion block). out may be x. */
+static inline void t_vec(int d, int r, int p, const double *phi, const double *x, double *out) {
+    double xd = x[d], s = xd;
+    for (int i = d - 1; i >= 0; i--) {
+        s += x[i];
+        out[i] = s;
+    }
+    for (int i = 0; i < r; i++)
+        out[d + i] = (i < p ? phi[i] * xd : 0.0) + (i + 1 < r ? x[d + i + 1] : 0.0);
+}
+
+/* Y = T X T' for a symmetric m x m X (row-major); W gets T X. */
+static void t_sandwich(int d, int r, int p, const double *phi, const double *X, double *W, double *Y) {
+    int m = d + r;
+    /* W = T X: row combinations */
+    for (int i = d - 1; i >= 0; i--)
+        for (int j = 0; j < m; j++)
+            W[i * m + j] = X[i * m + j] + (i + 1 < d ? W[(i + 1) * m + j] : X[d * m + j]);
+    for (int i = 0; i < r; i++) {
+        double f = i < p ? phi[i] : 0.0;
+        const double *next = i + 1 < r ? X + (d + i + 1) * m : NULL;
+        for (int j = 0; j < m; j++)
+            W[(d + i) * m + j] = f * X[d * m + j] + (next ? next[j] : 0.0);
+    }
+    /* Y = W T': row i of Y is T applied to row i of W */
+    for (int i = 0; i < m; i++)
+        t_vec(d, r, p, phi, W + i * m, Y + i * m);
+}
+
+/* Solve X_k = A X_k A' + C_k (r x r, row-major, C_k symmetric) for nrhs
+ * right-hand sides by the Kronecker form on the upper triangle, one LU
+ * factorisation for all. Returns -1 if singular (a unit root). */
+static int lyap_multi(int r, const double *A, int nrhs, const double *C, double *X) {
+    enum { NU_MAX = ARIMA_MAX_R * (ARIMA_MAX_R + 1) / 2 };
+    int nu = r * (r + 1) / 2;
+    int idx[ARIMA_MAX_R][ARIMA_MAX_R], piv[NU_MAX];
+    double M[NU_MAX * NU_MAX];
+    int k = 0;
+    for (int i = 0; i < r; i++)
+        for (int j = i; j < r; j++)
+            idx[i][j] = idx[j][i] = k++;
+    memset(M, 0, sizeof(double) * (size_t)nu * (size_t)nu);
+    for (int i = 0; i < r; i++)
+        for (int j = i; j < r; j++) {
+            double *Mr = M + idx[i][j] * nu;
+            Mr[idx[i][j]] += 1.0;
+            for (int a = 0; a < r; a++) {
+                double aia = A[i * r + a];
+                if (aia == 0)
+                    continue;
+                for (int b = 0; b < r; b++) {
+                    double ajb = A[j * r + b];
+                    if (ajb != 0)
+                        Mr[idx[a][b]] -= aia * ajb;
+                }
+            }
+        }
+    for (int c = 0; c < nu; c++) {
+        int pv = c;
+        for (int i = c + 1; i < nu; i++)
+            if (fabs(M[i * nu + c]) > fabs(M[pv * nu + c]))
+                pv = i;
+        if (fabs(M[pv * nu + c]) < 1e-13)
+            return -1;
+        piv[c] = pv;
+        if (pv != c)
+            for (int j = 0; j < nu; j++) {
+                double t = M[c * nu + j];
+                M[c * nu + j] = M[pv * nu + j];
+                M[pv * nu + j] = t;
+            }
+        double inv = 1.0 / M[c * nu + c];
+        for (int i = c + 1; i < nu; i++) {
+            double f = M[i * nu + c] *= inv;
+            if (f != 0)
+                for (int j = c + 1; j < nu; j++)
+                    M[i * nu + j] -= f * M[c * nu + j];
+        }
+    }
+    for (int s = 0; s < nrhs; s++) {
+        const double *Cs = C + (size_t)s * (size_t)(r * r);
+        double b[NU_MAX];
+        for (int i = 0; i < r; i++)
+            for (int j = i; j < r; j++)
+                b[idx[i][j]] = Cs[i * r + j];
+        for (int c = 0; c < nu; c++) {
+            if (piv[c] != c) {
+                double t = b[c];
+                b[c] = b[piv[c]];
+                b[piv[c]] = t;
+            }
+            for (int i = c + 1; i < nu; i++)
+                b[i] -= M[i * nu + c] * b[c];
+        }
+        for (int i = nu - 1; i >= 0; i--) {
+            double v = b[i];
+            for (int j = i + 1; j < nu; j++)
+                v -= M[i * nu + j] * b[j];
+            b[i] = v / M[i * nu + i];
+        }
+        double *Xs = X + (size_t)s * (size_t)(r * r);
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+                Xs[i * r + j] = b[idx[i][j]];
+    }
+    return 0;
+}
+
+/* Relative tolerance under which dP counts as converged (only the gradient
+ * depends on it; the likelihood's own switch is KF_STEADY_TOL on P). */
+#define KF_DSTEADY_TOL 1e-11
+
+/**
+ * Log-likelihood of y at params (statsmodels order, with sigma2) with the
+ * approximate-diffuse variance `diffuse`; when grad is not NULL, also its
+ * gradient grad[np] and the Fisher information info[np * np] (full,
+ * symmetric) with respect to params. Returns NAN where it cannot be
+ * evaluated (sigma2 <= 0, unit root, non-positive F).
+ */
+static double kf_score(const arima_spec_t *spec, const double *params, const double *y, int n, double diffuse,
+                       double *grad, double *info) {
+    enum { M = ARIMA_MAX_M, MM = ARIMA_MAX_M * ARIMA_MAX_M, NP = ARIMA_MAX_PARAMS, RR = ARIMA_MAX_R * ARIMA_MAX_R };
+    const arima_trend_t trend = spec->trend;
+    const int kt = arima_k_trend(trend), p = spec->p, q = spec->q, d = spec->d;
+    const int r = p > q + 1 ? p : q + 1, m = d + r, nz = d + 1, burn = d;
+    const int np = grad ? kt + p + q + 1 : 0;
+    const double *phi = params + kt, *theta = params + kt + p;
+    const double s2 = params[kt + p + q];
+    if (!(s2 > 0))
+        return NAN;
+    const double b0 = has_const(trend) ? params[0] : 0.0, b1 = has_drift(trend) ? params[kt - 1] : 0.0;
+    /* direction kinds: trend (dmu = 1 or t), AR j, MA j, sigma2 */
+    const int drift_dir = has_drift(trend) ? kt - 1 : -1, const_dir = has_const(trend) ? 0 : -1;
+    double R[M] = {0};
+    R[d] = 1;
+    for (int j = 0; j < q; j++)
+        R[d + 1 + j] = theta[j];
+
+    /* initial covariance and its derivatives */
+    double A[RR] = {0}, C[(NP + 1) * RR], X[(NP + 1) * RR];
+    int nrhs = 1;
+    for (int i = 0; i < p; i++)
+        A[i * r] = phi[i];
+    for (int i = 0; i + 1 < r; i++)
+        A[i * r + i + 1] = 1;
+    const double *Ra = R + d;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            C[i * r + j] = Ra[i] * Ra[j];
+    if (np) {
+        /* right-hand sides need X itself for the AR directions: solve first */
+        if (lyap_multi(r, A, 1, C, X))
+            return NAN;
+        double Wx[RR]; /* A X */
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+                Wx[i * r + j] = (i < p ? phi[i] * X[j] : 0.0) + (i + 1 < r ? X[(i + 1) * r + j] : 0.0);
+        for (int k = 0; k < p + q; k++) {
+            double *Ck = C + (size_t)(1 + k) * RR;
+            memset(Ck, 0, sizeof(double) * (size_t)(r * r));
+            if (k < p) { /* dA = e_k e_0': S = e_k (A X)[:,0]', C = S + S' */
+                for (int l = 0; l < r; l++) {
+                    Ck[k * r + l] += Wx[l * r];
+                    Ck[l * r + k] += Wx[l * r];
+                }
+            } else { /* dR = e_{j+1} */
+                int e = k - p + 1;
+                for (int l = 0; l < r; l++) {
+                    Ck[e * r + l] += Ra[l];
+                    Ck[l * r + e] += Ra[l];
+                }
+            }
+        }
+        if (p + q > 0 && lyap_multi(r, A, p + q, C + RR, X + RR))
+            return NAN;
+    } else if (lyap_multi(r, A, nrhs, C, X)) {
+        return NAN;
+    }
+
+    double a[M] = {0}, P[MM] = {0};
+    double da[NP][M], dP[NP][MM];
+    for (int i = 0; i < d; i++)
+        P[i * m + i] = diffuse;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            P[(d + i) * m + d + j] = s2 * X[i * r + j];
+    for (int k = 0; k < np; k++) {
+        memset(da[k], 0, sizeof(double) * (size_t)m);
+        memset(dP[k], 0, sizeof(double) * (size_t)(m * m));
+        const double *Xk = NULL;
+        double f = 1.0;
+        if (k >= kt && k < kt + p + q)
+            Xk = X + (size_t)(1 + k - kt) * RR, f = s2;
+        else if (k == np - 1)
+            Xk = X;
+        if (Xk)
+            for (int i = 0; i < r; i++)
+                for (int j = 0; j < r; j++)
+                    dP[k][(d + i) * m + d + j] = f * Xk[i * r + j];
+    }
+    if (np) {
+        memset(grad, 0, sizeof(double) * (size_t)np);
+        memset(info, 0, sizeof(double) * (size_t)(np * np));
+    }
+
+    double ll = 0, tt = 1;
+    int t = 0;
+    bool steady = false;
+    for (; t < n && !steady; t++) {
+        double PZ[M], za = 0, F = 0;
+        for (int i = 0; i < m; i++) {
+            double s = 0;
+            for (int j = 0; j < nz; j++)
+                s += P[i * m + j];
+            PZ[i] = s;
+        }
+        for (int i = 0; i < nz; i++)
+            F += PZ[i], za += a[i];
+        if (!(F > 0) || isnan(y[t]))
+            return NAN;
+        const double finv = 1.0 / F, v = y[t] - za - b0 - b1 * tt;
+        const bool use = t >= burn;
+        if (use)
+            ll += -0.5 * (LOG_2PI + log(F) + v * v * finv);
+        double af[M], Pf[MM], W[MM], Pn[MM];
+        for (int i = 0; i < m; i++)
+            af[i] = a[i] + PZ[i] * v * finv;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < m; j++)
+                Pf[i * m + j] = P[i * m + j] - PZ[i] * PZ[j] * finv;
+        t_sandwich(d, r, p, phi, Pf, W, Pn);
+        double maxdiff = 0, maxabs = 0;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < m; j++) {
+                double s = Pn[i * m + j] + s2 * R[i] * R[j];
+                if (j >= i) {
+                    maxdiff = fmax(maxdiff, fabs(s - P[i * m + j]));
+                    maxabs = fmax(maxabs, fabs(s));
+                }
+                Pn[i * m + j] = s;
+            }
+        steady = maxdiff <= KF_STEADY_TOL * (maxabs > 1 ? maxabs : 1);
+        double dv[NP], dF[NP];
+        for (int k = 0; k < np; k++) {
+            double *dak = da[k], *dPk = dP[k];
+            double dPZ[M], dFk = 0, dza = 0;
+            for (int i = 0; i < m; i++) {
+                double s = 0;
+                for (int j = 0; j < nz; j++)
+                    s += dPk[i * m + j];
+                dPZ[i] = s;
+            }
+            for (int i = 0; i < nz; i++)
+                dFk += dPZ[i], dza += dak[i];
+            double dvk = -dza - (k == const_dir ? 1.0 : k == drift_dir ? tt : 0.0);
+            dv[k] = dvk, dF[k] = dFk;
+            double daf[M], dPf[MM], dW[MM], dPn[MM];
+            const double c1 = v * finv, c2 = dvk * finv, c3 = v * dFk * finv * finv, c4 = dFk * finv * finv;
+            for (int i = 0; i < m; i++)
+                daf[i] = dak[i] + dPZ[i] * c1 + PZ[i] * (c2 - c3);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < m; j++)
+                    dPf[i * m + j] =
+                        dPk[i * m + j] - (dPZ[i] * PZ[j] + PZ[i] * dPZ[j]) * finv + PZ[i] * PZ[j] * c4;
+            t_sandwich(d, r, p, phi, dPf, dW, dPn);
+            t_vec(d, r, p, phi, daf, dak);
+            if (k >= kt && k < kt + p) { /* dT = e_{d+j} e_d' */
+                int j = k - kt;
+                for (int l = 0; l < m; l++) {
+                    dPn[(d + j) * m + l] += W[l * m + d];
+                    dPn[l * m + d + j] += W[l * m + d];
+                }
+                dak[d + j] += af[d];
+            } else if (k >= kt + p && k < kt + p + q) { /* dR = e_{d+1+j} */
+                int e = d + 1 + (k - kt - p);
+                for (int l = 0; l < m; l++) {
+                    dPn[e * m + l] += s2 * R[l];
+                    dPn[l * m + e] += s2 * R[l];
+                }
+            } else if (k == np - 1) {
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < m; j++)
+                        dPn[i * m + j] += R[i] * R[j];
+            }
+            if (steady) {
+                double dd = 0, dm = 0;
+                for (int i = 0; i < m * m; i++) {
+                    dd = fmax(dd, fabs(dPn[i] - dPk[i]));
+                    dm = fmax(dm, fabs(dPn[i]));
+                }
+                if (dd > KF_DSTEADY_TOL * (dm > 1 ? dm : 1))
+                    steady = false;
+            }
+            memcpy(dPk, dPn, sizeof(double) * (size_t)(m * m));
+        }
+        if (use)
+            for (int k = 0; k < np; k++) {
+                grad[k] += -0.5 * (dF[k] * finv + 2 * v * dv[k] * finv - v * v * dF[k] * finv * finv);
+                for (int l = k; l < np; l++)
+                    info[k * np + l] += dv[k] * dv[l] * finv + 0.5 * dF[k] * dF[l] * finv * finv;
+            }
+        memcpy(P, Pn, sizeof(double) * (size_t)(m * m));
+        t_vec(d, r, p, phi, af, a);
+        tt += 1;
+    }
+    if (t < n) {
+        /* steady state: F, K and their derivatives are fixed */
+        double PZ[M], K[M], F = 0;
+        for (int i = 0; i < m; i++) {
+            double s = 0;
+            for (int j = 0; j < nz; j++)
+                s += P[i * m + j];
+            PZ[i] = s;
+        }
+        for (int i = 0; i < nz; i++)
+            F += PZ[i];
+        if (!(F > 0))
+            return NAN;
+        const double finv = 1.0 / F;
+        t_vec(d, r, p, phi, PZ, K);
+        for (int i = 0; i < m; i++)
+            K[i] *= finv;
+        double dK[NP][M], dF[NP], sv[NP] = {0}, sdd[NP * NP] = {0};
+        int aro[NP]; /* AR index of each direction, or -1 */
+        for (int k = 0; k < np; k++) {
+            double dPZ[M], dFk = 0;
+            for (int i = 0; i < m; i++) {
+                double s = 0;
+                for (int j = 0; j < nz; j++)
+                    s += dP[k][i * m + j];
+                dPZ[i] = s;
+            }
+            for (int i = 0; i < nz; i++)
+                dFk += dPZ[i];
+            dF[k] = dFk;
+            aro[k] = k >= kt && k < kt + p ? k - kt : -1;
+            t_vec(d, r, p, phi, dPZ, dK[k]);
+            if (aro[k] >= 0)
+                dK[k][d + aro[k]] += PZ[d];
+            for (int i = 0; i < m; i++)
+                dK[k][i] = dK[k][i] * finv - K[i] * dFk * finv;
+        }
+        double sumsq = 0;
+        int cnt = 0;
+        for (; t < n; t++) {
+            const double yt = y[t];
+            if (isnan(yt))
+                return NAN;
+            double za = 0;
+            for (int i = 0; i < nz; i++)
+                za += a[i];
+            const double v = yt - za - b0 - b1 * tt;
+            const double ad = a[d];
+            const bool use = t >= burn;
+            if (use)
+                sumsq += v * v, cnt++;
+            t_vec(d, r, p, phi, a, a);
+            for (int i = 0; i < m; i++)
+                a[i] += K[i] * v;
+            if (np) {
+                double dv[NP];
+                for (int k = 0; k < np; k++) {
+                    double *dak = da[k], dza = 0;
+                    for (int i = 0; i < nz; i++)
+                        dza += dak[i];
+                    double dvk = -dza - (k == const_dir ? 1.0 : k == drift_dir ? tt : 0.0);
+                    dv[k] = dvk;
+                    t_vec(d, r, p, phi, dak, dak);
+                    for (int i = 0; i < m; i++)
+                        dak[i] += dK[k][i] * v + K[i] * dvk;
+                    if (aro[k] >= 0)
+                        dak[d + aro[k]] += ad;
+                }
+                if (use)
+                    for (int k = 0; k < np; k++) {
+                        sv[k] += v * dv[k];
+                        for (int l = k; l < np; l++)
+                            sdd[k * np + l] += dv[k] * dv[l];
+                    }
+            }
+            tt += 1;
+        }
+        ll += -0.5 * (cnt * (LOG_2PI + log(F)) + sumsq * finv);
+        for (int k = 0; k < np; k++) {
+            grad[k] += -0.5 * (cnt * dF[k] * finv + 2 * sv[k] * finv - sumsq * dF[k] * finv * finv);
+            for (int l = k; l < np; l++)
+                info[k * np + l] += sdd[k * np + l] * finv + 0.5 * cnt * dF[k] * dF[l] * finv * finv;
+        }
+    }
+    for (int k = 0; k < np; k++)
+        for (int l = 0; l < k; l++)
+            info[k * np + l] = info[l * np + k];
+    return ll;
+}
+
 /* ---- fitting ---- */
 
 typedef struct fit_problem {
     const arima_spec_t *spec;
-    const double *y;      /* scaled series (MLE) */
-    int n;
-    const double *w;      /* scaled differenced series (CSS) */
-    const double *dx;     /* differenced regressors, kt columns of length nw (CSS) */
-    int nw;
-    double *e;            /* CSS residual scratch */
-    double *mu;           /* CSS mean scratch */
+    const double *y;      /* scaled series */
+    int n, ne;            /* ne = n - d likelihood terms */
     double diffuse;       /* scaled diffuse variance */
-    int kt, k;            /* trend terms, optimised coordinates */
-    bool css;             /* objective: CSS (no sigma2) or exact MLE */
+    int kt, k;            /* trend terms, coordinates (all parameters, sigma2 as log) */
     int nevals, ngrads;
 } fit_problem_t;
 
-/* x (unconstrained) -> params (statsmodels order, scaled units). */
-static void x_to_params(const fit_problem_t *fp, const double *x, double *params) {
-    const arima_spec_t *s = fp->spec;
-    int kt = fp->kt;
-    for (int j = 0; j < kt; j++)
-        params[j] = x[j];
-    double u[ARIMA_MAX_R];
-    for (int i = 0; i < s->p; i++)
-        u[i] = fmax(-U_MAX, fmin(U_MAX, x[kt + i]));
-    arima_constrain_stationary(u, s->p, params + kt);
-    for (int i = 0; i < s->q; i++)
-        u[i] = fmax(-U_MAX, fmin(U_MAX, x[kt + s->p + i]));
-    arima_constrain_stationary(u, s->q, params + kt + s->p);
-    for (int i = 0; i < s->q; i++)
-        params[kt + s->p + i] = -params[kt + s->p + i];
-    if (!fp->css)
-        params[kt + s->p + s->q] = exp(x[fp->k - 1]);
+/* arima_constrain_stationary with its Jacobian J[i * n + j] = dc_i / du_j. */
+static void constrain_jac(const double *u, int n, double *c, double *J) {
+    double y[ARIMA_MAX_R][ARIMA_MAX_R], dy[ARIMA_MAX_R][ARIMA_MAX_R][ARIMA_MAX_R];
+    for (int k = 0; k < n; k++) {
+        double s = 1.0 + u[k] * u[k];
+        double r = u[k] / sqrt(s), dr = 1.0 / (s * sqrt(s));
+        for (int i = 0; i < k; i++) {
+            y[k][i] = y[k - 1][i] + r * y[k - 1][k - i - 1];
+            for (int j = 0; j < k; j++)
+                dy[k][i][j] = dy[k - 1][i][j] + r * dy[k - 1][k - i - 1][j];
+            dy[k][i][k] = dr * y[k - 1][k - i - 1];
+        }
+        y[k][k] = r;
+        for (int j = 0; j < k; j++)
+            dy[k][k][j] = 0;
+        dy[k][k][k] = dr;
+    }
+    for (int i = 0; i < n; i++) {
+        c[i] = -y[n - 1][i];
+        for (int j = 0; j < n; j++)
+            J[i * n + j] = -dy[n - 1][i][j];
+    }
 }
 
-/* params -> x; -1 if AR not stationary or MA not invertible. */
+/* x (unconstrained) -> params (statsmodels order, scaled units); J (k x k,
+ * J[i * k + j] = dparams_i / dx_j) if not NULL. */
+static void x_to_params(const fit_problem_t *fp, const double *x, double *params, double *J) {
+    const arima_spec_t *s = fp->spec;
+    int kt = fp->kt, p = s->p, q = s->q, k = fp->k;
+    double u[ARIMA_MAX_R], Jb[ARIMA_MAX_R * ARIMA_MAX_R];
+    if (J)
+        memset(J, 0, sizeof(double) * (size_t)(k * k));
+    for (int j = 0; j < kt; j++) {
+        params[j] = x[j];
+        if (J)
+            J[j * k + j] = 1;
+    }
+    for (int blk = 0; blk < 2; blk++) {
+        int nb = blk ? q : p, off = blk ? kt + p : kt;
+        double sign = blk ? -1.0 : 1.0;
+        for (int i = 0; i < nb; i++)
+            u[i] = fmax(-U_MAX, fmin(U_MAX, x[off + i]));
+        constrain_jac(u, nb, params + off, Jb);
+        for (int i = 0; i < nb; i++) {
+            params[off + i] *= sign;
+            if (J)
+                for (int j = 0; j < nb; j++)
+                    J[(off + i) * k + off + j] = fabs(x[off + j]) < U_MAX ? sign * Jb[i * nb + j] : 0.0;
+        }
+    }
+    params[k - 1] = exp(x[k - 1]);
+    if (J)
+        J[(k - 1) * k + k - 1] = params[k - 1];
+}
+
+/* params -> x; -1 if AR not stationary, MA not invertible or sigma2 <= 0. */
 static int params_to_x(const fit_problem_t *fp, const double *params, double *x) {
     const arima_spec_t *s = fp->spec;
     int kt = fp->kt;
@@ -608,12 +1053,10 @@ static int params_to_x(const fit_problem_t *fp, const double *params, double *x)
     for (int i = kt; i < kt + s->p + s->q; i++)
         if (!isfinite(x[i]) || fabs(x[i]) > U_MAX)
             return -1;
-    if (!fp->css) {
-        double s2 = params[kt + s->p + s->q];
-        if (!(s2 > 0))
-            return -1;
-        x[fp->k - 1] = log(s2);
-    }
+    double s2 = params[kt + s->p + s->q];
+    if (!(s2 > 0) || !isfinite(s2))
+        return -1;
+    x[fp->k - 1] = log(s2);
     return 0;
 }
 
@@ -714,58 +1157,156 @@ out:
     free(X);
 }
 
-static double objective_value(fit_problem_t *fp, const double *x) {
-    double params[ARIMA_MAX_PARAMS];
-    const arima_spec_t *s = fp->spec;
+
+/* f(x) = -loglik / ne at the transformed coordinates x; with g, also its
+ * gradient; with H, also the Fisher information in x (J' I J / ne). */
+static double mle_eval(fit_problem_t *fp, const double *x, double *g, double *H) {
+    enum { NP = ARIMA_MAX_PARAMS };
+    double params[NP], J[NP * NP], gp[NP], Ip[NP * NP];
+    int k = fp->k;
     fp->nevals++;
-    x_to_params(fp, x, params);
-    if (fp->css) {
-        int kt = fp->kt;
-        const double *mu = NULL;
-        if (kt) {
-            for (int t = 0; t < fp->nw; t++) {
-                double v = 0;
-                for (int j = 0; j < kt; j++)
-                    v += params[j] * fp->dx[j * fp->nw + t];
-                fp->mu[t] = v;
-            }
-            mu = fp->mu;
-        }
-        double sse = css_core(s->p, s->q, params + kt, params + kt + s->p, fp->w, mu, fp->nw, fp->e);
-        double v = 0.5 * log(sse / (fp->nw - s->p));
-        return isfinite(v) ? v : BAD_OBJECTIVE;
-    }
-    arima_ssm_t ssm;
-    arima_kstate_t ks;
-    if (build_model(s, params, fp->diffuse, &ssm, &ks))
-        return BAD_OBJECTIVE;
-    double ll = arima_filter(&ssm, &ks, fp->y, fp->n, s->d);
+    x_to_params(fp, x, params, g ? J : NULL);
+    double ll = kf_score(fp->spec, params, fp->y, fp->n, fp->diffuse, g ? gp : NULL, g ? Ip : NULL);
     if (!isfinite(ll))
         return BAD_OBJECTIVE;
-    return -ll / (fp->n - s->d);
+    if (g) {
+        double sc = 1.0 / fp->ne;
+        fp->ngrads++;
+        for (int j = 0; j < k; j++) {
+            double s = 0;
+            for (int i = 0; i < k; i++)
+                s += J[i * k + j] * gp[i];
+            g[j] = -s * sc;
+        }
+        if (H) {
+            double IJ[NP * NP];
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) {
+                    double s = 0;
+                    for (int l = 0; l < k; l++)
+                        s += Ip[i * k + l] * J[l * k + j];
+                    IJ[i * k + j] = s;
+                }
+            for (int a = 0; a < k; a++)
+                for (int b = a; b < k; b++) {
+                    double s = 0;
+                    for (int i = 0; i < k; i++)
+                        s += J[i * k + a] * IJ[i * k + b];
+                    H[a * k + b] = H[b * k + a] = s * sc;
+                }
+        }
+    }
+    return -ll / fp->ne;
+}
+
+/* Solve A x = b for a symmetric positive definite k x k A (Cholesky).
+ * Returns -1 if A is not numerically positive definite. */
+static int chol_solve(int k, const double *A, const double *b, double *x) {
+    double L[ARIMA_MAX_PARAMS * ARIMA_MAX_PARAMS];
+    for (int j = 0; j < k; j++) {
+        double s = A[j * k + j];
+        for (int l = 0; l < j; l++)
+            s -= L[j * k + l] * L[j * k + l];
+        if (!(s > 1e-300))
+            return -1;
+        double ljj = sqrt(s);
+        L[j * k + j] = ljj;
+        for (int i = j + 1; i < k; i++) {
+            double t = A[i * k + j];
+            for (int l = 0; l < j; l++)
+                t -= L[i * k + l] * L[j * k + l];
+            L[i * k + j] = t / ljj;
+        }
+    }
+    for (int i = 0; i < k; i++) {
+        double s = b[i];
+        for (int l = 0; l < i; l++)
+            s -= L[i * k + l] * x[l];
+        x[i] = s / L[i * k + i];
+    }
+    for (int i = k - 1; i >= 0; i--) {
+        double s = x[i];
+        for (int l = i + 1; l < k; l++)
+            s -= L[l * k + i] * x[l];
+        x[i] = s / L[i * k + i];
+    }
+    for (int i = 0; i < k; i++)
+        if (!isfinite(x[i]))
+            return -1;
+    return 0;
+}
+
+/* Largest move of one coordinate per scoring step. */
+#define STEP_MAX 2.0
+
+/* Fisher scoring (Gauss-Newton for the Gaussian likelihood) with a
+ * backtracking line search, from x (updated in place). Stops when the
+ * predicted gain g' I^-1 g / 2 falls under ftol * max(1, |f|).
+ * Returns 1 converged, 0 not converged (x is the best point), -1 when the
+ * likelihood cannot be evaluated at the start. */
+static int scoring(fit_problem_t *fp, double *x, int maxit, double ftol, double *fout) {
+    enum { NP = ARIMA_MAX_PARAMS };
+    int k = fp->k;
+    double g[NP], H[NP * NP];
+    double f = mle_eval(fp, x, g, H);
+    *fout = f;
+    if (!(f < BAD_OBJECTIVE))
+        return -1;
+    for (int it = 0; it < maxit; it++) {
+        double A[NP * NP], delta[NP], hmax = 0, mu = 0;
+        for (int i = 0; i < k; i++)
+            hmax = fmax(hmax, H[i * k + i]);
+        int bad = -1;
+        for (int tries = 0; tries < 10 && bad; tries++) {
+            memcpy(A, H, sizeof(double) * (size_t)(k * k));
+            for (int i = 0; i < k; i++)
+                A[i * k + i] += mu * H[i * k + i] + 1e-12 * hmax + 1e-200;
+            bad = chol_solve(k, A, g, delta);
+            mu = mu > 0 ? mu * 100 : 1e-8;
+        }
+        if (bad)
+            return 0;
+        double dec = 0, mx = 0;
+        for (int i = 0; i < k; i++) {
+            delta[i] = -delta[i];
+            dec -= g[i] * delta[i];
+            mx = fmax(mx, fabs(delta[i]));
+        }
+        if (!(dec >= 0))
+            return 0;
+        if (0.5 * dec <= ftol * fmax(1.0, fabs(f)))
+            return 1;
+        double step = mx > STEP_MAX ? STEP_MAX / mx : 1.0;
+        bool accepted = false;
+        for (int ls = 0; ls < 40 && !accepted; ls++) {
+            double xt[NP], gt[NP], Ht[NP * NP];
+            for (int i = 0; i < k; i++)
+                xt[i] = x[i] + step * delta[i];
+            double ft = mle_eval(fp, xt, gt, Ht);
+            if (ft < BAD_OBJECTIVE && ft <= f - 1e-4 * step * dec) {
+                memcpy(x, xt, sizeof(double) * (size_t)k);
+                memcpy(g, gt, sizeof(double) * (size_t)k);
+                memcpy(H, Ht, sizeof(double) * (size_t)(k * k));
+                f = ft;
+                accepted = true;
+            } else {
+                step *= ft < BAD_OBJECTIVE ? 0.5 : 0.1;
+            }
+        }
+        *fout = f;
+        if (!accepted) /* no decrease along a descent direction: roundoff level */
+            return 0.5 * dec <= 1e3 * ftol * fmax(1.0, fabs(f)) ? 1 : 0;
+    }
+    return 0;
 }
 
 static double nlopt_objective(unsigned k, const double *x, double *grad, void *data) {
-    fit_problem_t *fp = data;
-    double f = objective_value(fp, x);
-    if (grad) {
-        fp->ngrads++;
-        double xx[ARIMA_MAX_PARAMS];
-        memcpy(xx, x, sizeof(double) * k);
-        for (unsigned i = 0; i < k; i++) {
-            double h = 1e-6 * fmax(1.0, fabs(x[i]));
-            xx[i] = x[i] + h;
-            double fp1 = objective_value(fp, xx);
-            xx[i] = x[i] - h;
-            double fm1 = objective_value(fp, xx);
-            xx[i] = x[i];
-            grad[i] = (fp1 >= BAD_OBJECTIVE || fm1 >= BAD_OBJECTIVE) ? 0 : (fp1 - fm1) / (2 * h);
-        }
-    }
-    return f;
+    (void)k;
+    return mle_eval(data, x, grad, NULL);
 }
 
-/* Minimise from x (in place). Returns the NLopt result code. */
+/* L-BFGS with the analytic gradient from x (in place): the fallback when
+ * scoring does not converge. Returns the NLopt result code. */
 static nlopt_result minimise(fit_problem_t *fp, double *x, double ftol, int maxeval, double *fmin) {
     nlopt_opt opt = nlopt_create(NLOPT_LD_LBFGS, (unsigned)fp->k);
     if (!opt)
@@ -818,6 +1359,10 @@ int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_
         }
     int rc = -1;
     double *buf = malloc(sizeof(double) * (size_t)n * 7);
+    if (!buf) {
+        snprintf(out->error, sizeof(out->error), "out of memory");
+        return -1;
+    }
     double *ys = buf, *w = buf + n, *dx = buf + 2 * n, *e = buf + 4 * n, *mu = buf + 5 * n, *res = buf + 6 * n;
     /* differenced series and regressors; OLS of w on them for the scale and trend start */
     memcpy(w, y, sizeof(double) * (size_t)n);
@@ -867,14 +1412,12 @@ int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_
         ys[i] = y[i] / scale;
     for (int t = 0; t < nw; t++)
         w[t] /= scale;
-    fit_problem_t fp = {.spec = spec, .y = ys, .n = n, .w = w, .dx = dx, .nw = nw, .e = e, .mu = mu,
-                        .diffuse = ARIMA_DIFFUSE_VARIANCE / (scale * scale), .kt = kt};
+    fit_problem_t fp = {.spec = spec, .y = ys, .n = n, .ne = nw, .k = k, .kt = kt,
+                        .diffuse = ARIMA_DIFFUSE_VARIANCE / (scale * scale)};
     double x[ARIMA_MAX_PARAMS] = {0}, params[ARIMA_MAX_PARAMS];
     double fmin;
     bool started = false;
     if (warm && !warm->error[0] && warm->nparams == k && isfinite(warm->loglik)) {
-        fp.css = false;
-        fp.k = k;
         for (int j = 0; j < k; j++)
             params[j] = warm->params[j];
         for (int j = 0; j < kt; j++)
@@ -883,68 +1426,49 @@ int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_
         started = params_to_x(&fp, params, x) == 0;
     }
     if (!started) {
-        /* Start values: Hannan-Rissanen (what statsmodels starts from), then
-         * CSS from there; the MLE starts from whichever of the two has the
-         * higher exact likelihood. */
-        double hr[ARIMA_MAX_PARAMS] = {0}, xhr[ARIMA_MAX_PARAMS] = {0};
+        /* Start values: Hannan-Rissanen (what statsmodels starts from), the
+         * trend from OLS, sigma2 from the conditional sum of squares there. */
+        double hr[ARIMA_MAX_PARAMS] = {0};
         for (int j = 0; j < kt; j++)
             hr[j] = beta[j] / scale;
         for (int t = 0; t < nw; t++)
             res[t] /= scale;
         hr_start(spec->p, spec->q, res, nw, hr + kt, hr + kt + spec->p);
-        fp.css = true;
-        fp.k = k - 1;
-        if (params_to_x(&fp, hr, x))
+        for (int t = 0; t < nw; t++) {
+            double v = 0;
+            for (int j = 0; j < kt; j++)
+                v += hr[j] * dx[j * nw + t];
+            mu[t] = v;
+        }
+        double sse = css_core(spec->p, spec->q, hr + kt, hr + kt + spec->p, w, mu, nw, e);
+        hr[k - 1] = nw - spec->p > 0 && sse > 0 && isfinite(sse) ? sse / (nw - spec->p) : 1.0;
+        if (params_to_x(&fp, hr, x)) {
             for (int j = kt; j < k - 1; j++)
                 x[j] = 0;
-        memcpy(xhr, x, sizeof(xhr));
-        if (!o.no_css && fp.k > 0) {
-            minimise(&fp, x, 1e-8, o.maxeval / 4, &fmin);
-            if (!(fmin < BAD_OBJECTIVE))
-                memcpy(x, xhr, sizeof(xhr));
+            x[k - 1] = log(hr[k - 1] > 0 && isfinite(hr[k - 1]) ? hr[k - 1] : 1.0);
         }
-        /* sigma2 start: the CSS residual variance at each candidate */
-        double cand[2][ARIMA_MAX_PARAMS], best = HUGE_VAL;
-        int nbest = 0;
-        memcpy(cand[0], x, sizeof(x));
-        memcpy(cand[1], xhr, sizeof(xhr));
-        for (int c = 0; c < 2; c++) {
-            fp.css = true;
-            fp.k = k - 1;
-            x_to_params(&fp, cand[c], params);
-            for (int t = 0; t < nw; t++) {
-                double v = 0;
-                for (int j = 0; j < kt; j++)
-                    v += params[j] * dx[j * nw + t];
-                mu[t] = v;
-            }
-            double sse = css_core(spec->p, spec->q, params + kt, params + kt + spec->p, w, mu, nw, e);
-            double s2 = nw - spec->p > 0 && sse > 0 && isfinite(sse) ? sse / (nw - spec->p) : 1.0;
-            fp.css = false;
-            fp.k = k;
-            cand[c][k - 1] = log(s2);
-            double f = objective_value(&fp, cand[c]);
-            if (f < best) {
-                best = f;
-                nbest = c;
-            }
-        }
-        memcpy(x, cand[nbest], sizeof(x));
     }
-    fp.ngrads = 0;
-    nlopt_result nr = minimise(&fp, x, o.ftol_rel, o.maxeval, &fmin);
+    int sc = scoring(&fp, x, o.maxeval < 200 ? o.maxeval / 2 : 100, o.ftol_rel, &fmin);
+    bool converged = sc == 1;
+    if (sc == 0) {
+        /* fallback: L-BFGS with the analytic gradient from the best point */
+        nlopt_result nr = minimise(&fp, x, o.ftol_rel, o.maxeval, &fmin);
+        if (nr < 0 && nr != NLOPT_ROUNDOFF_LIMITED) {
+            out->nevals = fp.nevals;
+            out->iterations = fp.ngrads;
+            snprintf(out->error, sizeof(out->error), "optimiser failed (NLopt code %d)", (int)nr);
+            goto done;
+        }
+        converged = nr != NLOPT_MAXEVAL_REACHED && nr != NLOPT_MAXTIME_REACHED;
+    }
     out->nevals = fp.nevals;
     out->iterations = fp.ngrads;
-    if (nr < 0 && nr != NLOPT_ROUNDOFF_LIMITED) {
-        snprintf(out->error, sizeof(out->error), "optimiser failed (NLopt code %d)", (int)nr);
-        goto done;
-    }
     if (!(fmin < BAD_OBJECTIVE)) {
         snprintf(out->error, sizeof(out->error), "likelihood could not be evaluated (singular model)");
         goto done;
     }
-    out->converged = nr != NLOPT_MAXEVAL_REACHED && nr != NLOPT_MAXTIME_REACHED;
-    x_to_params(&fp, x, params);
+    out->converged = converged;
+    x_to_params(&fp, x, params, NULL);
     for (int j = 0; j < kt; j++)
         params[j] *= scale;
     params[k - 1] *= scale * scale;

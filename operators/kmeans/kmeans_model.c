@@ -69,38 +69,12 @@ double kmeans_rng_uniform(kmeans_rng_t *r) { return (double)(kmeans_rng_next(r) 
 
 #define KM_ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* W lanes (a constant after inlining) of raw values: squared distance or 1 - dot. */
-static KM_ALWAYS_INLINE void block_raw(const double *restrict zt, size_t kp, const double *restrict z, int d,
-                                       kmeans_metric_t metric, int W, double *restrict a) {
-    for (int l = 0; l < W; l++)
-        a[l] = 0.0;
-    if (metric == KMEANS_EUCLIDEAN) {
-        for (int j = 0; j < d; j++) {
-            const double zj = z[j];
-            const double *restrict row = zt + (size_t)j * kp;
-            for (int l = 0; l < W; l++) {
-                const double t = zj - row[l];
-                a[l] += t * t;
-            }
-        }
-    } else {
-        for (int j = 0; j < d; j++) {
-            const double zj = z[j];
-            const double *restrict row = zt + (size_t)j * kp;
-            for (int l = 0; l < W; l++)
-                a[l] += zj * row[l];
-        }
-        for (int l = 0; l < W; l++)
-            a[l] = 1.0 - a[l];
-    }
-}
-
 /* Fold one block of W lanes (n of them real) into the running argmin. */
 static KM_ALWAYS_INLINE void block_argmin(double *restrict a, int W, int n, int c0, int *best, double *bv) {
     if (n < W)
         for (int l = n; l < W; l++)
             a[l] = INFINITY; /* padding lanes */
-    double t[16];
+    double t[8];
     for (int l = 0; l < W / 2; l++)
         t[l] = a[l] < a[l + W / 2] ? a[l] : a[l + W / 2];
     for (int h = W / 4; h >= 1; h /= 2)
@@ -115,42 +89,72 @@ static KM_ALWAYS_INLINE void block_argmin(double *restrict a, int W, int n, int 
     }
 }
 
-static KM_ALWAYS_INLINE int nearest_body(const double *restrict zt, int kp, const double *restrict z, int k, int d,
-                                         kmeans_metric_t metric, double *restrict raw) {
-    double a[16];
-    int best = 0, c0 = 0;
-    double bv = INFINITY;
-    for (; c0 + 16 <= kp; c0 += 16) {
-        block_raw(zt + c0, (size_t)kp, z, d, metric, 16, a);
-        block_argmin(a, 16, k - c0 < 16 ? k - c0 : 16, c0, &best, &bv);
+/* Vectors of N doubles, N matching the target's registers (2: SSE2, 4: AVX2, 8: AVX-512). */
+typedef double km_v2 __attribute__((vector_size(16)));
+typedef double km_v2u __attribute__((vector_size(16), aligned(8), may_alias)); /* unaligned loads */
+typedef double km_v4 __attribute__((vector_size(32)));
+typedef double km_v4u __attribute__((vector_size(32), aligned(8), may_alias));
+typedef double km_v8 __attribute__((vector_size(64)));
+typedef double km_v8u __attribute__((vector_size(64), aligned(8), may_alias));
+
+/*
+ * KM_KERNEL(name, attr, V, N) defines the kernel `name` for one target:
+ * blocks of W = 16 (then 8) lanes, W/N vector accumulators held in registers
+ * across the feature loop, raw values (squared distance, or 1 - dot) stored
+ * to a[W], then the fused argmin.
+ */
+#define KM_KERNEL(name, attr, V, N)                                                                                 \
+    attr static KM_ALWAYS_INLINE void name##_block(const double *restrict zt, size_t kp, const double *restrict z,  \
+                                                   int d, kmeans_metric_t metric, int W, double *restrict a) {      \
+        V acc[16 / N];                                                                                              \
+        for (int v = 0; v < W / N; v++)                                                                             \
+            acc[v] = (V){0};                                                                                        \
+        if (metric == KMEANS_EUCLIDEAN) {                                                                           \
+            for (int j = 0; j < d; j++) {                                                                           \
+                const double zj = z[j];                                                                             \
+                const double *row = zt + (size_t)j * kp;                                                            \
+                for (int v = 0; v < W / N; v++) {                                                                   \
+                    const V t = zj - *(const V##u *)(row + v * N);                                                  \
+                    acc[v] += t * t;                                                                                \
+                }                                                                                                   \
+            }                                                                                                       \
+        } else {                                                                                                    \
+            for (int j = 0; j < d; j++) {                                                                           \
+                const double zj = z[j];                                                                             \
+                const double *row = zt + (size_t)j * kp;                                                            \
+                for (int v = 0; v < W / N; v++)                                                                     \
+                    acc[v] += zj * *(const V##u *)(row + v * N);                                                    \
+            }                                                                                                       \
+            for (int v = 0; v < W / N; v++)                                                                         \
+                acc[v] = 1.0 - acc[v];                                                                              \
+        }                                                                                                           \
+        memcpy(a, acc, (size_t)W * sizeof(double));                                                                 \
+    }                                                                                                               \
+    attr static int name(const double *restrict zt, int kp, const double *restrict z, int k, int d,                 \
+                         kmeans_metric_t metric, double *restrict raw) {                                            \
+        double a[16];                                                                                               \
+        int best = 0, c0 = 0;                                                                                       \
+        double bv = INFINITY;                                                                                       \
+        for (; c0 + 16 <= kp; c0 += 16) {                                                                           \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, 16, a);                                                 \
+            block_argmin(a, 16, k - c0 < 16 ? k - c0 : 16, c0, &best, &bv);                                         \
+        }                                                                                                           \
+        if (c0 < kp) { /* kp is a multiple of 8 */                                                                  \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, 8, a);                                                  \
+            block_argmin(a, 8, k - c0 < 8 ? k - c0 : 8, c0, &best, &bv);                                            \
+        }                                                                                                           \
+        *raw = bv;                                                                                                  \
+        return best;                                                                                                \
     }
-    if (c0 < kp) { /* kp is a multiple of 8 */
-        block_raw(zt + c0, (size_t)kp, z, d, metric, 8, a);
-        block_argmin(a, 8, k - c0 < 8 ? k - c0 : 8, c0, &best, &bv);
-    }
-    *raw = bv;
-    return best;
-}
 
 typedef int (*nearest_fn_t)(const double *restrict, int, const double *restrict, int, int, kmeans_metric_t,
                             double *restrict);
 
-static int nearest_base(const double *restrict zt, int kp, const double *restrict z, int k, int d,
-                        kmeans_metric_t metric, double *restrict raw) {
-    return nearest_body(zt, kp, z, k, d, metric, raw);
-}
-
+KM_KERNEL(nearest_base, , km_v2, 2)
 #if defined(__x86_64__) && defined(__GNUC__)
 #define KM_X86_DISPATCH 1
-__attribute__((target("avx2"))) static int nearest_avx2(const double *restrict zt, int kp, const double *restrict z,
-                                                        int k, int d, kmeans_metric_t metric, double *restrict raw) {
-    return nearest_body(zt, kp, z, k, d, metric, raw);
-}
-__attribute__((target("avx512f"))) static int nearest_avx512(const double *restrict zt, int kp,
-                                                             const double *restrict z, int k, int d,
-                                                             kmeans_metric_t metric, double *restrict raw) {
-    return nearest_body(zt, kp, z, k, d, metric, raw);
-}
+KM_KERNEL(nearest_avx2, __attribute__((target("avx2"))), km_v4, 4)
+KM_KERNEL(nearest_avx512, __attribute__((target("avx512f"))), km_v8, 8)
 #endif
 
 #if !defined(__clang__) && defined(__GNUC__)
