@@ -893,7 +893,7 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     bool ended_here = false;
     rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(kr.consumer);
     rd_kafka_message_t *batch[1024];
-    while (!weir_stop && !kr.fatal) {
+    while (!weir_stop && !(o->stop && *o->stop) && !kr.fatal) {
         /* Batches keep the consumer queue's lock traffic low; rebalance and
          * error events are still served by this call (callbacks). */
         ssize_t nm = rd_kafka_consume_batch_queue(cq, 100, batch, WEIR_ARRAY_SIZE(batch));

@@ -23,10 +23,11 @@
 #include <string.h>
 
 #include "expr.h"
+#include "kmeans_fmt.h"
 #include "kmeans_model.h"
 #include "operator.h"
 
-#define KMEANS_SNAPSHOT_VERSION 1
+#define KMEANS_SNAPSHOT_VERSION 2 /* 2 added per model the last update's inertia and re-seeds; 1 is still read */
 #define KMEANS_MAX_K 4096
 #define KMEANS_MAX_INIT (1 << 24)
 
@@ -45,6 +46,7 @@ typedef struct kmeans_conf {
     int64_t seed;
     const char *distance;
     double dead_fraction;
+    int64_t emit_every;      /* emit_centroids_every */
     /* compiled */
     int d;                   /* number of features */
     weir_expr_t **features;  /* d compiled expressions */
@@ -72,6 +74,8 @@ typedef struct km_slot {
     bool win_set;            /* batch: window: the open batch has a window_end */
     int64_t win_end;
     bool pending;            /* in ctx->pending */
+    double last_inertia;     /* inertia_batch and re-seeds of the latest update (emit_centroids_every > 1) */
+    int last_reseeded;
 } km_slot_t;
 
 typedef struct kmeans_ctx {
@@ -122,6 +126,9 @@ static const weir_config_map_t kmeans_config_map[] = {
     {WEIR_CM_STR, "distance", "euclidean", false, offsetof(kmeans_conf_t, distance), "euclidean or cosine"},
     {WEIR_CM_DOUBLE, "dead_fraction", "1e-8", false, offsetof(kmeans_conf_t, dead_fraction),
      "a cluster whose weight falls below this fraction of the largest is re-seeded"},
+    {WEIR_CM_LONG, "emit_centroids_every", "1", false, offsetof(kmeans_conf_t, emit_every),
+     "emit the model on the centroids port after every N-th update (and version 1, and the final model at end "
+     "of input); default 1 = after every update"},
     {0},
 };
 
@@ -291,6 +298,9 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
     if (!(conf->dead_fraction >= 0.0 && conf->dead_fraction < 1.0))
         return weir_cfg_error(at_key(plan, "dead_fraction"), errstr, errstr_size,
                               "node '%s': dead_fraction: must be in [0, 1)", plan->name);
+    if (conf->emit_every < 1)
+        return weir_cfg_error(at_key(plan, "emit_centroids_every"), errstr, errstr_size,
+                              "node '%s': emit_centroids_every: must be >= 1", plan->name);
     conf->params = (kmeans_params_t){
         .k = (int)conf->k,
         .d = conf->d,
@@ -520,21 +530,32 @@ static void emit_assignment(kmeans_ctx_t *ctx, weir_emitter_t *em, const weir_re
     weir_emit(em, 0, out);
 }
 
+/* Append `[v0,v1,...]` (shortest round-trip numbers) to b. */
+static void put_numbers(weir_buf_t *b, const double *v, int n) {
+    weir_buf_reserve(b, (size_t)n * (KMEANS_FMT_MAX + 1) + 2);
+    char *o = (char *)b->p + b->len, *start = o;
+    *o++ = '[';
+    for (int i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        o += kmeans_fmt_double(v[i], o);
+    }
+    *o++ = ']';
+    b->len += (size_t)(o - start);
+}
+
 static void emit_centroids(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s, double inertia, int reseeded) {
     const kmeans_params_t *p = &ctx->conf->params;
     weir_buf_reset(&ctx->cbuf);
     weir_buf_reset(&ctx->wbuf);
     weir_buf_putc(&ctx->cbuf, '[');
-    weir_buf_putc(&ctx->wbuf, '[');
     for (int c = 0; c < p->k; c++) {
-        weir_buf_puts(&ctx->cbuf, c ? ",[" : "[");
-        for (int j = 0; j < p->d; j++)
-            weir_buf_printf(&ctx->cbuf, "%s%.17g", j ? "," : "", s->m.c[(size_t)c * (size_t)p->d + (size_t)j]);
-        weir_buf_putc(&ctx->cbuf, ']');
-        weir_buf_printf(&ctx->wbuf, "%s%.17g", c ? "," : "", s->m.w[c]);
+        if (c)
+            weir_buf_putc(&ctx->cbuf, ',');
+        put_numbers(&ctx->cbuf, s->m.c + (size_t)c * (size_t)p->d, p->d);
     }
     weir_buf_putc(&ctx->cbuf, ']');
-    weir_buf_putc(&ctx->wbuf, ']');
+    put_numbers(&ctx->wbuf, s->m.w, p->k);
     weir_record_t *r = &ctx->cent;
     int f = 0;
     if (ctx->conf->per_key)
@@ -557,6 +578,8 @@ static void emit_centroids(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s, 
 /* Initialise a model from its buffer; emit version 1, then the held records. */
 static void slot_initialize(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s) {
     double inertia = kmeans_model_initialize(&s->m);
+    s->last_inertia = inertia;
+    s->last_reseeded = 0;
     emit_centroids(ctx, em, s, inertia, 0);
     for (int i = 0; i < s->nheld; i++) {
         double dist;
@@ -566,6 +589,11 @@ static void slot_initialize(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s)
     }
     slot_free_held(s);
     kmeans_model_drop_init(&s->m);
+}
+
+/* Whether model_version v goes out on the centroids port (emit_centroids_every); the final one always does. */
+static bool version_emitted(const kmeans_ctx_t *ctx, int64_t v) {
+    return v == 1 || v % ctx->conf->emit_every == 0;
 }
 
 static void slot_close_batch(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s) {
@@ -581,7 +609,10 @@ static void slot_close_batch(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s
                  ctx->plan->name, s->has_key ? " key " : "", s->has_key ? (int)s->key_len : 0, s->has_key ? s->key : "",
                  reseeded, reseeded > 1 ? "s" : "", (long long)s->m.version, (unsigned long long)ctx->reseeds);
     }
-    emit_centroids(ctx, em, s, inertia, reseeded);
+    s->last_inertia = inertia;
+    s->last_reseeded = reseeded;
+    if (version_emitted(ctx, s->m.version))
+        emit_centroids(ctx, em, s, inertia, reseeded);
 }
 
 static void pending_add(kmeans_ctx_t *ctx, km_slot_t *s) {
@@ -692,6 +723,8 @@ static int kmeans_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
             if (!s->m.ready && s->m.init_n > 0)
                 slot_initialize(ctx, em, s);
             slot_close_batch(ctx, em, s);
+            if (s->m.ready && !version_emitted(ctx, s->m.version)) /* the final model */
+                emit_centroids(ctx, em, s, s->last_inertia, s->last_reseeded);
             s->win_set = false;
             s->pending = false;
         }
@@ -815,6 +848,8 @@ static int kmeans_snapshot(void *vctx, weir_writer_t *w) {
         weir_w_i64(w, s->max_ts);
         weir_w_u8(w, s->win_set ? 1 : 0);
         weir_w_i64(w, s->win_end);
+        weir_w_f64(w, s->last_inertia);
+        weir_w_u32(w, (uint32_t)s->last_reseeded);
         kmeans_model_write(&s->m, w);
         weir_w_u32(w, (uint32_t)s->nheld);
         for (int h = 0; h < s->nheld; h++)
@@ -831,7 +866,7 @@ static int kmeans_snapshot(void *vctx, weir_writer_t *w) {
     return WEIR_OK;
 }
 
-static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r) {
+static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r, uint16_t version) {
     const kmeans_params_t *p = &ctx->conf->params;
     uint32_t k = weir_r_u32(r), d = weir_r_u32(r);
     uint8_t metric = weir_r_u8(r), standardize = weir_r_u8(r), per_key = weir_r_u8(r);
@@ -869,6 +904,12 @@ static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r) {
         s->max_ts = weir_r_i64(r);
         s->win_set = weir_r_u8(r) != 0;
         s->win_end = weir_r_i64(r);
+        if (version >= 2) {
+            s->last_inertia = weir_r_f64(r);
+            s->last_reseeded = (int)weir_r_u32(r);
+        } else {
+            s->last_inertia = NAN; /* version 1 emitted every update: only emit_centroids_every > 1 reads it */
+        }
         kmeans_model_read(&s->m, r);
         uint32_t nheld = weir_r_u32(r);
         if (r->err)
@@ -909,10 +950,11 @@ static int kmeans_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
     weir_reader_t body;
     if (weir_r_frame_open(r, "kmeans", &version, &body))
         return weir_err(errstr, errstr_size, "node '%s': %s", ctx->plan->name, r->errstr);
-    if (version != KMEANS_SNAPSHOT_VERSION)
-        return weir_err(errstr, errstr_size, "node '%s': unsupported kmeans snapshot version %u (this build reads %u)",
+    if (version < 1 || version > KMEANS_SNAPSHOT_VERSION)
+        return weir_err(errstr, errstr_size,
+                        "node '%s': unsupported kmeans snapshot version %u (this build reads versions 1 to %u)",
                         ctx->plan->name, version, KMEANS_SNAPSHOT_VERSION);
-    if (restore_body(ctx, &body)) {
+    if (restore_body(ctx, &body, version)) {
         ctx_reset_models(ctx); /* leave a usable, empty state behind */
         return weir_err(errstr, errstr_size, "node '%s': kmeans snapshot: %s", ctx->plan->name, body.errstr);
     }
