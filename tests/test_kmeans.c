@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "codec.h"
+#include "kmeans/kmeans_fmt.h"
+#include "kmeans/kmeans_model.h"
 #include "runtime.h"
 #include "task.h"
 
@@ -683,4 +685,126 @@ Test(kmeans_snapshot, bad_blobs_are_rejected_never_crash) {
     cr_assert_eq(r2->nassign, 100);
     run_free(r2);
     weir_buf_free(&snap);
+}
+
+Test(kmeans_snapshot, restore_is_bit_identical_emit_every) {
+    /* emit_centroids_every: the last update's inertia and re-seeds are state (snapshot version 2) */
+    stream_cfg_t s = {SF, "features: [x, y, z], k: 4, init_size: 200, batch: 37, decay: 0.9, emit_centroids_every: 4",
+                      gen_blobs, 2000, 0};
+    check_identity(&s);
+}
+
+/* ---- speed-related paths: output thinning, number formatting, the kernel ---- */
+
+Test(kmeans_records, emit_centroids_every_thins_the_model_output) {
+    run_t *all = run_new(SF, "features: [x, y, z], k: 4, init_size: 200, batch: 37, decay: 0.9");
+    run_t *some = run_new(SF, "features: [x, y, z], k: 4, init_size: 200, batch: 37, decay: 0.9, "
+                              "emit_centroids_every: 5");
+    char line[256];
+    for (int i = 0; i < 1000; i++) {
+        gen_blobs(i, line, sizeof(line));
+        feed(all, line);
+        feed(some, line);
+    }
+    finish(all);
+    finish(some);
+    /* versions 1 .. 23 (200 init + 800 / 37 = 21 full batches + the end); thinned: 1, 5, 10, 15, 20 and the last */
+    cr_assert_eq(all->ncent, 23);
+    cr_assert_eq(some->ncent, 6);
+    static const int want[] = {1, 5, 10, 15, 20, 23};
+    for (int i = 0; i < 6; i++) {
+        const centroids_out_t *a = &all->cent[want[i] - 1], *b = &some->cent[i];
+        cr_assert_eq(b->version, want[i]);
+        cr_assert_eq(a->version, b->version);
+        cr_assert(!memcmp(a->c, b->c, sizeof(a->c)) && !memcmp(a->w, b->w, sizeof(a->w)));
+        cr_assert_eq(a->inertia, b->inertia);
+    }
+    /* the per-record output is the same */
+    cr_assert_eq(all->nassign, some->nassign);
+    cr_assert(!memcmp(all->cluster, some->cluster, sizeof(int64_t) * (size_t)all->nassign));
+    cr_assert(!memcmp(all->distance, some->distance, sizeof(double) * (size_t)all->nassign));
+    run_free(all);
+    run_free(some);
+    cr_assert(compile_error(pipeline_yaml(XY, "features: [x], k: 2, emit_centroids_every: 0")));
+}
+
+static uint64_t xs64(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+Test(kmeans_fmt, shortest_round_trip) {
+    static const struct {
+        double v;
+        const char *want;
+    } cases[] = {{0.0, "0"}, {-0.0, "-0"}, {1.0, "1"}, {0.1, "0.1"}, {-3.25, "-3.25"}, {12, "12"}, {1e21, "1e21"},
+                 {1e-7, "1e-7"}, {123456.789, "123456.789"}, {0.000123, "0.000123"}, {5e-324, "5e-324"},
+                 {1.7976931348623157e308, "1.7976931348623157e308"}, {2.0 / 3, "0.6666666666666666"},
+                 {NAN, "null"}, {INFINITY, "null"}};
+    char buf[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = kmeans_fmt_double(cases[i].v, buf);
+        buf[n] = '\0';
+        cr_assert_str_eq(buf, cases[i].want);
+    }
+    /* random bit patterns, and values of the usual magnitudes: strtod gives the same bits back */
+    uint64_t st = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 2000000; i++) {
+        uint64_t u = xs64(&st);
+        double v;
+        if (i & 1)
+            memcpy(&v, &u, sizeof(v));
+        else
+            v = ((double)(u >> 11) * 0x1p-53 - 0.5) * pow(10, (int)(u % 40) - 20);
+        if (!isfinite(v))
+            continue;
+        size_t n = kmeans_fmt_double(v, buf);
+        cr_assert_leq(n, KMEANS_FMT_MAX);
+        buf[n] = '\0';
+        double back = strtod(buf, NULL);
+        cr_assert(!memcmp(&back, &v, sizeof(v)), "%.17g -> %s -> %.17g", v, buf, back);
+    }
+}
+
+Test(kmeans_kernel, nearest_equals_a_scalar_scan) {
+    /* every k around the 8- and 16-lane blocks, both metrics, with duplicate centroids (ties: lowest index) */
+    uint64_t st = 12345;
+    const int d = 5;
+    for (int k = 1; k <= 70; k++)
+        for (int metric = 0; metric < 2; metric++) {
+            int kp = (k + KMEANS_LANES - 1) / KMEANS_LANES * KMEANS_LANES;
+            double *c = calloc((size_t)k * d, sizeof(double)), *zt = calloc((size_t)kp * d, sizeof(double));
+            for (int i = 0; i < k * d; i++)
+                c[i] = (double)(xs64(&st) % 7) - 3.0; /* few values: many exact ties */
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < d; j++)
+                    zt[j * kp + i] = c[i * d + j];
+            for (int t = 0; t < 200; t++) {
+                double z[5], raw;
+                for (int j = 0; j < d; j++)
+                    z[j] = (double)(xs64(&st) % 9) - 4.0 + (t & 1 ? 0.25 : 0.0);
+                int got = kmeans_nearest(zt, kp, z, k, d, (kmeans_metric_t)metric, &raw);
+                int best = 0;
+                double bv = 0;
+                for (int i = 0; i < k; i++) {
+                    double a = 0;
+                    for (int j = 0; j < d; j++) {
+                        double u = metric ? z[j] * c[i * d + j] : (z[j] - c[i * d + j]) * (z[j] - c[i * d + j]);
+                        a += u;
+                    }
+                    if (metric)
+                        a = 1.0 - a;
+                    if (i == 0 || a < bv) {
+                        bv = a;
+                        best = i;
+                    }
+                }
+                cr_assert_eq(got, best, "k=%d metric %d: %d vs %d (%s)", k, metric, got, best, kmeans_simd_name());
+                cr_assert_eq(raw, bv);
+            }
+            free(c);
+            free(zt);
+        }
 }

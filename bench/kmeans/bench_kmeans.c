@@ -1,7 +1,7 @@
 /*
  * bench_kmeans: throughput of the kmeans operator (issue 4).
  *
- *   bench_kmeans --k K [--data FILE --n N --d D] [--batch B] [--repeat R]
+ *   bench_kmeans --k K [--data FILE --n N --d D] [--batch B] [--repeat R] [--emit-every E]
  *
  * FILE holds N*D little-endian float64 values, row-major (bench/kmeans/run.sh
  * writes it with numpy so that scikit-learn sees the same points). Without
@@ -13,7 +13,11 @@
  *                  centroid records included), one thread
  *   core_points_s  points/s of the model alone (project + assign + batch update)
  *   dist_s         point-centroid distances/s in the core loop (points * k)
- *   pf_dist_s      point-feature distance terms/s (points * k * d)
+ *   pf_dist_s      point-feature distance terms/s (points * k * d), in the core loop
+ *   op_pf_dist_s   the same through the task (op_points_s * k * d)
+ *   simd           the instruction set of the distance kernel (WEIR_KMEANS_SIMD caps it)
+ *   checksum       sum of the core loop's distances, exactly (%a): equal across instruction sets
+ * --emit-every E sets the operator's emit_centroids_every (default 1: the model after every update).
  */
 #include <math.h>
 #include <stdio.h>
@@ -67,7 +71,7 @@ static double *read_data(const char *path, int n, int d) {
 }
 
 int main(int argc, char **argv) {
-    int k = 8, d = 16, n = 200000, batch = 1000, repeat = 3;
+    int k = 8, d = 16, n = 200000, batch = 1000, repeat = 3, emit_every = 1;
     const char *data = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--k"))
@@ -80,6 +84,8 @@ int main(int argc, char **argv) {
             batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--repeat"))
             repeat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--emit-every"))
+            emit_every = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--data"))
             data = argv[i + 1];
         else {
@@ -97,8 +103,9 @@ int main(int argc, char **argv) {
     weir_buf_puts(&y, "}\nnodes:\n  - {name: km, op: kmeans, features: [");
     for (int j = 0; j < d; j++)
         weir_buf_printf(&y, "%sf%d", j ? ", " : "", j);
-    weir_buf_printf(&y, "], k: %d, batch: %d, decay: 0.9}\nsinks:\n  - {input: km, kafka: {topic: a}}\n"
-                        "  - {input: km.centroids, kafka: {topic: c}}\n", k, batch);
+    weir_buf_printf(&y, "], k: %d, batch: %d, decay: 0.9, emit_centroids_every: %d}\nsinks:\n"
+                        "  - {input: km, kafka: {topic: a}}\n  - {input: km.centroids, kafka: {topic: c}}\n",
+                    k, batch, emit_every);
     weir_buf_putc(&y, '\0');
     char errstr[WEIR_ERRSTR_SIZE];
     weir_pipeline_t *pl = weir_pipeline_load_string("bench.yaml", (const char *)y.p, errstr, sizeof(errstr));
@@ -138,8 +145,8 @@ int main(int argc, char **argv) {
     /* 2. The model alone: project + assign + observe, update every `batch` points. */
     kmeans_params_t p = {.k = k, .d = d, .metric = KMEANS_EUCLIDEAN, .decay = 0.9, .dead_fraction = 1e-8,
                          .init_size = 10 * k > 100 ? 10 * k : 100, .init_iterations = 100, .init_runs = 10};
-    double best_core = 0;
-    volatile double sink = 0;
+    double best_core = 0, checksum = 0;
+    double sum = 0;
     for (int rep = 0; rep < repeat; rep++) {
         kmeans_model_t m;
         kmeans_model_init(&m, &p, 1);
@@ -156,16 +163,20 @@ int main(int argc, char **argv) {
             kmeans_model_observe(&m, row, c, dist);
             if (m.bn >= (uint64_t)batch)
                 kmeans_model_update(&m);
-            sink += dist;
+            sum += dist;
         }
         double s = (double)(weir_now_ns() - t0) / 1e9;
+        if (rep == 0)
+            checksum = sum;
+        sum = 0;
         if (n / s > best_core)
             best_core = n / s;
         kmeans_model_free(&m);
     }
-    (void)sink;
-    printf("k=%d d=%d n=%d batch=%d init_ms=%.1f op_points_s=%.0f core_points_s=%.0f dist_s=%.0f pf_dist_s=%.0f\n",
-           k, d, n, batch, init_ms, best_op, best_core, best_core * k, best_core * k * d);
+    printf("k=%d d=%d n=%d batch=%d emit_every=%d init_ms=%.1f op_points_s=%.0f core_points_s=%.0f dist_s=%.0f "
+           "pf_dist_s=%.0f op_pf_dist_s=%.0f simd=%s checksum=%a\n",
+           k, d, n, batch, emit_every, init_ms, best_op, best_core, best_core * k, best_core * k * d,
+           best_op * k * d, kmeans_simd_name(), checksum);
     weir_record_free(&rec);
     weir_pipeline_destroy(pl);
     weir_buf_free(&y);

@@ -605,10 +605,11 @@ static void t_sandwich(int d, int r, int p, const double *phi, const double *X, 
         t_vec(d, r, p, phi, W + i * m, Y + i * m);
 }
 
-/* Solve X_k = A X_k A' + C_k (r x r, row-major, C_k symmetric) for nrhs
- * right-hand sides by the Kronecker form on the upper triangle, one LU
- * factorisation for all. Returns -1 if singular (a unit root). */
-static int lyap_multi(int r, const double *A, int nrhs, const double *C, double *X) {
+/* Solve X_k = A X_k A' + C_k (r x r, row-major, C_k symmetric, the k-th at
+ * offset k * stride) for nrhs right-hand sides by the Kronecker form on the
+ * upper triangle, one LU factorisation for all. Returns -1 if singular (a
+ * unit root). */
+static int lyap_multi(int r, const double *A, int nrhs, const double *C, double *X, int stride) {
     enum { NU_MAX = ARIMA_MAX_R * (ARIMA_MAX_R + 1) / 2 };
     int nu = r * (r + 1) / 2;
     int idx[ARIMA_MAX_R][ARIMA_MAX_R], piv[NU_MAX];
@@ -656,17 +657,18 @@ static int lyap_multi(int r, const double *A, int nrhs, const double *C, double 
         }
     }
     for (int s = 0; s < nrhs; s++) {
-        const double *Cs = C + (size_t)s * (size_t)(r * r);
+        const double *Cs = C + (size_t)s * (size_t)stride;
         double b[NU_MAX];
         for (int i = 0; i < r; i++)
             for (int j = i; j < r; j++)
                 b[idx[i][j]] = Cs[i * r + j];
-        for (int c = 0; c < nu; c++) {
+        for (int c = 0; c < nu; c++)
             if (piv[c] != c) {
                 double t = b[c];
                 b[c] = b[piv[c]];
                 b[piv[c]] = t;
             }
+        for (int c = 0; c < nu; c++) {
             for (int i = c + 1; i < nu; i++)
                 b[i] -= M[i * nu + c] * b[c];
         }
@@ -676,7 +678,7 @@ static int lyap_multi(int r, const double *A, int nrhs, const double *C, double 
                 v -= M[i * nu + j] * b[j];
             b[i] = v / M[i * nu + i];
         }
-        double *Xs = X + (size_t)s * (size_t)(r * r);
+        double *Xs = X + (size_t)s * (size_t)stride;
         for (int i = 0; i < r; i++)
             for (int j = 0; j < r; j++)
                 Xs[i * r + j] = b[idx[i][j]];
@@ -727,7 +729,7 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
             C[i * r + j] = Ra[i] * Ra[j];
     if (np) {
         /* right-hand sides need X itself for the AR directions: solve first */
-        if (lyap_multi(r, A, 1, C, X))
+        if (lyap_multi(r, A, 1, C, X, RR))
             return NAN;
         double Wx[RR]; /* A X */
         for (int i = 0; i < r; i++)
@@ -749,9 +751,9 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
                 }
             }
         }
-        if (p + q > 0 && lyap_multi(r, A, p + q, C + RR, X + RR))
+        if (p + q > 0 && lyap_multi(r, A, p + q, C + RR, X + RR, RR))
             return NAN;
-    } else if (lyap_multi(r, A, nrhs, C, X)) {
+    } else if (lyap_multi(r, A, nrhs, C, X, RR)) {
         return NAN;
     }
 

@@ -829,11 +829,17 @@ static int window_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
         ctx->wm = wm;
     wtimer_t tm;
     while (wstate_timer_pop(st, ctx->wm, &tm)) {
-        /* Keys fire in heap order, i.e. at random in memory: start loading the next one now. */
+        /* Keys fire in heap order, i.e. at random in memory: start loading the next ones
+         * now. The next top is one of the two children of this top, whose keys were
+         * prefetched one step ago, so its first pane can be prefetched too. */
         if (st->nheap && st->heap[0].t <= ctx->wm) {
-            __builtin_prefetch(&st->keys[st->heap[0].key]);
+            const wkey_t *nk = &st->keys[st->heap[0].key];
+            if (nk->head >= 0)
+                __builtin_prefetch(wstate_win(st, nk->head));
             if (st->slide)
                 __builtin_prefetch(wstate_slide(st, st->heap[0].key));
+            for (size_t j = 1; j < 3 && j < st->nheap; j++)
+                __builtin_prefetch(&st->keys[st->heap[j].key]);
         }
         wkey_t *key = &st->keys[tm.key];
         if (key->seq != tm.seq || key->sched != tm.t)
