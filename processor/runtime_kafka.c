@@ -599,6 +599,13 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     }
 }
 
+/* librdkafka's own log lines, in weir's format (level: syslog numbers). */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    weir_log(level <= 3 ? WEIR_LOG_ERR : level == 4 ? WEIR_LOG_WARN : level <= 6 ? WEIR_LOG_INFO : WEIR_LOG_DEBUG,
+             "librdkafka", "%s: %s", fac, buf);
+}
+
 static int set_prop(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t errstr_size) {
     char e[512];
     if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK)
@@ -650,6 +657,7 @@ static rd_kafka_t *make_consumer(krun_t *kr, char *errstr, size_t errstr_size) {
         }
     }
     rd_kafka_conf_set_opaque(conf, kr);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     char e[512];
@@ -693,6 +701,7 @@ static rd_kafka_t *make_producer(krun_t *kr, char *errstr, size_t errstr_size) {
             return NULL;
         }
     rd_kafka_conf_set_opaque(conf, kr);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     char e[512];

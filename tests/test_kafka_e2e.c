@@ -436,3 +436,25 @@ Test(kafka_e2e, file_mode_same_pipeline_same_output, .timeout = 120) {
     cr_assert_eq(ndead, N_RECORDS / MALFORMED_EVERY);
     free(outputs);
 }
+
+Test(kafka_e2e, start_up_errors_are_clear_and_fail_fast, .timeout = 60) {
+    /* No broker at that address: a clear error and exit 1, not a hang. */
+    const char *log = h_path("nobroker.log");
+    char *argv[] = {(char *)h_weir_bin(), "run", (char *)pipeline_path(), "--brokers", "127.0.0.1:1", "--until-end", NULL};
+    pid_t pid = h_spawn(argv, NULL, log);
+    cr_assert_eq(h_wait(pid, 40000), 1, "weir run without a broker must exit 1");
+    cr_assert(h_count_text(log, "cannot reach the Kafka cluster at 127.0.0.1:1") == 1);
+    /* An unreadable schema: the pipeline is refused before any connection, exit 2, placed error. */
+    const char *bad = h_path("bad.yaml");
+    FILE *f = fopen(bad, "w");
+    fprintf(f, "pipeline: p\nsource:\n  kafka: {topics: [t]}\n  format: avro\n  schema: /nonexistent/s.avsc\n"
+               "nodes: [{name: a, op: filter, where: 'true'}]\n");
+    fclose(f);
+    const char *log2 = h_path("badschema.log");
+    char *argv2[] = {(char *)h_weir_bin(), "run", (char *)bad, "--brokers", "127.0.0.1:1", NULL};
+    pid = h_spawn(argv2, NULL, log2);
+    cr_assert_eq(h_wait(pid, 20000), 2);
+    char expect[600];
+    snprintf(expect, sizeof(expect), "%s:5:11: schema '/nonexistent/s.avsc' not found", bad);
+    cr_assert(h_count_text(log2, expect) == 1, "log: %s", h_read_file(log2));
+}

@@ -1241,9 +1241,14 @@ static int chol_solve(int k, const double *A, const double *b, double *x) {
 /* Largest move of one coordinate per scoring step. */
 #define STEP_MAX 2.0
 
-/* Fisher scoring (Gauss-Newton for the Gaussian likelihood) with a
- * backtracking line search, from x (updated in place). Stops when the
- * predicted gain g' I^-1 g / 2 falls under ftol * max(1, |f|).
+/* Quasi-Newton minimisation of f from x (updated in place): the Hessian
+ * model starts as the Fisher information at x (scoring: Gauss-Newton for
+ * the Gaussian likelihood) and is refined by BFGS updates from the exact
+ * gradients, which removes scoring's slow linear convergence where the
+ * information differs from the Hessian (small n, nearly cancelling roots).
+ * A backtracking line search keeps every step a decrease; when it fails
+ * the model restarts from the information at the current point. Stops when
+ * the predicted gain g' H^-1 g / 2 falls under ftol * max(1, |f|).
  * Returns 1 converged, 0 not converged (x is the best point), -1 when the
  * likelihood cannot be evaluated at the start. */
 static int scoring(fit_problem_t *fp, double *x, int maxit, double ftol, double *fout) {
@@ -1251,6 +1256,7 @@ static int scoring(fit_problem_t *fp, double *x, int maxit, double ftol, double 
     int k = fp->k;
     double g[NP], H[NP * NP];
     double f = mle_eval(fp, x, g, H);
+    bool fresh = true; /* H is the information at x */
     *fout = f;
     if (!(f < BAD_OBJECTIVE))
         return -1;
@@ -1281,23 +1287,46 @@ static int scoring(fit_problem_t *fp, double *x, int maxit, double ftol, double 
         double step = mx > STEP_MAX ? STEP_MAX / mx : 1.0;
         bool accepted = false;
         for (int ls = 0; ls < 40 && !accepted; ls++) {
-            double xt[NP], gt[NP], Ht[NP * NP];
+            double xt[NP], gt[NP];
             for (int i = 0; i < k; i++)
                 xt[i] = x[i] + step * delta[i];
-            double ft = mle_eval(fp, xt, gt, Ht);
+            double ft = mle_eval(fp, xt, gt, NULL);
             if (ft < BAD_OBJECTIVE && ft <= f - 1e-4 * step * dec) {
+                /* BFGS update of H with s = xt - x, yv = gt - g */
+                double sv[NP], yv[NP], Hs[NP], sHs = 0, ys = 0;
+                for (int i = 0; i < k; i++)
+                    sv[i] = xt[i] - x[i], yv[i] = gt[i] - g[i];
+                for (int i = 0; i < k; i++) {
+                    double t = 0;
+                    for (int j = 0; j < k; j++)
+                        t += H[i * k + j] * sv[j];
+                    Hs[i] = t;
+                    sHs += sv[i] * t;
+                    ys += yv[i] * sv[i];
+                }
+                if (ys > 1e-14 * sHs && sHs > 0)
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < k; j++)
+                            H[i * k + j] += yv[i] * yv[j] / ys - Hs[i] * Hs[j] / sHs;
                 memcpy(x, xt, sizeof(double) * (size_t)k);
                 memcpy(g, gt, sizeof(double) * (size_t)k);
-                memcpy(H, Ht, sizeof(double) * (size_t)(k * k));
                 f = ft;
                 accepted = true;
+                fresh = false;
             } else {
                 step *= ft < BAD_OBJECTIVE ? 0.5 : 0.1;
             }
         }
         *fout = f;
-        if (!accepted) /* no decrease along a descent direction: roundoff level */
+        if (!accepted) {
+            if (!fresh) { /* restart the model from the information here */
+                f = mle_eval(fp, x, g, H);
+                fresh = true;
+                continue;
+            }
+            /* no decrease along a descent direction: roundoff level */
             return 0.5 * dec <= 1e3 * ftol * fmax(1.0, fabs(f)) ? 1 : 0;
+        }
     }
     return 0;
 }

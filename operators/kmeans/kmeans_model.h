@@ -18,7 +18,7 @@
  * z = y; for cosine z = y and the centroids are normalised.
  *
  * Layout. Centroids are a contiguous row-major k x d array of doubles. The
- * assignment step reads a feature-major (d x k) copy in assignment space,
+ * assignment step reads a feature-major (d x kp, kp = k rounded up to 8) copy in assignment space,
  * rebuilt after every update, so that its inner loop runs over the k
  * centroids: each SIMD lane accumulates one centroid's distance in feature
  * order, which vectorises without re-associating floating-point sums (no
