@@ -643,6 +643,14 @@ static rd_kafka_t *make_consumer(krun_t *kr, char *errstr, size_t errstr_size) {
         set_prop(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
         set_prop(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
         set_prop(conf, "enable.partition.eof", "false", errstr, errstr_size) ||
+        /* With the high-level consumer every partition's fetch queue forwards
+         * to the one consumer queue, so queued.min.messages (default 100000)
+         * is compared with the total over all partitions. Once it is reached
+         * the broker thread stops fetching and looks again only 1 s later
+         * (fixed in librdkafka < 2.2, fetch.queue.backoff.ms from 2.2), even
+         * when we drained the queue long before: ~0.9 s idle per 100k
+         * records. queued.max.messages.kbytes (64 MB) still bounds memory. */
+        set_prop(conf, "queued.min.messages", "1000000", errstr, errstr_size) ||
         apply_props(conf, pl->source.properties, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;

@@ -900,7 +900,7 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
         t_vec(d, r, p, phi, PZ, K);
         for (int i = 0; i < m; i++)
             K[i] *= finv;
-        double dK[NP][M], dF[NP], sv[NP] = {0}, sdd[NP * NP] = {0};
+        double dK[NP][M], dF[NP], sv[NP] = {0}, sdd[NP * NP];
         int aro[NP]; /* AR index of each direction, or -1 */
         for (int k = 0; k < np; k++) {
             double dPZ[M], dFk = 0;
@@ -920,6 +920,17 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
             for (int i = 0; i < m; i++)
                 dK[k][i] = dK[k][i] * finv - K[i] * dFk * finv;
         }
+        static const double zero[NP] = {0};
+        memset(sdd, 0, sizeof(sdd));
+        double D[M][NP], dKt[M][NP], E[M][NP], dmc[NP], dmt[NP];
+        for (int k = 0; k < np; k++) {
+            for (int i = 0; i < m; i++)
+                D[i][k] = da[k][i], dKt[i][k] = dK[k][i], E[i][k] = 0;
+            if (aro[k] >= 0)
+                E[d + aro[k]][k] = 1;
+            dmc[k] = k == const_dir ? 1.0 : 0.0;
+            dmt[k] = k == drift_dir ? 1.0 : 0.0;
+        }
         double sumsq = 0;
         int cnt = 0;
         for (; t < n; t++) {
@@ -938,25 +949,41 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
             for (int i = 0; i < m; i++)
                 a[i] += K[i] * v;
             if (np) {
-                double dv[NP];
+                /* direction-major inner loops (vectorise over k) */
+                double dv[NP], Dd[NP];
+                for (int k = 0; k < np; k++)
+                    dv[k] = -dmc[k] - dmt[k] * tt, Dd[k] = D[d][k];
+                for (int i = 0; i < nz; i++)
+                    for (int k = 0; k < np; k++)
+                        dv[k] -= D[i][k];
                 for (int k = 0; k < np; k++) {
-                    double *dak = da[k], dza = 0;
-                    for (int i = 0; i < nz; i++)
-                        dza += dak[i];
-                    double dvk = -dza - (k == const_dir ? 1.0 : k == drift_dir ? tt : 0.0);
-                    dv[k] = dvk;
-                    t_vec(d, r, p, phi, dak, dak);
-                    for (int i = 0; i < m; i++)
-                        dak[i] += dK[k][i] * v + K[i] * dvk;
-                    if (aro[k] >= 0)
-                        dak[d + aro[k]] += ad;
-                }
-                if (use)
-                    for (int k = 0; k < np; k++) {
-                        sv[k] += v * dv[k];
-                        for (int l = k; l < np; l++)
-                            sdd[k * np + l] += dv[k] * dv[l];
+                    double sacc = Dd[k];
+                    for (int i = d - 1; i >= 0; i--) {
+                        sacc += D[i][k];
+                        D[i][k] = sacc;
                     }
+                }
+                for (int i = 0; i < r; i++) {
+                    double f = i < p ? phi[i] : 0.0;
+                    double *Di = D[d + i];
+                    const double *Dn = i + 1 < r ? D[d + i + 1] : zero;
+                    for (int k = 0; k < np; k++)
+                        Di[k] = f * Dd[k] + Dn[k];
+                }
+                for (int i = 0; i < m; i++) {
+                    const double Ki = K[i];
+                    for (int k = 0; k < np; k++)
+                        D[i][k] += dKt[i][k] * v + Ki * dv[k] + E[i][k] * ad;
+                }
+                if (use) {
+                    for (int k = 0; k < np; k++)
+                        sv[k] += v * dv[k];
+                    for (int k = 0; k < np; k++) {
+                        const double dvk = dv[k];
+                        for (int l = 0; l < np; l++)
+                            sdd[k * NP + l] += dvk * dv[l];
+                    }
+                }
             }
             tt += 1;
         }
@@ -964,7 +991,7 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
         for (int k = 0; k < np; k++) {
             grad[k] += -0.5 * (cnt * dF[k] * finv + 2 * sv[k] * finv - sumsq * dF[k] * finv * finv);
             for (int l = k; l < np; l++)
-                info[k * np + l] += sdd[k * np + l] * finv + 0.5 * cnt * dF[k] * dF[l] * finv * finv;
+                info[k * np + l] += sdd[k * NP + l] * finv + 0.5 * cnt * dF[k] * dF[l] * finv * finv;
         }
     }
     for (int k = 0; k < np; k++)
@@ -1109,14 +1136,16 @@ static int ols(const double *X, int nrow, int ncol, const double *Y, double *bet
 }
 
 /* Hannan-Rissanen start values as statsmodels' SARIMAX.start_params computes
- * them (its `_conditional_sum_squares`): a long AR(2q) for residuals, then
+ * them (its `_conditional_sum_squares`): a long AR(max(2q, p + 1)) for residuals, then
  * OLS of z_t on its p lags and q lagged residuals. z is the de-trended,
  * differenced series. ar/ma are left zero where the estimate is not
  * stationary / invertible or there are too few points. */
 static void hr_start(int p, int q, const double *z, int nw, double *ar, double *ma) {
     memset(ar, 0, sizeof(double) * (size_t)p);
     memset(ma, 0, sizeof(double) * (size_t)q);
-    int k = 2 * q, r = k + q > p ? k + q : p;
+    /* the long AR must be longer than p, or its lagged residuals are exact
+     * combinations of the p lags of z (singular regression for p > 2q) */
+    int k = q == 0 ? 0 : 2 * q > p + 1 ? 2 * q : p + 1, r = k + q > p ? k + q : p;
     int ny = nw - r;
     if (p + q == 0 || ny < 2 * (p + q) + 2 || nw - k < 2 * k + 2)
         return;
@@ -1125,7 +1154,7 @@ static void hr_start(int p, int q, const double *z, int nw, double *ar, double *
     double beta[ARIMA_MAX_PARAMS];
     if (q > 0) {
         int nl = nw - k;
-        double phil[2 * ARIMA_MAX_Q];
+        double phil[ARIMA_MAX_PARAMS];
         if (k > ARIMA_MAX_PARAMS)
             goto out;
         for (int j = 0; j < k; j++)
@@ -1242,10 +1271,11 @@ static int chol_solve(int k, const double *A, const double *b, double *x) {
 #define STEP_MAX 2.0
 
 /* Quasi-Newton minimisation of f from x (updated in place): the Hessian
- * model starts as the Fisher information at x (scoring: Gauss-Newton for
- * the Gaussian likelihood) and is refined by BFGS updates from the exact
- * gradients, which removes scoring's slow linear convergence where the
- * information differs from the Hessian (small n, nearly cancelling roots).
+ * model is the Fisher information at the current point (scoring:
+ * Gauss-Newton for the Gaussian likelihood) corrected by one BFGS update
+ * with the last step and the exact gradients, which damps scoring's
+ * oscillation where the information differs from the Hessian (small n,
+ * nearly cancelling roots).
  * A backtracking line search keeps every step a decrease; when it fails
  * the model restarts from the information at the current point. Stops when
  * the predicted gain g' H^-1 g / 2 falls under ftol * max(1, |f|).
@@ -1287,10 +1317,10 @@ static int scoring(fit_problem_t *fp, double *x, int maxit, double ftol, double 
         double step = mx > STEP_MAX ? STEP_MAX / mx : 1.0;
         bool accepted = false;
         for (int ls = 0; ls < 40 && !accepted; ls++) {
-            double xt[NP], gt[NP];
+            double xt[NP], gt[NP], Ht[NP * NP];
             for (int i = 0; i < k; i++)
                 xt[i] = x[i] + step * delta[i];
-            double ft = mle_eval(fp, xt, gt, NULL);
+            double ft = mle_eval(fp, xt, gt, Ht);
             if (ft < BAD_OBJECTIVE && ft <= f - 1e-4 * step * dec) {
                 /* BFGS update of H with s = xt - x, yv = gt - g */
                 double sv[NP], yv[NP], Hs[NP], sHs = 0, ys = 0;
@@ -1303,6 +1333,15 @@ static int scoring(fit_problem_t *fp, double *x, int maxit, double ftol, double 
                     Hs[i] = t;
                     sHs += sv[i] * t;
                     ys += yv[i] * sv[i];
+                }
+                memcpy(H, Ht, sizeof(double) * (size_t)(k * k));
+                sHs = 0;
+                for (int i = 0; i < k; i++) {
+                    double t = 0;
+                    for (int j = 0; j < k; j++)
+                        t += H[i * k + j] * sv[j];
+                    Hs[i] = t;
+                    sHs += sv[i] * t;
                 }
                 if (ys > 1e-14 * sHs && sHs > 0)
                     for (int i = 0; i < k; i++)
