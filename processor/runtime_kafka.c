@@ -82,9 +82,6 @@ typedef struct krun {
     bool eos;                 /* delivery: exactly_once (Kafka transactions) */
     /* deterministic ids of outputs without an `id` field */
     int *id_slot;             /* per sink: slot of a string field `id`, or -1 */
-    int32_t *seq_part;        /* per sink: input position of the last output ... */
-    int64_t *seq_off;
-    int *seq_k;               /* ... and how many outputs it already caused */
     char idbuf[512];
 } krun_t;
 
@@ -132,30 +129,20 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t k
     }
 }
 
-/* The deterministic id of an output: its `id` field, or its source position. */
+/* The deterministic id of an output: its `id` field, else its task (input
+ * partition) and its number among that task's outputs to this sink. The
+ * numbers are part of the checkpoint, so a replay after a crash numbers the
+ * same outputs the same way whatever triggered them (a record, a watermark,
+ * end of input). */
 static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec) {
     int slot = kr->id_slot[sink];
     if (slot >= 0 && rec->v[slot].type == WEIR_STRING) {
         snprintf(kr->idbuf, sizeof(kr->idbuf), "%.*s", (int)rec->v[slot].u.s.n, rec->v[slot].u.s.p);
         return kr->idbuf;
     }
-    const char *topic = rec->topic;
-    int32_t part = rec->partition;
-    int64_t off = rec->offset;
-    if (part < 0 && kr->current) {
-        topic = kr->current->topic;
-        part = kr->current->partition;
-        off = kr->current->rec.offset;
-    }
-    if (kr->seq_part[sink] == part && kr->seq_off[sink] == off) {
-        kr->seq_k[sink]++;
-    } else {
-        kr->seq_part[sink] = part;
-        kr->seq_off[sink] = off;
-        kr->seq_k[sink] = 0;
-    }
-    snprintf(kr->idbuf, sizeof(kr->idbuf), "%s/%s/%s/%d/%lld/%d", kr->pl->name, kr->pl->sinks[sink].label,
-             topic ? topic : "-", (int)part, (long long)off, kr->seq_k[sink]);
+    const ktask_t *t = kr->current;
+    snprintf(kr->idbuf, sizeof(kr->idbuf), "%s/%s/%s/%d/%llu", kr->pl->name, kr->pl->sinks[sink].label,
+             t ? t->topic : "-", t ? (int)t->partition : -1, t ? (unsigned long long)t->task->emit_seq : 0ULL);
     return kr->idbuf;
 }
 
@@ -536,6 +523,8 @@ static void on_revoke(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
             if ((*pp)->partition == parts->elems[i].partition && !strcmp((*pp)->topic, parts->elems[i].topic)) {
                 ktask_t *dead = *pp;
                 *pp = dead->next;
+                if (kr->current == dead)
+                    kr->current = NULL;
                 ktask_destroy(dead);
                 break;
             }
@@ -866,13 +855,9 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         weir_log(WEIR_LOG_INFO, LOG, "exactly-once delivery: outputs and offsets commit in one transaction per checkpoint");
     }
     kr.id_slot = weir_calloc((size_t)pl->nsinks + 1, sizeof(int));
-    kr.seq_part = weir_calloc((size_t)pl->nsinks + 1, sizeof(int32_t));
-    kr.seq_off = weir_calloc((size_t)pl->nsinks + 1, sizeof(int64_t));
-    kr.seq_k = weir_calloc((size_t)pl->nsinks + 1, sizeof(int));
     for (int i = 0; i < pl->nsinks; i++) {
         int slot = weir_rowtype_find(pl->sinks[i].rt, "id");
         kr.id_slot[i] = slot >= 0 && pl->sinks[i].rt->fields[slot].type == WEIR_STRING ? slot : -1;
-        kr.seq_part[i] = -2;
     }
     kr.enc = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr.enc));
     kr.sink_topics = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr.sink_topics));
@@ -932,15 +917,21 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         }
         if (now >= next_idle) {
             int64_t wall = weir_now_ms();
-            for (ktask_t *t = kr.tasks; t; t = t->next)
+            for (ktask_t *t = kr.tasks; t; t = t->next) {
+                kr.current = t;
                 weir_task_idle_tick(t->task, wall);
+            }
+            kr.current = NULL;
             next_idle = now + 200000000;
         }
         if (o->until_end && now >= next_done_check && kr.ever_assigned && local_done(&kr)) {
             /* Everything assigned here is read: end-of-input for these tasks.
              * The run's clock stops when their outputs are acknowledged. */
-            for (ktask_t *t = kr.tasks; t; t = t->next)
+            for (ktask_t *t = kr.tasks; t; t = t->next) {
+                kr.current = t;
                 weir_task_advance(t->task, WEIR_WM_END);
+            }
+            kr.current = NULL;
             commit_tasks(&kr, NULL);
             if (kr.first_ns && !ended_here) {
                 kr.last_ns = weir_now_ns();
@@ -953,9 +944,13 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     }
     rd_kafka_queue_destroy(cq);
     if (!kr.fatal) {
-        if (o->until_end)
-            for (ktask_t *t = kr.tasks; t; t = t->next)
+        if (o->until_end) {
+            for (ktask_t *t = kr.tasks; t; t = t->next) {
+                kr.current = t;
                 weir_task_advance(t->task, WEIR_WM_END);
+            }
+            kr.current = NULL;
+        }
         /* The final checkpoint (SIGTERM, --duration, end of a bounded run). */
         int frc = commit_tasks(&kr, NULL);
         if (frc != WEIR_OK && kr.ckpt)
@@ -993,9 +988,6 @@ done:
     free(kr.enc);
     free(kr.sink_topics);
     free(kr.id_slot);
-    free(kr.seq_part);
-    free(kr.seq_off);
-    free(kr.seq_k);
     weir_ckpt_destroy(kr.ckpt);
     free(kr.fingerprint);
     weir_buf_free(&kr.snap);

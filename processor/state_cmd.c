@@ -3,7 +3,7 @@
  * in Redis: list them, dump one as JSON, delete them all.
  *
  * dump decodes the task snapshot layout of weir_task_snapshot() (task.c):
- *   u32 node count | i64 max_ts | i64 watermark | per node: str name + frame
+ *   u32 node count | frame "task" {i64 max_ts, i64 watermark, sink counters} | per node: str name + frame
  * and each frame's header (snapshot.h). The payload of a frame is an
  * operator's private format: printing it as JSON needs a `dump` callback per
  * operator class, which does not exist yet, so dump says so.
@@ -164,8 +164,15 @@ static json_t *task_json(const weir_buf_t *state, const char *node, bool *node_f
     weir_reader_t r;
     weir_reader_init(&r, state->p, state->len);
     uint32_t nn = weir_r_u32(&r);
-    int64_t max_ts = weir_r_i64(&r);
-    int64_t wm = weir_r_i64(&r);
+    uint16_t tver = 0;
+    weir_reader_t body;
+    int64_t max_ts = 0, wm = 0;
+    if (!r.err && weir_r_frame_open(&r, "task", &tver, &body) == WEIR_OK) {
+        max_ts = weir_r_i64(&body);
+        wm = weir_r_i64(&body);
+        if (body.err)
+            weir_r_fail(&r, "task frame: %s", body.errstr);
+    }
     if (r.err) {
         json_object_set_new(t, "error", json_string(r.errstr));
         return t;

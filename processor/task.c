@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define TASK_SNAPSHOT_VERSION 1
+
 struct task_emitter {
     weir_emitter_t em; /* first: the operator sees this */
     weir_task_t *task;
@@ -23,6 +25,9 @@ static void task_emit(weir_emitter_t *em, int port, const weir_record_t *rec) {
     const weir_edge_list_t *sinks = &n->sinks[port];
     for (int i = 0; i < sinks->n; i++) {
         t->stats.sink_out++;
+        /* A task's outputs to a sink are numbered; with the state the number is
+         * checkpointed, so a replay numbers the same outputs the same way. */
+        t->emit_seq = t->sink_seq[sinks->items[i]]++;
         t->sink_fn(t->opaque, sinks->items[i], rec);
     }
 }
@@ -47,6 +52,7 @@ weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir
     t->ctx = weir_calloc((size_t)pl->nnodes, sizeof(void *));
     t->em = weir_calloc((size_t)pl->nnodes, sizeof(struct task_emitter));
     t->stats.node_out = weir_calloc((size_t)pl->nnodes, sizeof(uint64_t));
+    t->sink_seq = weir_calloc((size_t)pl->nsinks + 1, sizeof(uint64_t));
     for (int i = 0; i < pl->nnodes; i++) {
         t->em[i].em.emit = task_emit;
         t->em[i].em.reject = task_reject;
@@ -68,6 +74,7 @@ void weir_task_destroy(weir_task_t *t) {
     free(t->ctx);
     free(t->em);
     free(t->stats.node_out);
+    free(t->sink_seq);
     free(t);
 }
 
@@ -116,8 +123,17 @@ void weir_task_idle_tick(weir_task_t *t, int64_t now_ms) {
 int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf) {
     weir_writer_t w = {.buf = buf};
     weir_w_u32(&w, (uint32_t)t->pl->nnodes);
+    /* The task's own state, CRC-checked like every operator's. */
+    weir_w_frame_begin(&w, "task", TASK_SNAPSHOT_VERSION);
     weir_w_i64(&w, t->max_ts);
     weir_w_i64(&w, t->watermark);
+    weir_w_u32(&w, (uint32_t)t->pl->nsinks);
+    for (int i = 0; i < t->pl->nsinks; i++) {
+        weir_w_str(&w, t->pl->sinks[i].label);
+        weir_w_str(&w, t->pl->sinks[i].topic);
+        weir_w_u64(&w, t->sink_seq[i]);
+    }
+    weir_w_frame_end(&w);
     for (int i = 0; i < t->pl->nnodes; i++) {
         weir_w_str(&w, t->pl->nodes[i].plan.name);
         if (t->pl->nodes[i].plan.cls->snapshot(t->ctx[i], &w))
@@ -126,30 +142,71 @@ int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf) {
     return WEIR_OK;
 }
 
+/* Read the task frame: max event time, watermark and the per-sink output
+ * counters; sinks are matched by (node label, topic), so adding or removing a
+ * sink keeps the others' numbering. */
+static int read_task_frame(const weir_task_t *t, weir_reader_t *r, int64_t *max_ts, int64_t *wm, uint64_t *seq) {
+    uint16_t version;
+    weir_reader_t body;
+    if (weir_r_frame_open(r, "task", &version, &body))
+        return WEIR_ERR;
+    if (version != TASK_SNAPSHOT_VERSION) {
+        weir_r_fail(r, "task snapshot version %u is not supported (this build reads %d)", version,
+                    TASK_SNAPSHOT_VERSION);
+        return WEIR_ERR;
+    }
+    *max_ts = weir_r_i64(&body);
+    *wm = weir_r_i64(&body);
+    uint32_t ns = weir_r_u32(&body);
+    for (uint32_t k = 0; k < ns && !body.err; k++) {
+        char *label = weir_r_strdup(&body), *topic = weir_r_strdup(&body);
+        uint64_t v = weir_r_u64(&body);
+        for (int i = 0; !body.err && label && topic && i < t->pl->nsinks; i++)
+            if (!strcmp(t->pl->sinks[i].label, label) && !strcmp(t->pl->sinks[i].topic, topic))
+                seq[i] = v;
+        free(label);
+        free(topic);
+    }
+    if (body.err) {
+        weir_r_fail(r, "task frame: %s", body.errstr);
+        return WEIR_ERR;
+    }
+    return WEIR_OK;
+}
+
 int weir_task_restore(weir_task_t *t, const void *p, size_t n, char *errstr, size_t errstr_size) {
     weir_reader_t r;
     weir_reader_init(&r, p, n);
     uint32_t nn = weir_r_u32(&r);
-    int64_t max_ts = weir_r_i64(&r);
-    int64_t wm = weir_r_i64(&r);
-    if (r.err)
+    int64_t max_ts = 0, wm = 0;
+    uint64_t *seq = weir_calloc((size_t)t->pl->nsinks + 1, sizeof(uint64_t));
+    if (r.err || read_task_frame(t, &r, &max_ts, &wm, seq)) {
+        free(seq);
         return weir_err(errstr, errstr_size, "task snapshot: %s", r.errstr);
-    if (nn != (uint32_t)t->pl->nnodes)
+    }
+    if (nn != (uint32_t)t->pl->nnodes) {
+        free(seq);
         return weir_err(errstr, errstr_size, "task snapshot has %u nodes, the pipeline has %d", nn, t->pl->nnodes);
+    }
     for (int i = 0; i < t->pl->nnodes; i++) {
         char *name = weir_r_strdup(&r);
         if (r.err || !name || strcmp(name, t->pl->nodes[i].plan.name)) {
             int rc = weir_err(errstr, errstr_size, "task snapshot: node %d is '%s', expected '%s'%s%s", i,
                               name ? name : "?", t->pl->nodes[i].plan.name, r.err ? ": " : "", r.err ? r.errstr : "");
             free(name);
+            free(seq);
             return rc;
         }
         free(name);
-        if (t->pl->nodes[i].plan.cls->restore(t->ctx[i], &r, errstr, errstr_size))
+        if (t->pl->nodes[i].plan.cls->restore(t->ctx[i], &r, errstr, errstr_size)) {
+            free(seq);
             return WEIR_ERR;
+        }
     }
     t->max_ts = max_ts;
     t->watermark = wm;
+    memcpy(t->sink_seq, seq, (size_t)t->pl->nsinks * sizeof(uint64_t));
+    free(seq);
     return WEIR_OK;
 }
 
@@ -206,10 +263,12 @@ int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char
     weir_reader_t r;
     weir_reader_init(&r, p, n);
     uint32_t nn = weir_r_u32(&r);
-    int64_t max_ts = weir_r_i64(&r);
-    int64_t wm = weir_r_i64(&r);
-    if (r.err || nn > 4096)
+    int64_t max_ts = 0, wm = 0;
+    uint64_t *seq = weir_calloc((size_t)pl->nsinks + 1, sizeof(uint64_t));
+    if (r.err || nn > 4096 || read_task_frame(t, &r, &max_ts, &wm, seq)) {
+        free(seq);
         return weir_err(errstr, errstr_size, "task snapshot header: %s", r.err ? r.errstr : "too many nodes");
+    }
     char **names = weir_calloc(nn + 1, sizeof(char *));
     const uint8_t **frames = weir_calloc(nn + 1, sizeof(uint8_t *));
     size_t *flen = weir_calloc(nn + 1, sizeof(size_t));
@@ -275,8 +334,10 @@ int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char
     free(src);
     t->max_ts = max_ts;
     t->watermark = wm;
+    memcpy(t->sink_seq, seq, (size_t)pl->nsinks * sizeof(uint64_t));
     rc = WEIR_OK;
 done:
+    free(seq);
     for (uint32_t i = 0; i < nn; i++)
         free(names[i]);
     free(names);

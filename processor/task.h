@@ -39,6 +39,8 @@ struct weir_task {
     int64_t last_record_ms;     /**< processing time of the last record (idle detection) */
     uint64_t idle_seen_in;      /**< records_in at the last idle tick (records arrived since?) */
     weir_task_stats_t stats;
+    uint64_t *sink_seq;         /**< per sink: outputs handed to it so far (checkpointed) */
+    uint64_t emit_seq;          /**< during a sink callback: that output's number at its sink */
 };
 
 weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn,

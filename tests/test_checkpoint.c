@@ -607,8 +607,11 @@ static int run_state(const char *out, const char *err, const char *const args[])
 static void fake_task_snapshot(weir_buf_t *b) {
     weir_writer_t w = {.buf = b};
     weir_w_u32(&w, 2);
+    weir_w_frame_begin(&w, "task", 1); /* max_ts, watermark, no sink counters */
     weir_w_i64(&w, 1700000000000);
     weir_w_i64(&w, 1699999995000);
+    weir_w_u32(&w, 0);
+    weir_w_frame_end(&w);
     weir_w_str(&w, "valid");
     weir_w_frame_begin(&w, "filter", 1);
     weir_w_frame_end(&w);

@@ -778,6 +778,9 @@ static const ref_case_t ref_cases[] = {
      1000},
     {"sliding", "type: sliding, size: 10s, slide: 4s", 10000, 4000, 0, 0},
     {"sliding_lateness", "type: sliding, size: 9s, slide: 3s, allowed_lateness: 500ms", 9000, 3000, 0, 500},
+    /* size/slide 20: two-stacks over panes, with stragglers and lateness invalidating cached ranges */
+    {"sliding_many_panes_lateness", "type: sliding, size: 10s, slide: 500ms, allowed_lateness: 1s", 10000, 500, 0,
+     1000},
     {"session", "type: session, gap: 2s", 0, 0, 2000, 0},
     {"session_lateness_early", "type: session, gap: 1500ms, allowed_lateness: 1s, emit_early: true", 0, 0, 1500, 1000},
 };
@@ -794,6 +797,8 @@ static const char *const snap_cfgs[] = {
     "key: k, type: tumbling, size: 5s, " REF_AGGS,
     "key: k, type: tumbling, size: 5s, allowed_lateness: 1s, emit_early: true, " REF_AGGS,
     "key: k, type: sliding, size: 6s, slide: 4s, allowed_lateness: 1s, emit_early: true, " REF_AGGS,
+    "key: k, type: sliding, size: 12s, slide: 1s, allowed_lateness: 1s, emit_early: true, " REF_AGGS,
+    "key: k, type: sliding, size: 15s, slide: 2s, allowed_lateness: 2s, " REF_AGGS,
     "key: k, type: session, gap: 1s, allowed_lateness: 1s, emit_early: true, " REF_AGGS,
 };
 

@@ -317,6 +317,18 @@ static inline void mat_vec(int m, const double *T, const double *a, double *out)
     }
 }
 
+/* out = T x for the SARIMAX transition (d differencing states, then the ARMA
+ * companion block). out may be x. */
+static inline void t_vec(int d, int r, int p, const double *phi, const double *x, double *out) {
+    double xd = x[d], s = xd;
+    for (int i = d - 1; i >= 0; i--) {
+        s += x[i];
+        out[i] = s;
+    }
+    for (int i = 0; i < r; i++)
+        out[d + i] = (i < p ? phi[i] * xd : 0.0) + (i + 1 < r ? x[d + i + 1] : 0.0);
+}
+
 /* One full Kalman update; returns the log-likelihood term (0 if !count) and
  * sets *steady when P stopped moving. */
 static double kf_update(const arima_ssm_t *ssm, arima_kstate_t *ks, double y, double *yhat_out, double *F_out,
@@ -443,6 +455,18 @@ double arima_filter(const arima_ssm_t *ssm, arima_kstate_t *ks, const double *y,
     double tt = ks->t;
     double b0 = ssm->beta[0], b1 = ssm->beta[1];
     double na[ARIMA_MAX_M];
+    /* T as arima_ssm_build makes it (differencing + companion): O(m) steps */
+    int d = ssm->d, r = ssm->r;
+    double phi[ARIMA_MAX_R];
+    bool structured = d + r == m;
+    for (int i = 0; i < r && structured; i++)
+        phi[i] = ssm->T[(d + i) * m + d];
+    for (int i = 0; i < m && structured; i++)
+        for (int j = 0; j < m; j++) {
+            double want = i < d ? (j >= i && j <= d) : j == d ? phi[i - d] : j == i + 1;
+            if (ssm->T[i * m + j] != want)
+                structured = false;
+        }
     for (; t < n; t++) {
         double yt = y[t];
         if (isnan(yt))
@@ -456,7 +480,10 @@ double arima_filter(const arima_ssm_t *ssm, arima_kstate_t *ks, const double *y,
             sumsq += v * v;
             cnt++;
         }
-        mat_vec(m, ssm->T, a, na);
+        if (structured)
+            t_vec(d, r, r, phi, a, na);
+        else
+            mat_vec(m, ssm->T, a, na);
         for (int i = 0; i < m; i++)
             a[i] = na[i] + K[i] * v;
     }
@@ -574,18 +601,6 @@ double arima_z_quantile(double level) { return norm_ppf(0.5 + level / 2); }
  * Besides the gradient of the log-likelihood it accumulates the expected
  * (Fisher) information sum_t dv dv'/F + dF dF'/(2 F^2), which drives the
  * scoring iterations of the fit. */
-
-/* out = T x for the SARIMAX transition (d differencing states, then the ARMA
- * companion block). out may be x. */
-static inline void t_vec(int d, int r, int p, const double *phi, const double *x, double *out) {
-    double xd = x[d], s = xd;
-    for (int i = d - 1; i >= 0; i--) {
-        s += x[i];
-        out[i] = s;
-    }
-    for (int i = 0; i < r; i++)
-        out[d + i] = (i < p ? phi[i] * xd : 0.0) + (i + 1 < r ? x[d + i + 1] : 0.0);
-}
 
 /* Y = T X T' for a symmetric m x m X (row-major); W gets T X. */
 static void t_sandwich(int d, int r, int p, const double *phi, const double *X, double *W, double *Y) {

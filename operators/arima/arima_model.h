@@ -2,7 +2,8 @@
  * @file arima_model.h
  * @brief ARIMA(p,d,q) with a deterministic trend: conditional sum of squares,
  *        exact Gaussian likelihood by the Kalman filter, maximum-likelihood
- *        fitting with NLopt, forecasts with intervals and psi-weights.
+ *        fitting (analytic score, Fisher scoring with BFGS correction, NLopt
+ *        L-BFGS as fallback), forecasts with intervals and psi-weights.
  *
  * This is the numerical library behind the `arima` operator. It has no weir
  * dependency (only libc, libm and NLopt) so that it can be unit-tested and
@@ -94,7 +95,7 @@ typedef struct arima_fit {
     double aic, aicc, bic;
     int nobs;                               /**< observations used (n, as statsmodels' nobs) */
     bool converged;
-    int iterations;                         /**< optimiser iterations (gradient evaluations) */
+    int iterations;                         /**< likelihood+gradient evaluations */
     int nevals;                             /**< likelihood evaluations in all */
     char error[128];                        /**< "" on success, else the reason */
 } arima_fit_t;
@@ -103,7 +104,7 @@ typedef struct arima_fit {
 typedef struct arima_opts {
     int maxeval;                            /**< likelihood evaluations (default 2000) */
     double ftol_rel;                        /**< relative tolerance on -loglik (default 1e-11) */
-    bool no_css;                            /**< skip the CSS stage (start from zeros/OLS) */
+    bool no_css;                            /**< unused since the CSS stage was dropped (kept for source compatibility) */
 } arima_opts_t;
 
 /** @returns the number of trend terms (0, 1 or 2). */
@@ -181,9 +182,10 @@ double arima_loglik(const arima_spec_t *spec, const double *y, int n, const doub
 void arima_psi_weights(const arima_spec_t *spec, const double *params, int nw, double *psi);
 
 /**
- * @brief Fit by exact maximum likelihood: start values from CSS (or from
- *        warm->params when warm is not NULL and valid), then NLopt L-BFGS on
- *        the transformed parameters.
+ * @brief Fit by exact maximum likelihood: Hannan-Rissanen start values (or
+ *        warm->params when warm is not NULL and valid), then Fisher scoring
+ *        with a BFGS correction on the transformed parameters using the
+ *        analytic gradient (NLopt L-BFGS if that does not converge).
  * @param ks if not NULL, gets the Kalman state after y[n-1] at the estimate
  *        (ready for arima_forecast / arima_kstate_step).
  * @returns 0, or -1 with out->error set (too few points, constant series,

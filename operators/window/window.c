@@ -12,8 +12,9 @@
  *   on_watermark(): pop every timer whose time <= watermark, in (time, key
  *              creation order); fire what is due for that key, reschedule it.
  *              Nothing due: one comparison with the heap's top.
- * A sliding window is computed when it fires by merging its panes, so each
- * record is aggregated exactly once whatever size/slide is.
+ * Each record is aggregated once, into one pane, whatever size/slide is; a
+ * sliding window is assembled when it fires from a per-key two-stacks cache
+ * over the panes (slide_window), O(1) merges per window.
  */
 #include <inttypes.h>
 #include <stdlib.h>
