@@ -141,12 +141,17 @@ void weir_buf_putc(weir_buf_t *b, char c) {
 void weir_buf_puts(weir_buf_t *b, const char *s) { weir_buf_append(b, s, strlen(s)); }
 
 void weir_buf_printf(weir_buf_t *b, const char *fmt, ...) {
+    char tmp[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
+    if ((size_t)n < sizeof(tmp)) {
+        weir_buf_append(b, tmp, (size_t)n);
+        return;
+    }
     weir_buf_reserve(b, (size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf((char *)b->p + b->len, (size_t)n + 1, fmt, ap);
