@@ -88,12 +88,7 @@ static int filter_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
     filter_ctx_t *ctx = vctx;
     uint16_t version;
     weir_reader_t body;
-    if (weir_r_frame_open(r, "filter", &version, &body))
-        return weir_err(errstr, errstr_size, "node '%s': %s", ctx->plan->name, r->errstr);
-    if (version != FILTER_SNAPSHOT_VERSION)
-        return weir_err(errstr, errstr_size, "node '%s': unsupported filter snapshot version %u",
-                        ctx->plan->name, version);
-    return WEIR_OK;
+    return weir_r_frame_expect(r, ctx->plan->name, "filter", FILTER_SNAPSHOT_VERSION, &version, &body, errstr, errstr_size);
 }
 
 static void filter_destroy(void *vctx) {

@@ -161,12 +161,7 @@ static int map_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errstr
     map_ctx_t *ctx = vctx;
     uint16_t version;
     weir_reader_t body;
-    if (weir_r_frame_open(r, "map", &version, &body))
-        return weir_err(errstr, errstr_size, "node '%s': %s", ctx->plan->name, r->errstr);
-    if (version != MAP_SNAPSHOT_VERSION)
-        return weir_err(errstr, errstr_size, "node '%s': unsupported map snapshot version %u", ctx->plan->name,
-                        version);
-    return WEIR_OK;
+    return weir_r_frame_expect(r, ctx->plan->name, "map", MAP_SNAPSHOT_VERSION, &version, &body, errstr, errstr_size);
 }
 
 static void map_destroy(void *vctx) {

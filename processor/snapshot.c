@@ -153,3 +153,13 @@ int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir
     weir_reader_init(payload, body, (size_t)plen);
     return WEIR_OK;
 }
+
+int weir_r_frame_expect(weir_reader_t *r, const char *node, const char *tag, uint16_t max_version,
+                        uint16_t *version, weir_reader_t *body, char *errstr, size_t errstr_size) {
+    if (weir_r_frame_open(r, tag, version, body))
+        return weir_err(errstr, errstr_size, "node '%s': %s", node, r->errstr);
+    if (*version < 1 || *version > max_version)
+        return weir_err(errstr, errstr_size, "node '%s': unsupported %s snapshot version %u (this build reads 1..%u)",
+                        node, tag, *version, max_version);
+    return WEIR_OK;
+}

@@ -69,4 +69,13 @@ void weir_r_fail(weir_reader_t *r, const char *fmt, ...) WEIR_PRINTF(2, 3);
  */
 int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir_reader_t *payload);
 
+/**
+ * @brief What every operator's restore() starts with: open the frame tagged
+ *        `tag` and accept versions 1..max_version.
+ * @returns WEIR_OK (with *version and *body set) or WEIR_ERR with errstr
+ *          "node 'NODE': <why>".
+ */
+int weir_r_frame_expect(weir_reader_t *r, const char *node, const char *tag, uint16_t max_version,
+                        uint16_t *version, weir_reader_t *body, char *errstr, size_t errstr_size);
+
 #endif

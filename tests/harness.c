@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,4 +188,38 @@ void h_broker_stop(h_broker_t *b) {
     if (b->pid > 0)
         cr_assert_eq(h_stop(b->pid, SIGTERM, 10000), 0, "weir broker did not stop cleanly");
     b->pid = 0;
+}
+
+int h_consume_topic(const char *bootstrap, const char *topic, int partitions, int want, int timeout_ms, h_msg_fn fn,
+                    void *arg) {
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, err, sizeof(err));
+    rd_kafka_conf_set(c, "group.id", "test-reader", err, sizeof(err));
+    rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int got = 0;
+    int64_t end = h_now_ms() + timeout_ms;
+    while (h_now_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 300);
+        if (!m) {
+            if (got >= want)
+                break; /* nothing more arrived for a while after the expected count */
+            continue;
+        }
+        if (!m->err) {
+            fn(m, arg);
+            got++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return got;
 }

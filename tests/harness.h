@@ -44,6 +44,18 @@ typedef struct h_broker {
 void h_broker_start(h_broker_t *b, const char *const extra[]);
 void h_broker_stop(h_broker_t *b);
 
+struct rd_kafka_message_s;
+/** Called for every message h_consume_topic reads. */
+typedef void (*h_msg_fn)(const struct rd_kafka_message_s *m, void *arg);
+/**
+ * @brief Read partitions 0..partitions-1 of topic from the beginning with a
+ *        plain librdkafka consumer (not weir's code), calling fn per message,
+ *        until `want` messages arrived and nothing more came for a poll
+ *        interval, or timeout_ms passed. @returns the number of messages read.
+ */
+int h_consume_topic(const char *bootstrap, const char *topic, int partitions, int want, int timeout_ms, h_msg_fn fn,
+                    void *arg);
+
 /** @brief Milliseconds since an arbitrary start. */
 int64_t h_now_ms(void);
 

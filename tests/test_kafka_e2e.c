@@ -176,41 +176,6 @@ static void produce_all(const char *bootstrap) {
     rd_kafka_destroy(rk);
 }
 
-/* Read every message of a topic from the beginning until `want` arrived or timeout. */
-typedef void (*msg_fn)(const rd_kafka_message_t *m, void *arg);
-static int consume_topic(const char *bootstrap, const char *topic, int partitions, int want, int timeout_ms, msg_fn fn,
-                         void *arg) {
-    char err[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, err, sizeof(err));
-    rd_kafka_conf_set(c, "group.id", "test-reader", err, sizeof(err));
-    rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-    cr_assert_not_null(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
-    for (int p = 0; p < partitions; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    int got = 0;
-    int64_t end = h_now_ms() + timeout_ms;
-    while (h_now_ms() < end) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m) {
-            if (got >= want)
-                break; /* nothing more arrived for a while after the expected count */
-            continue;
-        }
-        if (!m->err) {
-            fn(m, arg);
-            got++;
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return got;
-}
 
 static enriched_t *outputs; /* indexed by ts - TS0 */
 static int bad_outputs;
@@ -333,13 +298,13 @@ Test(kafka_e2e, two_members_filter_map_with_dead_letters, .timeout = 240) {
     int want = count_expected();
     int malformed = N_RECORDS / MALFORMED_EVERY;
     outputs = calloc(N_RECORDS, sizeof(*outputs));
-    int got = consume_topic(b.bootstrap, "sensor.enriched", 4, want, 60000, on_output, NULL);
+    int got = h_consume_topic(b.bootstrap, "sensor.enriched", 4, want, 60000, on_output, NULL);
     cr_assert_eq(bad_outputs, 0, "%d output records could not be decoded or had the wrong key", bad_outputs);
     cr_assert_eq(got, want, "output topic holds %d records, expected %d", got, want);
     check_outputs("kafka");
 
     dlq_seen_t d = {.offsets = calloc(N_RECORDS, sizeof(int64_t)), .parts = calloc(N_RECORDS, sizeof(int32_t))};
-    int dl = consume_topic(b.bootstrap, "sensor.dlq", 1, malformed, 30000, on_dlq, &d);
+    int dl = h_consume_topic(b.bootstrap, "sensor.dlq", 1, malformed, 30000, on_dlq, &d);
     cr_assert_eq(d.bad, 0, "%d dead letters without reason/partition/offset headers or original bytes", d.bad);
     cr_assert_eq(dl, malformed);
     /* Every malformed record is on the dead-letter topic with its own partition and offset. */

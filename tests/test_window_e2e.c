@@ -297,40 +297,6 @@ static void on_late(const rd_kafka_message_t *m, void *arg) {
     free(txt);
 }
 
-typedef void (*msg_fn)(const rd_kafka_message_t *m, void *arg);
-static int consume_topic(const char *bootstrap, const char *topic, int partitions, int want, int timeout_ms, msg_fn fn,
-                         void *arg) {
-    char err[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, err, sizeof(err));
-    rd_kafka_conf_set(c, "group.id", "test-reader", err, sizeof(err));
-    rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-    cr_assert_not_null(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
-    for (int p = 0; p < partitions; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    int got = 0;
-    int64_t end = h_now_ms() + timeout_ms;
-    while (h_now_ms() < end) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 300);
-        if (!m) {
-            if (got >= want)
-                break; /* nothing more arrived for a while after the expected count */
-            continue;
-        }
-        if (!m->err) {
-            fn(m, arg);
-            got++;
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return got;
-}
 
 static const char pipeline[] =
     "pipeline: e2e-windows\n"
@@ -414,7 +380,7 @@ Test(window_e2e, keyed_windows_per_partition_through_broker, .timeout = 300) {
     s->sets[0] = &tum;
     s->sets[1] = &sli;
     int want = (int)(tum.n + sli.n);
-    int got = consume_topic(b.bootstrap, "win.out", 4, want, 60000, on_window, s);
+    int got = h_consume_topic(b.bootstrap, "win.out", 4, want, 60000, on_window, s);
     cr_assert_eq(s->bad, 0, "%d bad output windows, first: %s", s->bad, s->why);
     cr_assert_eq(got, want, "output topic holds %d windows, expected %zu tumbling + %zu sliding", got, tum.n, sli.n);
     for (int i = 0; i < 2; i++)
@@ -424,7 +390,7 @@ Test(window_e2e, keyed_windows_per_partition_through_broker, .timeout = 300) {
                          w->key, w->start, s->sets[i]->size, w->seen);
         }
     /* Late records: exactly those, once each, on the late topic. */
-    int lgot = consume_topic(b.bootstrap, "win.late", 1, nlate, 30000, on_late, s);
+    int lgot = h_consume_topic(b.bootstrap, "win.late", 1, nlate, 30000, on_late, s);
     cr_assert_eq(s->late_bad, 0);
     cr_assert_eq(lgot, nlate, "late topic holds %d records, expected %d", lgot, nlate);
     for (int i = 0; i < N_RECORDS; i++)

@@ -991,11 +991,9 @@ static int window_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
     window_ctx_t *ctx = vctx;
     uint16_t version;
     weir_reader_t body;
-    if (weir_r_frame_open(r, "window", &version, &body))
-        return weir_err(errstr, errstr_size, "node '%s': %s", ctx->plan->name, r->errstr);
-    if (version != WINDOW_SNAPSHOT_VERSION)
-        return weir_err(errstr, errstr_size, "node '%s': unsupported window snapshot version %u", ctx->plan->name,
-                        version);
+    if (weir_r_frame_expect(r, ctx->plan->name, "window", WINDOW_SNAPSHOT_VERSION, &version, &body, errstr,
+                            errstr_size))
+        return WEIR_ERR;
     wstate_clear(&ctx->st);
     if (restore_body(ctx, &body, errstr, errstr_size)) {
         wstate_clear(&ctx->st); /* a failed restore leaves an empty, usable operator */
