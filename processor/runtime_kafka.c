@@ -71,6 +71,7 @@ typedef struct krun {
     const char *instance;
     bool fatal;
     bool ever_assigned;       /* see the close path in weir_run_kafka */
+    bool subscribed;
     /* checkpoints */
     weir_ckpt_t *ckpt;        /* NULL: no checkpoints, offsets committed on an interval */
     char *fingerprint;        /* graph fingerprint stored with each checkpoint */
@@ -880,6 +881,7 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         weir_log(WEIR_LOG_ERR, LOG, "subscribe: %s", rd_kafka_err2str(err));
         goto done;
     }
+    kr.subscribed = true;
     weir_log(WEIR_LOG_INFO, LOG, "%s joined group %s for %s%s", kr.instance,
              o->group_id ? o->group_id : pl->source.group_id, pl->source.topics[0],
              pl->source.ntopics > 1 ? " and more" : "");
@@ -966,7 +968,7 @@ done:
          * member that never received an assignment is destroyed (librdkafka
          * issue #4312, fixed by PR #4381). Such a member holds no state; the
          * handle is left to process exit instead. */
-        if (kr.ever_assigned || rd_kafka_version() >= 0x020300ff)
+        if (kr.ever_assigned || !kr.subscribed || rd_kafka_version() >= 0x020300ff)
             rd_kafka_destroy(kr.consumer);
     }
     while (kr.tasks) {

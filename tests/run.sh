@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 sh deploy/install-deps.sh
 BUILD_DIR=$(sh deploy/build.sh)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(pwd)/tests/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
 meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2 "$@" || status=$?

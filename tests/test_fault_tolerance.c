@@ -1110,10 +1110,11 @@ static void check_map_outputs(const ds_t *d, const char *pipe, const idtab_t *t,
         cr_assert_eq(json_number_value(json_object_get(j, "temperature")), temp, "%s", e->val);
         cr_assert_eq(json_number_value(json_object_get(j, "temp_f")), temp * 9 / 5 + 32, "%s", e->val);
         char want[256];
-        snprintf(want, sizeof(want), "%s/enriched/%s/%d/%d/0", pipe, d->topic, p, i);
+        /* pipeline/LABEL/TOPIC/PARTITION/SEQ: SEQ numbers a task's outputs to the sink;
+         * every record of the partition reaches this sink once, so SEQ is its offset. */
+        snprintf(want, sizeof(want), "%s/enriched/%s/%d/%d", pipe, d->topic, p, i);
         if (strcmp(e->id, want) && !(*bad_ids)++)
-            snprintf(bad_example, bad_size, "record %s[%d]@%d has id %s, the contract says %s", d->topic, p, i, e->id,
-                     want);
+            snprintf(bad_example, bad_size, "record %s[%d]@%d has id %s, expected %s", d->topic, p, i, e->id, want);
         json_decref(j);
     }
     long missing = 0;

@@ -725,7 +725,9 @@ Test(kmeans_records, emit_centroids_every_thins_the_model_output) {
     cr_assert(!memcmp(all->distance, some->distance, sizeof(double) * (size_t)all->nassign));
     run_free(all);
     run_free(some);
-    cr_assert(compile_error(pipeline_yaml(XY, "features: [x], k: 2, emit_centroids_every: 0")));
+    char *bad = pipeline_yaml(XY, "features: [x], k: 2, emit_centroids_every: 0");
+    cr_assert(compile_error(bad));
+    free(bad);
 }
 
 static uint64_t xs64(uint64_t *s) {
