@@ -781,6 +781,11 @@ static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     }
     if (t->done)
         return; /* a bounded run ignores what was appended after it started */
+    if (t->next_offset >= 0 && m->offset < t->next_offset)
+        return; /* already in this task's state (a message fetched before a seek) */
+    if (t->next_offset >= 0 && m->offset > t->next_offset)
+        weir_log(WEIR_LOG_DEBUG, LOG, "%s [%" PRId32 "]: offsets %" PRId64 "..%" PRId64 " skipped by the broker", topic,
+                 m->partition, t->next_offset, m->offset - 1);
     if (!kr->first_ns)
         kr->first_ns = weir_now_ns();
     char reason[WEIR_ERRSTR_SIZE];
@@ -895,17 +900,16 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     int64_t next_done_check = 0;
     int64_t next_idle = 0;
     bool ended_here = false;
-    rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(kr.consumer);
-    rd_kafka_message_t *batch[1024];
     while (!weir_stop && !(o->stop && *o->stop) && !kr.fatal) {
-        /* Batches keep the consumer queue's lock traffic low; rebalance and
-         * error events are still served by this call (callbacks). */
-        ssize_t nm = rd_kafka_consume_batch_queue(cq, 100, batch, WEIR_ARRAY_SIZE(batch));
-        for (ssize_t k = 0; k < nm; k++) {
-            rd_kafka_message_t *m = batch[k];
+        /* One message per poll, not batches: a rebalance is served inside the
+         * poll call, and a batch could hold messages fetched before a partition
+         * was revoked and assigned again, which the restored task must not see
+         * (they would jump its watermark ahead of the records it replays). */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(kr.consumer, 100);
+        if (m) {
             if (m->err)
                 weir_log(WEIR_LOG_WARN, LOG, "consumer: %s", rd_kafka_message_errstr(m));
-            else if (!weir_stop)
+            else
                 handle_message(&kr, m);
             rd_kafka_message_destroy(m);
         }
@@ -944,7 +948,6 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             next_done_check = weir_now_ns() + 500000000;
         }
     }
-    rd_kafka_queue_destroy(cq);
     if (!kr.fatal) {
         if (o->until_end) {
             for (ktask_t *t = kr.tasks; t; t = t->next) {
