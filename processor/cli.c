@@ -78,6 +78,7 @@ static void run_usage(FILE *fp) {
             "                         overrides checkpoint.redis of the pipeline file\n"
             "  --checkpoint-interval D  overrides checkpoint.interval (default 10s)\n"
             "  --reset-state NODES    start these nodes (comma-separated, or all) without saved state\n"
+            "  --metrics-port P       serve Prometheus metrics on P (0 = any free port, logged)\n"
             "  -X KEY=VALUE           librdkafka consumer property (repeatable; after the file's)\n"
             "\n"
             "File mode: replace the Kafka source with a JSON-lines file and every sink with one\n"
@@ -91,7 +92,7 @@ static void run_usage(FILE *fp) {
 }
 
 int weir_cmd_run(int argc, char **argv) {
-    weir_run_opts_t o = {.commit_interval_ms = 5000};
+    weir_run_opts_t o = {.commit_interval_ms = 5000, .metrics_port = -1};
     static const struct option opts[] = {
         {"brokers", required_argument, NULL, 'b'},     {"group", required_argument, NULL, 'g'},
         {"until-end", no_argument, NULL, 'u'},         {"duration", required_argument, NULL, 'd'},
@@ -100,15 +101,22 @@ int weir_cmd_run(int argc, char **argv) {
         {"instance", required_argument, NULL, 'n'},    {"log-level", required_argument, NULL, 'l'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
         {"redis", required_argument, NULL, 'R'},       {"checkpoint-interval", required_argument, NULL, 'C'},
-        {"reset-state", required_argument, NULL, 'Z'},
+        {"reset-state", required_argument, NULL, 'Z'}, {"metrics-port", required_argument, NULL, 'M'},
         {0}};
     int c;
     optind = 1;
     char *props[64];
     o.props = props;
-    while ((c = getopt_long(argc, argv, "b:g:ud:c:i:o:D:n:l:qhX:R:C:Z:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:g:ud:c:i:o:D:n:l:qhX:R:C:Z:M:", opts, NULL)) != -1) {
         switch (c) {
         case 'R': o.redis = optarg; break;
+        case 'M':
+            o.metrics_port = atoi(optarg);
+            if (o.metrics_port < 0 || o.metrics_port > 65535) {
+                fprintf(stderr, "weir run: --metrics-port: expected 0..65535\n");
+                return 2;
+            }
+            break;
         case 'Z': o.reset_state = optarg; break;
         case 'C':
             if (weir_parse_duration(optarg, &o.checkpoint_interval_ms) || o.checkpoint_interval_ms <= 0) {

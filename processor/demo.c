@@ -204,7 +204,8 @@ int weir_cmd_demo(int argc, char **argv) {
     static volatile int run_stop;
     demo_run_arg_t ra = {.pl = pl,
                          .o = {.brokers = bootstrap, .commit_interval_ms = 2000, .instance = "demo",
-                               .redis = redis > 0 ? redis_url : NULL, .stop = &run_stop, .nprops = 2, .props = props}};
+                               .redis = redis > 0 ? redis_url : NULL, .stop = &run_stop, .nprops = 2, .props = props,
+                               .metrics_port = -1}};
     pthread_t gt, rt;
     pthread_create(&rt, NULL, run_thread, &ra);
     pthread_create(&gt, NULL, gen_thread, &g);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "metrics.h"
 #include "runtime.h"
 #include "task.h"
 
@@ -84,6 +85,7 @@ typedef struct krun {
     /* deterministic ids of outputs without an `id` field */
     int *id_slot;             /* per sink: slot of a string field `id`, or -1 */
     char idbuf[512];
+    weir_metrics_t metrics;   /* read by the metrics thread */
 } krun_t;
 
 static ktask_t *ktask_find(krun_t *kr, const char *topic, int32_t partition) {
@@ -159,6 +161,7 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
         return;
     }
     kr->out++;
+    atomic_store_explicit(&kr->metrics.records_out, kr->out, memory_order_relaxed);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, "weir.id", -1, id, -1);
     produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h);
@@ -167,6 +170,7 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
 static void dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
                         const char *reason, const void *key, size_t key_len, const void *val, size_t len) {
     kr->dead++;
+    atomic_store_explicit(&kr->metrics.dead_lettered, kr->dead, memory_order_relaxed);
     rd_kafka_headers_t *h = rd_kafka_headers_new(6);
     char num[32];
     rd_kafka_header_add(h, "weir.error.reason", -1, reason, -1);
@@ -240,12 +244,17 @@ static int checkpoint_one(krun_t *kr, ktask_t *t) {
     if (rc == WEIR_OK) {
         t->ckpt_offset = t->next_offset;
         kr->checkpoints++;
+        atomic_store_explicit(&kr->metrics.checkpoints, kr->checkpoints, memory_order_relaxed);
+        atomic_store_explicit(&kr->metrics.checkpoint_last_bytes, kr->snap.len, memory_order_relaxed);
+        atomic_store_explicit(&kr->metrics.checkpoint_last_us, (uint64_t)((weir_now_ns() - t0) / 1000),
+                              memory_order_relaxed);
         weir_log(WEIR_LOG_INFO, "checkpoint", "checkpoint %s[%d] #%lld offset=%lld bytes=%zu ms=%.1f", t->topic,
                  (int)t->partition, (long long)n, (long long)t->next_offset, kr->snap.len,
                  (double)(weir_now_ns() - t0) / 1e6);
         return WEIR_OK;
     }
     kr->ckpt_failures++;
+    atomic_fetch_add_explicit(&kr->metrics.checkpoint_failures, 1, memory_order_relaxed);
     if (rc == WEIR_RETRY) {
         if (!kr->paused)
             weir_log(WEIR_LOG_WARN, "checkpoint", "Redis unavailable (%s): consumption paused, retry in %d ms", errstr,
@@ -372,6 +381,7 @@ static void set_paused(krun_t *kr, bool pause) {
         rd_kafka_topic_partition_list_destroy(a);
     }
     kr->paused = pause;
+    atomic_store_explicit(&kr->metrics.paused, pause ? 1 : 0, memory_order_relaxed);
     if (!pause) {
         weir_log(WEIR_LOG_INFO, "checkpoint", "Redis is back, consumption resumed");
         kr->backoff_ms = 0;
@@ -807,10 +817,12 @@ static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     t->next_offset = m->offset + 1;
     if (t->end_offset >= 0 && t->next_offset >= t->end_offset)
         t->done = true;
+    atomic_store_explicit(&kr->metrics.records_in, kr->in + kr->dead, memory_order_relaxed);
 }
 
 int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     krun_t kr = {.pl = pl, .o = o};
+    weir_metrics_server_t *msrv = NULL;
     char errstr[WEIR_ERRSTR_SIZE];
     char inst[128];
     int rc = 1;
@@ -834,6 +846,14 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     if (probe_topics(&kr, errstr, sizeof(errstr))) {
         weir_log(WEIR_LOG_ERR, LOG, "%s", errstr);
         goto done;
+    }
+    if (o->metrics_port >= 0) {
+        int port = 0;
+        if (!(msrv = weir_metrics_serve(&kr.metrics, pl->name, o->metrics_port, &port, errstr, sizeof(errstr)))) {
+            weir_log(WEIR_LOG_ERR, "metrics", "%s", errstr);
+            goto done;
+        }
+        weir_log(WEIR_LOG_INFO, "metrics", "Prometheus metrics on http://0.0.0.0:%d/metrics", port);
     }
     const char *redis = o->redis ? o->redis : pl->redis_url;
     if (redis) {
@@ -929,6 +949,16 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             }
             kr.current = NULL;
             next_idle = now + 200000000;
+            uint64_t nparts = 0;
+            int64_t min_wm = INT64_MAX;
+            for (ktask_t *t = kr.tasks; t; t = t->next) {
+                nparts++;
+                if (t->task->watermark != WEIR_TS_NONE && t->task->watermark < min_wm)
+                    min_wm = t->task->watermark;
+            }
+            atomic_store_explicit(&kr.metrics.partitions, nparts, memory_order_relaxed);
+            if (min_wm != INT64_MAX && min_wm != WEIR_WM_END)
+                atomic_store_explicit(&kr.metrics.watermark_delay_ms, wall - min_wm, memory_order_relaxed);
         }
         if (o->until_end && now >= next_done_check && kr.ever_assigned && local_done(&kr)) {
             /* Everything assigned here is read: end-of-input for these tasks.
@@ -993,6 +1023,7 @@ done:
     free(kr.enc);
     free(kr.sink_topics);
     free(kr.id_slot);
+    weir_metrics_stop(msrv);
     weir_ckpt_destroy(kr.ckpt);
     free(kr.fingerprint);
     weir_buf_free(&kr.snap);

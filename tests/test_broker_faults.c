@@ -7,7 +7,10 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,6 +48,25 @@ static void produce_range(const char *bootstrap, int from, int to) {
     rd_kafka_destroy(rk);
 }
 
+/* A plain HTTP/1.0 GET on loopback; returns the whole response (malloc'ed). */
+static char *http_get(int port, const char *path) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect to the metrics port %d", port);
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while ((r = read(fd, buf + len, cap - len - 1)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
 static int *seen;
 static int bad;
 
@@ -76,7 +98,8 @@ Test(broker_faults, broker_down_and_request_errors_lose_nothing, .timeout = 240)
     fclose(f);
     const char *log = h_path("weir.log");
     char *argv[] = {(char *)h_weir_bin(), "run", (char *)pipe, "--brokers", b.bootstrap, "--commit-interval", "1s",
-                    "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500", NULL};
+                    "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
+                    "--metrics-port", "0", NULL};
     pid_t w = h_spawn(argv, NULL, log);
     cr_assert(h_wait_for_text(log, "assigned partitions: f.in", 30000), "weir was assigned nothing");
 
@@ -100,6 +123,20 @@ Test(broker_faults, broker_down_and_request_errors_lose_nothing, .timeout = 240)
             first = i;
     cr_assert_eq(missing, 0, "%d records have no output (first: seq %d); %d outputs read", missing, first, got);
     cr_assert(h_count_text(h_path("broker0.err"), "control: down 1") == 1, "the broker did not go down");
+    /* The Prometheus endpoint counts what went through. */
+    char *text = h_read_file(log);
+    const char *at = strstr(text, "metrics on http://0.0.0.0:");
+    cr_assert_not_null(at, "no metrics line in the log");
+    int port = atoi(at + strlen("metrics on http://0.0.0.0:"));
+    free(text);
+    char *page = http_get(port, "/metrics");
+    cr_assert(strstr(page, "HTTP/1.0 200 OK"), "%s", page);
+    const char *in = strstr(page, "weir_records_in_total{pipeline=\"faults\"} ");
+    cr_assert_not_null(in, "%s", page);
+    cr_assert_geq(atof(in + strlen("weir_records_in_total{pipeline=\"faults\"} ")), 2 * N_PHASE, "%s", page);
+    cr_assert(strstr(page, "weir_assigned_partitions{pipeline=\"faults\"} 4\n"), "%s", page);
+    cr_assert(strstr(page, "weir_dead_lettered_total{pipeline=\"faults\"} 0\n"), "%s", page);
+    free(page);
     cr_assert_eq(h_stop(w, SIGTERM, 30000), 0, "weir did not survive the faults and exit cleanly");
     free(seen);
     h_broker_stop(&b);
