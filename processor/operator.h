@@ -100,6 +100,11 @@ typedef struct weir_operator_class {
     int (*restore)(void *ctx, weir_reader_t *r, char *errstr, size_t errstr_size);
     /** @brief Free ctx; accepts a half-built ctx. */
     void (*destroy)(void *ctx);
+    /**
+     * @brief Append the operator's whole state as one JSON value to out, for
+     *        `weir state dump` (optional: NULL = not supported). Read-only.
+     */
+    int (*dump)(void *ctx, weir_buf_t *out);
 } weir_operator_class_t;
 
 /** @returns the class registered under name, or NULL. (operators/registry.c) */
