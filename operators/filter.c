@@ -91,6 +91,13 @@ static int filter_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
     return weir_r_frame_expect(r, ctx->plan->name, "filter", FILTER_SNAPSHOT_VERSION, &version, &body, errstr, errstr_size);
 }
 
+/* Stateless: its state is the empty object. */
+static int filter_dump(void *vctx, weir_buf_t *out) {
+    (void)vctx;
+    weir_buf_puts(out, "{}");
+    return WEIR_OK;
+}
+
 static void filter_destroy(void *vctx) {
     filter_ctx_t *ctx = vctx;
     if (!ctx)
@@ -112,4 +119,5 @@ const weir_operator_class_t weir_filter_class = {
     .snapshot = filter_snapshot,
     .restore = filter_restore,
     .destroy = filter_destroy,
+    .dump = filter_dump,
 };

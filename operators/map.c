@@ -164,6 +164,13 @@ static int map_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errstr
     return weir_r_frame_expect(r, ctx->plan->name, "map", MAP_SNAPSHOT_VERSION, &version, &body, errstr, errstr_size);
 }
 
+/* Stateless: its state is the empty object. */
+static int map_dump(void *vctx, weir_buf_t *out) {
+    (void)vctx;
+    weir_buf_puts(out, "{}");
+    return WEIR_OK;
+}
+
 static void map_destroy(void *vctx) {
     map_ctx_t *ctx = vctx;
     if (!ctx)
@@ -185,4 +192,5 @@ const weir_operator_class_t weir_map_class = {
     .snapshot = map_snapshot,
     .restore = map_restore,
     .destroy = map_destroy,
+    .dump = map_dump,
 };

@@ -16,11 +16,11 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "pipeline.h"
+#include "task.h"
 #include "snapshot.h"
 
-#define STATE_NO_DUMP_NOTE                                                                                        \
-    "per-operator JSON of the payload is not available yet: operator classes have no dump callback; "           \
-    "the frame header is shown"
+#define STATE_NO_DUMP_NOTE "give the pipeline file with --file to see the operator's state as JSON"
 
 static void state_usage(FILE *fp) {
     fprintf(fp,
@@ -32,7 +32,10 @@ static void state_usage(FILE *fp) {
             "  list                     every checkpoint: topic, partition, number, next offset, size, age\n"
             "  dump TOPIC PARTITION     the checkpoint's meta as JSON, verified (size, CRC-32), with the\n"
             "                           task header and every node's frame header (tag, version, length)\n"
-            "    --node NODE            only this node's frame header\n"
+            "    --node NODE            only this node\n"
+            "    --file PIPELINE.yaml   restore the checkpoint into that pipeline's operators and print\n"
+            "                           each node's state as JSON (refused, with the reason, when the\n"
+            "                           pipeline changed incompatibly since the checkpoint)\n"
             "    --checkpoint N         checkpoint N instead of the partition's latest\n"
             "  delete                   remove every key of the pipeline (stop the pipeline first)\n"
             "\n"
@@ -216,7 +219,49 @@ static json_t *task_json(const weir_buf_t *state, const char *node, bool *node_f
     return t;
 }
 
-static int cmd_dump(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n_want, const char *node) {
+static void nop_sink(void *opaque, int sink, const weir_record_t *rec) {
+    (void)opaque;
+    (void)sink;
+    (void)rec;
+}
+
+/* Restore the task snapshot into the pipeline's operators and put each node's dump() into "state". */
+static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const weir_buf_t *state, const char *saved_fp) {
+    char errstr[WEIR_ERRSTR_SIZE];
+    char *fp = weir_pipeline_fingerprint(pl);
+    weir_task_t *t = weir_task_new(pl, nop_sink, NULL, NULL);
+    json_t *nodes = json_object_get(task, "nodes");
+    if (weir_task_restore_compat(t, state->p, state->len, saved_fp, fp, NULL, errstr, sizeof(errstr))) {
+        json_object_set_new(task, "state_error", json_string(errstr));
+    } else {
+        size_t i;
+        json_t *f;
+        json_array_foreach(nodes, i, f) {
+            const char *name = json_string_value(json_object_get(f, "name"));
+            int k = name ? weir_pipeline_find_node(pl, name) : -1;
+            json_object_del(f, "note");
+            if (k < 0)
+                continue;
+            const weir_operator_class_t *cls = pl->nodes[k].plan.cls;
+            if (!cls->dump) {
+                json_object_set_new(f, "state", json_null());
+                json_object_set_new(f, "note", json_string("this operator has no dump"));
+                continue;
+            }
+            weir_buf_t b = {0};
+            json_error_t je;
+            json_t *js = cls->dump(t->ctx[k], &b) == WEIR_OK ? json_loadb((const char *)b.p, b.len, JSON_DECODE_ANY, &je)
+                                                            : NULL;
+            json_object_set_new(f, "state", js ? js : json_string("dump failed"));
+            weir_buf_free(&b);
+        }
+    }
+    weir_task_destroy(t);
+    free(fp);
+}
+
+static int cmd_dump(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n_want, const char *node,
+                    const weir_pipeline_t *pl) {
     char errstr[WEIR_ERRSTR_SIZE];
     weir_ckpt_field_t *fields;
     int nf;
@@ -242,13 +287,19 @@ static int cmd_dump(weir_ckpt_t *c, const char *topic, int32_t partition, int64_
     /* Read it again through the verifying path: a corrupt checkpoint still shows its meta. */
     weir_buf_t state = {0};
     int64_t n2, off;
-    rc = weir_ckpt_read(c, topic, partition, n, &n2, &off, NULL, &state, errstr, sizeof(errstr));
+    char *saved_fp = NULL;
+    rc = weir_ckpt_read(c, topic, partition, n, &n2, &off, &saved_fp, &state, errstr, sizeof(errstr));
     json_object_set_new(o, "verified", json_boolean(rc == WEIR_OK));
     bool node_found = false;
-    if (rc != WEIR_OK)
+    if (rc != WEIR_OK) {
         json_object_set_new(o, "error", json_string(errstr));
-    else
-        json_object_set_new(o, "task", task_json(&state, node, &node_found));
+    } else {
+        json_t *task = task_json(&state, node, &node_found);
+        if (pl)
+            add_operator_states(task, pl, &state, saved_fp);
+        json_object_set_new(o, "task", task);
+    }
+    free(saved_fp);
     weir_buf_free(&state);
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     printf("%s\n", s);
@@ -268,14 +319,16 @@ int weir_cmd_state(int argc, char **argv) {
                                          {"pipeline", required_argument, NULL, 'p'},
                                          {"node", required_argument, NULL, 'n'},
                                          {"checkpoint", required_argument, NULL, 'c'},
+                                         {"file", required_argument, NULL, 'f'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
-    const char *url = getenv("WEIR_REDIS"), *pipeline = NULL, *node = NULL;
+    const char *url = getenv("WEIR_REDIS"), *pipeline = NULL, *node = NULL, *file = NULL;
     int64_t n_want = 0;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "r:p:n:c:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "r:p:n:c:f:h", opts, NULL)) != -1) {
         switch (ch) {
+        case 'f': file = optarg; break;
         case 'r': url = optarg; break;
         case 'p': pipeline = optarg; break;
         case 'n': node = optarg; break;
@@ -294,24 +347,38 @@ int weir_cmd_state(int argc, char **argv) {
     }
     int npos = argc - optind;
     const char *cmd = npos > 0 ? argv[optind] : NULL;
+    weir_pipeline_t *pl = NULL;
+    if (file) {
+        char perr[WEIR_ERRSTR_SIZE];
+        if (!(pl = weir_pipeline_load(file, perr, sizeof(perr)))) {
+            fprintf(stderr, "weir state: %s\n", perr);
+            return 2;
+        }
+        if (!pipeline)
+            pipeline = pl->name;
+    }
     if (!cmd || !url || !pipeline) {
+        weir_pipeline_destroy(pl);
         if (cmd && (!url || !pipeline))
             fprintf(stderr, "weir state: --redis (or $WEIR_REDIS) and --pipeline are required\n");
         state_usage(stderr);
         return 2;
     }
     bool is_dump = !strcmp(cmd, "dump");
-    if ((is_dump && npos != 3) || (!is_dump && npos != 1) || (!is_dump && (node || n_want))) {
+    if ((is_dump && npos != 3) || (!is_dump && npos != 1) || (!is_dump && (node || n_want || file))) {
+        weir_pipeline_destroy(pl);
         state_usage(stderr);
         return 2;
     }
     if (strcmp(cmd, "list") && strcmp(cmd, "delete") && !is_dump) {
+        weir_pipeline_destroy(pl);
         fprintf(stderr, "weir state: unknown command '%s'\n", cmd);
         return 2;
     }
     char errstr[WEIR_ERRSTR_SIZE];
     weir_ckpt_t *c = weir_ckpt_new(url, pipeline, errstr, sizeof(errstr));
     if (!c) {
+        weir_pipeline_destroy(pl);
         fprintf(stderr, "weir state: %s\n", errstr);
         return 2;
     }
@@ -323,7 +390,7 @@ int weir_cmd_state(int argc, char **argv) {
             fprintf(stderr, "weir state dump: bad partition '%s'\n", argv[optind + 2]);
             rc = 2;
         } else {
-            rc = cmd_dump(c, argv[optind + 1], (int32_t)part, n_want, node);
+            rc = cmd_dump(c, argv[optind + 1], (int32_t)part, n_want, node, pl);
         }
     } else if (!strcmp(cmd, "list")) {
         rc = cmd_list(c, pipeline);
@@ -331,5 +398,6 @@ int weir_cmd_state(int argc, char **argv) {
         rc = cmd_delete(c, pipeline);
     }
     weir_ckpt_destroy(c);
+    weir_pipeline_destroy(pl);
     return rc;
 }

@@ -657,7 +657,7 @@ Test(checkpoint, weir_state_command) {
                  0);
     s = h_read_file(out);
     cr_assert(strstr(s, "\"checkpoint\": 1") && strstr(s, "\"next_offset\": 100"), "%s", s);
-    cr_assert(strstr(s, "\"node\": {") && strstr(s, "\"version\": 3") && strstr(s, "no dump callback"), "%s", s);
+    cr_assert(strstr(s, "\"node\": {") && strstr(s, "\"version\": 3") && strstr(s, "--file"), "%s", s);
     cr_assert_null(strstr(s, "\"filter\""), "%s", s);
     free(s);
 

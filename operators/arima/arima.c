@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "arima_model.h"
+#include "codec.h"
 #include "expr.h"
 #include "operator.h"
 
@@ -681,6 +682,132 @@ static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errs
     return WEIR_OK;
 }
 
+/* ---- state dump (`weir state dump`) ---- */
+
+#define ARIMA_DUMP_LAST 10 /* buffered values shown per key (the most recent) */
+
+static int series_cmp(const void *a, const void *b) {
+    const series_t *x = *(const series_t *const *)a, *y = *(const series_t *const *)b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    if (c)
+        return c;
+    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+}
+
+static void dump_num(weir_buf_t *out, double d) {
+    weir_value_t v = weir_v_double(d);
+    weir_json_append_value(out, &v);
+}
+
+static void dump_long(weir_buf_t *out, int64_t i) {
+    weir_value_t v = weir_v_long(i);
+    weir_json_append_value(out, &v);
+}
+
+static void dump_bool(weir_buf_t *out, bool b) {
+    weir_value_t v = weir_v_bool(b);
+    weir_json_append_value(out, &v);
+}
+
+static void dump_series(const arima_conf_t *conf, const series_t *s, weir_buf_t *out) {
+    weir_buf_puts(out, "{\"key\":");
+    weir_json_append_str(out, s->key, s->key_len);
+    weir_buf_puts(out, ",\"n\":");
+    dump_long(out, s->count);
+    weir_buf_puts(out, ",\"total\":");
+    dump_long(out, (int64_t)s->total);
+    weir_buf_puts(out, ",\"since_fit\":");
+    dump_long(out, s->since_fit);
+    weir_buf_puts(out, ",\"fitted_once\":");
+    dump_bool(out, s->fitted_once);
+    weir_buf_puts(out, ",\"last_values\":[");
+    int first = s->count > ARIMA_DUMP_LAST ? s->count - ARIMA_DUMP_LAST : 0;
+    for (int k = first; k < s->count; k++) {
+        if (k > first)
+            weir_buf_putc(out, ',');
+        dump_num(out, s->buf[(s->head + k) % conf->history]);
+    }
+    weir_buf_putc(out, ']');
+    weir_buf_puts(out, ",\"model\":");
+    if (!s->have_model) {
+        weir_buf_puts(out, "null,\"loglik\":null,\"converged\":null,\"kalman\":null}");
+        return;
+    }
+    const arima_fit_t *f = &s->fit;
+    weir_buf_putc(out, '{');
+    for (int i = 0; i < f->nparams; i++) {
+        char name[32];
+        arima_param_name(&conf->spec, i, name, sizeof(name));
+        if (i)
+            weir_buf_putc(out, ',');
+        weir_json_append_str(out, name, strlen(name));
+        weir_buf_putc(out, ':');
+        dump_num(out, f->params[i]);
+    }
+    weir_buf_puts(out, "},\"loglik\":");
+    dump_num(out, f->loglik);
+    weir_buf_puts(out, ",\"aic\":");
+    dump_num(out, f->aic);
+    weir_buf_puts(out, ",\"aicc\":");
+    dump_num(out, f->aicc);
+    weir_buf_puts(out, ",\"bic\":");
+    dump_num(out, f->bic);
+    weir_buf_puts(out, ",\"nobs\":");
+    dump_long(out, f->nobs);
+    weir_buf_puts(out, ",\"converged\":");
+    dump_bool(out, f->converged);
+    weir_buf_puts(out, ",\"iterations\":");
+    dump_long(out, f->iterations);
+    const arima_kstate_t *ks = &s->ks;
+    weir_buf_puts(out, ",\"kalman\":{\"a\":[");
+    for (int i = 0; i < ks->m; i++) {
+        if (i)
+            weir_buf_putc(out, ',');
+        dump_num(out, ks->a[i]);
+    }
+    weir_buf_puts(out, "],\"P\":[");
+    for (int i = 0; i < ks->m; i++) {
+        weir_buf_puts(out, i ? ",[" : "[");
+        for (int j = 0; j < ks->m; j++) {
+            if (j)
+                weir_buf_putc(out, ',');
+            dump_num(out, ks->P[i * ks->m + j]);
+        }
+        weir_buf_putc(out, ']');
+    }
+    weir_buf_puts(out, "],\"t\":");
+    dump_num(out, ks->t);
+    weir_buf_puts(out, ",\"steady\":");
+    dump_bool(out, ks->steady);
+    weir_buf_puts(out, "}}");
+}
+
+/* Read-only: the series sorted by key so the output does not depend on the
+ * hash table's layout (a restored task dumps byte-identically). */
+static int arima_dump(void *vctx, weir_buf_t *out) {
+    const arima_ctx_t *ctx = vctx;
+    const arima_conf_t *conf = ctx->plan->conf;
+    series_t **v = ctx->n ? weir_malloc(ctx->n * sizeof(*v)) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < ctx->cap; i++)
+        if (ctx->slots[i])
+            v[n++] = ctx->slots[i];
+    if (n > 1)
+        qsort(v, n, sizeof(*v), series_cmp);
+    weir_buf_puts(out, "{\"keys\":");
+    dump_long(out, (int64_t)n);
+    weir_buf_puts(out, ",\"series\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            weir_buf_putc(out, ',');
+        dump_series(conf, v[i], out);
+    }
+    weir_buf_puts(out, "]}");
+    free(v);
+    return WEIR_OK;
+}
+
 const weir_operator_class_t weir_arima_class = {
     .abi = WEIR_OPERATOR_ABI,
     .name = "arima",
@@ -694,4 +821,5 @@ const weir_operator_class_t weir_arima_class = {
     .snapshot = arima_snapshot,
     .restore = arima_restore,
     .destroy = arima_destroy,
+    .dump = arima_dump,
 };
