@@ -297,6 +297,140 @@ Test(arima_operator, snapshot_restore_is_exact) {
     weir_pipeline_destroy(pl);
 }
 
+/* ---- state dump ---- */
+
+static const char *dump_yaml = "pipeline: t\n"
+                               "source:\n"
+                               "  kafka: {topics: [in]}\n"
+                               "  format: json\n"
+                               "  fields: {k: string, ts: long, v: double}\n"
+                               "  event_time: ts\n"
+                               "nodes:\n"
+                               "  - {name: f, op: arima, key: k, value: v, order: [1, 0, 0],\n"
+                               "     refit_every: 25, min_points: 40, history: 50}\n"
+                               "sinks:\n"
+                               "  - {input: f, kafka: {topic: o}}\n";
+
+/* A stationary AR(1) around 5 with a deterministic innovation. */
+static double dump_value(int i) {
+    double x = 0;
+    for (int j = 0; j <= i; j++)
+        x = 0.6 * x + sin(j * 1.7) * cos(j * 0.31) * 1.3;
+    return 5.0 + x;
+}
+
+typedef struct fit_capture {
+    int fits;
+    char model[512];
+    double loglik;
+    bool converged;
+} fit_capture_t;
+
+static void capture_fit(void *opaque, int sink, const weir_record_t *rec) {
+    fit_capture_t *c = opaque;
+    cr_assert_eq(sink, 0);
+    const weir_value_t *m = &rec->v[weir_rowtype_find(rec->rt, "model")];
+    cr_assert_eq(m->type, WEIR_STRING);
+    cr_assert_lt(m->u.s.n, sizeof(c->model));
+    memcpy(c->model, m->u.s.p, m->u.s.n);
+    c->model[m->u.s.n] = 0;
+    c->loglik = rec->v[weir_rowtype_find(rec->rt, "loglik")].u.d;
+    c->converged = rec->v[weir_rowtype_find(rec->rt, "converged")].u.b;
+    c->fits++;
+}
+
+static void dump_task(const weir_pipeline_t *pl, weir_task_t *t, weir_buf_t *out) {
+    for (int i = 0; i < pl->nnodes; i++)
+        if (!strcmp(pl->nodes[i].plan.cls->name, "arima")) {
+            cr_assert_not_null(pl->nodes[i].plan.cls->dump);
+            cr_assert_eq(pl->nodes[i].plan.cls->dump(t->ctx[i], out), WEIR_OK);
+            return;
+        }
+    cr_assert_fail("no arima node");
+}
+
+Test(arima_operator, dump_shows_buffer_and_model) {
+    enum { N = 70, HISTORY = 50 };
+    char err[WEIR_ERRSTR_SIZE];
+    weir_pipeline_t *pl = weir_pipeline_load_string("t.yaml", dump_yaml, err, sizeof(err));
+    cr_assert_not_null(pl, "%s", err);
+    fit_capture_t fc = {0};
+    weir_task_t *ta = weir_task_new(pl, capture_fit, capture_reject, &fc);
+    weir_record_t rec;
+    weir_record_init(&rec, pl->source.rt);
+    for (int i = 0; i < N; i++) {
+        weir_record_clear(&rec);
+        rec.v[0] = weir_v_str("s", 1);
+        rec.v[1] = weir_v_long(1000 * i);
+        rec.v[2] = weir_v_double(dump_value(i));
+        rec.ts = 1000 * i;
+        weir_task_process(ta, &rec);
+    }
+    weir_record_free(&rec);
+    cr_assert_eq(fc.fits, 2, "fits at 40 and 65 values");
+
+    weir_buf_t d1 = {0};
+    dump_task(pl, ta, &d1);
+    json_error_t je;
+    json_t *o = json_loadb((const char *)d1.p, d1.len, 0, &je);
+    cr_assert_not_null(o, "%s: %.*s", je.text, (int)d1.len, (const char *)d1.p);
+    cr_assert_eq(json_integer_value(json_object_get(o, "keys")), 1);
+    json_t *series = json_object_get(o, "series");
+    cr_assert(json_is_array(series) && json_array_size(series) == 1);
+    json_t *s = json_array_get(series, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "key")), "s");
+    cr_assert_eq(json_integer_value(json_object_get(s, "n")), HISTORY, "the ring buffer is full");
+    cr_assert_eq(json_integer_value(json_object_get(s, "since_fit")), N - 65);
+    json_t *last = json_object_get(s, "last_values");
+    cr_assert(json_is_array(last) && json_array_size(last) == 10);
+    for (int k = 0; k < 10; k++)
+        cr_assert(json_real_value(json_array_get(last, (size_t)k)) == dump_value(N - 10 + k),
+                  "last value %d: %.17g, input %.17g", k, json_real_value(json_array_get(last, (size_t)k)),
+                  dump_value(N - 10 + k));
+    /* the model is the one the last fit record carried, parameter for parameter */
+    json_t *want = json_loads(fc.model, 0, &je);
+    cr_assert_not_null(want, "%s", fc.model);
+    json_t *model = json_object_get(s, "model");
+    cr_assert(json_is_object(model));
+    cr_assert_eq(json_object_size(model), json_object_size(want));
+    cr_assert_eq(json_object_size(model), 3, "const, ar.L1, sigma2");
+    const char *name;
+    json_t *wv;
+    json_object_foreach(want, name, wv) {
+        json_t *got = json_object_get(model, name);
+        cr_assert(json_is_number(got), "dump has no parameter %s", name);
+        cr_assert(json_number_value(got) == json_number_value(wv), "%s: dump %.17g, fit record %.17g", name,
+                  json_number_value(got), json_number_value(wv));
+    }
+    cr_assert(json_number_value(json_object_get(s, "loglik")) == fc.loglik);
+    cr_assert_eq(json_is_true(json_object_get(s, "converged")), fc.converged);
+    json_t *kal = json_object_get(s, "kalman");
+    cr_assert(json_is_array(json_object_get(kal, "a")));
+    size_t m = json_array_size(json_object_get(kal, "a"));
+    cr_assert(m >= 1 && json_array_size(json_object_get(kal, "P")) == m);
+    json_decref(want);
+    json_decref(o);
+
+    /* read-only: a second dump is the same; a restored task dumps byte-identically */
+    weir_buf_t d2 = {0}, d3 = {0}, snap = {0};
+    dump_task(pl, ta, &d2);
+    cr_assert(d2.len == d1.len && !memcmp(d1.p, d2.p, d1.len));
+    cr_assert_eq(weir_task_snapshot(ta, &snap), WEIR_OK);
+    fit_capture_t fb = {0};
+    weir_task_t *tb = weir_task_new(pl, capture_fit, capture_reject, &fb);
+    cr_assert_eq(weir_task_restore(tb, snap.p, snap.len, err, sizeof(err)), WEIR_OK, "%s", err);
+    dump_task(pl, tb, &d3);
+    cr_assert(d3.len == d1.len && !memcmp(d1.p, d3.p, d1.len), "restored dump differs:\n%.*s\n%.*s", (int)d1.len,
+              (const char *)d1.p, (int)d3.len, (const char *)d3.p);
+    weir_task_destroy(ta);
+    weir_task_destroy(tb);
+    weir_buf_free(&d1);
+    weir_buf_free(&d2);
+    weir_buf_free(&d3);
+    weir_buf_free(&snap);
+    weir_pipeline_destroy(pl);
+}
+
 Test(arima_operator, bad_configuration_is_placed) {
     char err[WEIR_ERRSTR_SIZE];
     const char *y = "pipeline: t\nsource:\n  kafka: {topics: [in]}\n  format: json\n  fields: {v: double}\n"

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "window_int.h"
 
 typedef struct window_ctx {
@@ -326,6 +327,16 @@ static weir_value_t key_typed(const window_conf_t *c, const char *p, size_t n) {
     }
 }
 
+/* The output values of aggregate a over a window of `rows` records: its result and,
+ * if nulls is not NULL, the nulls it skipped (`<name>_nulls`). Shared by emit_out and
+ * window_dump, so that a dump shows exactly what firing the window now would emit. */
+static inline void agg_out(const wagg_spec_t *a, const wagg_state_t *s, int64_t rows, weir_value_t *res,
+                           weir_value_t *nulls) {
+    wagg_result(a, s, rows, res);
+    if (nulls)
+        *nulls = weir_v_long(rows - s->n);
+}
+
 static void emit_out(window_ctx_t *ctx, const wkey_t *key, int64_t start, int64_t end, int64_t last_ts,
                      int64_t rows, const wagg_state_t *agg, bool final, weir_emitter_t *em) {
     const window_conf_t *c = ctx->conf;
@@ -343,9 +354,7 @@ static void emit_out(window_ctx_t *ctx, const wkey_t *key, int64_t start, int64_
         o->v[c->slot_last_ts] = weir_v_long(last_ts);
     for (int i = 0; i < c->naggs; i++) {
         const wagg_spec_t *a = &c->aggs[i];
-        wagg_result(a, &agg[i], rows, &o->v[a->out_slot]);
-        if (a->nulls_slot >= 0)
-            o->v[a->nulls_slot] = weir_v_long(rows - agg[i].n);
+        agg_out(a, &agg[i], rows, &o->v[a->out_slot], a->nulls_slot >= 0 ? &o->v[a->nulls_slot] : NULL);
     }
     o->v[c->slot_final] = weir_v_bool(final);
     /* Deterministic id: pipeline/node/key/window_start (a replay re-emits the same ids). */
