@@ -231,6 +231,12 @@ static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const w
     char *fp = weir_pipeline_fingerprint(pl);
     weir_task_t *t = weir_task_new(pl, nop_sink, NULL, NULL);
     json_t *nodes = json_object_get(task, "nodes");
+    json_t *single = json_object_get(task, "node"); /* --node: one object instead of the array */
+    if (!nodes && single) {
+        nodes = json_array();
+        json_array_append(nodes, single);
+        json_object_set_new(task, "__tmp", nodes); /* owned by task while we fill it */
+    }
     if (weir_task_restore_compat(t, state->p, state->len, saved_fp, fp, NULL, errstr, sizeof(errstr))) {
         json_object_set_new(task, "state_error", json_string(errstr));
     } else {
@@ -256,6 +262,7 @@ static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const w
             weir_buf_free(&b);
         }
     }
+    json_object_del(task, "__tmp");
     weir_task_destroy(t);
     free(fp);
 }

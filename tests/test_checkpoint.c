@@ -11,7 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "checkpoint.h"
+#include "pipeline.h"
+#include "task.h"
 #include "cli.h"
 #include "harness.h"
 #include "redis_harness.h"
@@ -691,4 +695,82 @@ Test(checkpoint, weir_state_command) {
     cr_assert_eq(h_count_text(err, "connect"), 1);
     weir_buf_free(&b);
     weir_ckpt_destroy(c);
+}
+
+static void ignore_sink(void *opaque, int sink, const weir_record_t *rec) {
+    (void)opaque;
+    (void)sink;
+    (void)rec;
+}
+
+Test(checkpoint, state_dump_with_pipeline_file_shows_operator_state) {
+    h_redis_t r;
+    h_redis_start(&r);
+    const char *file = h_path("dump.yaml");
+    FILE *f = fopen(file, "w");
+    fprintf(f, "pipeline: dumpme\n"
+               "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
+               "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 10s, aggregate: {n: count(), s: sum(v)}}\n");
+    fclose(f);
+    /* A real task snapshot of that pipeline after three records. */
+    weir_pipeline_t *pl = weir_pipeline_load(file, errstr, sizeof(errstr));
+    cr_assert_not_null(pl, "%s", errstr);
+    weir_task_t *t = weir_task_new(pl, ignore_sink, NULL, NULL);
+    weir_record_t rec;
+    weir_record_init(&rec, pl->source.rt);
+    const struct { const char *k; int64_t ts; double v; } in[] = {{"a", 1000, 1.5}, {"a", 2000, 2.0}, {"b", 3000, 5.0}};
+    for (size_t i = 0; i < 3; i++) {
+        weir_record_clear(&rec);
+        rec.v[0] = weir_v_str(in[i].k, 1);
+        rec.v[1] = weir_v_long(in[i].ts);
+        rec.v[2] = weir_v_double(in[i].v);
+        rec.ts = in[i].ts;
+        weir_task_process(t, &rec);
+    }
+    weir_buf_t snap = {0};
+    cr_assert_eq(weir_task_snapshot(t, &snap), WEIR_OK);
+    char *fp = weir_pipeline_fingerprint(pl);
+    weir_ckpt_t *c = open_store(&r, "dumpme");
+    int64_t n;
+    cr_assert_eq(weir_ckpt_write(c, "t", 0, 3, fp, snap.p, snap.len, &n, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+
+    const char *out = h_path("dump.out"), *err = h_path("dump.err");
+    cr_assert_eq(run_state(out, err, (const char *[]){"--redis", r.url, "--file", file, "dump", "t", "0", "--node", "w", NULL}),
+                 0, "%s", h_read_file(err));
+    json_error_t je;
+    json_t *j = json_load_file(out, 0, &je);
+    cr_assert_not_null(j, "%s", h_read_file(out));
+    json_t *state = json_object_get(json_object_get(json_object_get(j, "task"), "node"), "state");
+    cr_assert(json_is_object(state), "%s", h_read_file(out));
+    cr_assert_eq(json_integer_value(json_object_get(state, "keys")), 2);
+    json_t *wins = json_object_get(state, "windows");
+    cr_assert_eq(json_array_size(wins), 2);
+    /* Expected from the three inputs: [0, 10000) per key: a → n 2, s 3.5; b → n 1, s 5. */
+    json_t *a = json_array_get(wins, 0), *b = json_array_get(wins, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "key")), "a");
+    cr_assert_eq(json_integer_value(json_object_get(a, "window_start")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(a, "window_end")), 10000);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(a, "aggregates"), "n")), 2);
+    cr_assert_eq(json_number_value(json_object_get(json_object_get(a, "aggregates"), "s")), 3.5);
+    cr_assert_str_eq(json_string_value(json_object_get(b, "key")), "b");
+    cr_assert_eq(json_number_value(json_object_get(json_object_get(b, "aggregates"), "s")), 5.0);
+    json_decref(j);
+
+    /* A changed pipeline is refused with the reason instead of a wrong reading. */
+    const char *file2 = h_path("dump2.yaml");
+    f = fopen(file2, "w");
+    fprintf(f, "pipeline: dumpme\n"
+               "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
+               "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 20s, aggregate: {n: count(), s: sum(v)}}\n");
+    fclose(f);
+    cr_assert_eq(run_state(out, err, (const char *[]){"--redis", r.url, "--file", file2, "dump", "t", "0", NULL}), 0);
+    cr_assert(h_count_text(out, "node 'w' was reconfigured") == 1, "%s", h_read_file(out));
+
+    free(fp);
+    weir_buf_free(&snap);
+    weir_record_free(&rec);
+    weir_task_destroy(t);
+    weir_pipeline_destroy(pl);
+    weir_ckpt_destroy(c);
+    h_redis_stop(&r);
 }

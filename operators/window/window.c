@@ -1012,6 +1012,188 @@ static int window_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
     return WEIR_OK;
 }
 
+/* ---- state dump (`weir state dump`) ----
+ *
+ * Read-only: the two-stacks cache of the keys (suffixes in the panes, the back in
+ * wslide_t) and the ctx scratch (acc, idx) are not touched; the same folds are
+ * recomputed into local buffers, in the same order as slide_window, so every
+ * value is bit-identical to what firing the window now would emit. Cost: sorting
+ * the keys (O(K log K)), then per key O(panes + windows) merges. */
+
+typedef struct dump_key {
+    const char *p;
+    uint32_t n;
+    uint32_t k;
+} dump_key_t;
+
+static int dump_key_cmp(const void *va, const void *vb) {
+    const dump_key_t *a = va, *b = vb;
+    size_t n = a->n < b->n ? a->n : b->n;
+    int r = n ? memcmp(a->p, b->p, n) : 0;
+    if (r)
+        return r;
+    return (a->n > b->n) - (a->n < b->n);
+}
+
+typedef struct dump_scratch {
+    const wwin_t **pane; /* the key's panes, ascending start */
+    wagg_state_t *suf;   /* naggs states per pane of the front block (right fold) */
+    int64_t *suf_rows;
+    size_t cap;          /* panes */
+    wagg_state_t *back;  /* naggs: left fold of the back block */
+    wagg_state_t *acc;   /* naggs: the window */
+} dump_scratch_t;
+
+static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, const wkey_t *key, int64_t start,
+                        int64_t end, const int64_t *last_ts, int64_t rows, const wagg_state_t *agg) {
+    const window_conf_t *c = ctx->conf;
+    weir_buf_puts(out, *first ? "{\"key\":" : ",{\"key\":");
+    *first = false;
+    weir_json_append_str(out, wstate_key_bytes(&ctx->st, key), key->klen);
+    weir_buf_printf(out, ",\"window_start\":%" PRId64 ",\"window_end\":%" PRId64, start, end);
+    if (last_ts)
+        weir_buf_printf(out, ",\"last_ts\":%" PRId64, *last_ts);
+    weir_buf_puts(out, ",\"aggregates\":{");
+    for (int i = 0; i < c->naggs; i++) {
+        const wagg_spec_t *a = &c->aggs[i];
+        weir_value_t v, nulls;
+        agg_out(a, &agg[i], rows, &v, a->nulls_slot >= 0 ? &nulls : NULL);
+        if (i)
+            weir_buf_putc(out, ',');
+        weir_json_append_str(out, a->name, strlen(a->name));
+        weir_buf_putc(out, ':');
+        weir_json_append_value(out, &v);
+        if (a->nulls_slot >= 0) {
+            char nn[300];
+            int len = snprintf(nn, sizeof(nn), "%s_nulls", a->name);
+            weir_buf_putc(out, ',');
+            weir_json_append_str(out, nn, len < (int)sizeof(nn) ? (size_t)len : sizeof(nn) - 1);
+            weir_buf_putc(out, ':');
+            weir_json_append_value(out, &nulls);
+        }
+    }
+    weir_buf_puts(out, "}}");
+}
+
+/* Every open window [s, s + size) of a tumbling/sliding key, ascending s, as slide_window
+ * would compute it (tumbling: one pane per window, the fold is a copy). Windows without
+ * records are skipped (they emit nothing): s jumps over gaps between panes. */
+static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first, const wkey_t *key,
+                          dump_scratch_t *sc) {
+    const window_conf_t *c = ctx->conf;
+    const wstate_t *st = &ctx->st;
+    size_t na = (size_t)c->naggs, n = 0;
+    if (key->head < 0)
+        return;
+    if (key->nwin > sc->cap) {
+        sc->cap = key->nwin;
+        sc->pane = weir_realloc(sc->pane, sc->cap * sizeof(*sc->pane));
+        sc->suf = weir_realloc(sc->suf, sc->cap * na * sizeof(*sc->suf));
+        sc->suf_rows = weir_realloc(sc->suf_rows, sc->cap * sizeof(*sc->suf_rows));
+    }
+    for (int32_t i = key->head; i >= 0 && n < sc->cap; i = wstate_win(st, i)->next)
+        sc->pane[n++] = wstate_win(st, i);
+    const wwin_t *const *pn = sc->pane;
+    /* The next window to fire (pane_next): windows before it are final already. */
+    int64_t s = max64(key->fired_upto + c->slide, first_start(c, pn[0]->start));
+    int64_t fblk = WINDOW_NEVER;           /* block whose suffixes are in sc->suf */
+    size_t j = 0, fbase = 0, fend = 0;     /* j: first pane >= s; front panes [fbase, fend) */
+    size_t bnext = 0;                      /* the back covers the panes [fend, bnext) */
+    int64_t brows = 0;
+    for (;;) {
+        while (j < n && pn[j]->start < s)
+            j++;
+        if (j == n)
+            break;
+        int64_t e = s + c->size;
+        if (pn[j]->start >= e) { /* no record in [s, e): next window holding pane j */
+            s = first_start(c, pn[j]->start);
+            continue;
+        }
+        int64_t b0 = align_down(s, c->size), b1 = b0 + c->size;
+        if (fblk != b0) {
+            fblk = b0;
+            fbase = fend = j;
+            while (fend < n && pn[fend]->start < b1)
+                fend++;
+            int64_t after_rows = 0;
+            for (size_t p = fend; p-- > fbase;) {
+                wagg_state_t *suf = sc->suf + (p - fbase) * na;
+                memcpy(suf, pn[p]->agg, na * sizeof(*suf));
+                if (p + 1 < fend)
+                    for (size_t a = 0; a < na; a++)
+                        wagg_merge(&c->aggs[a], &suf[a], &sc->suf[(p + 1 - fbase) * na + a]);
+                after_rows += pn[p]->rows;
+                sc->suf_rows[p - fbase] = after_rows;
+            }
+            bnext = fend;
+            brows = 0;
+            memset(sc->back, 0, na * sizeof(*sc->back));
+        }
+        for (; bnext < n && pn[bnext]->start < e; bnext++) {
+            brows += pn[bnext]->rows;
+            for (size_t a = 0; a < na; a++)
+                wagg_merge(&c->aggs[a], &sc->back[a], &pn[bnext]->agg[a]);
+        }
+        int64_t rows = brows;
+        if (j < fend) {
+            memcpy(sc->acc, sc->suf + (j - fbase) * na, na * sizeof(*sc->acc));
+            rows += sc->suf_rows[j - fbase];
+        } else {
+            memset(sc->acc, 0, na * sizeof(*sc->acc));
+        }
+        for (size_t a = 0; a < na; a++)
+            wagg_merge(&c->aggs[a], &sc->acc[a], &sc->back[a]);
+        if (rows)
+            dump_window(ctx, out, first, key, s, e, NULL, rows, sc->acc);
+        s += c->slide;
+    }
+}
+
+static int window_dump(void *vctx, weir_buf_t *out) {
+    const window_ctx_t *ctx = vctx;
+    const window_conf_t *c = ctx->conf;
+    const wstate_t *st = &ctx->st;
+    weir_buf_puts(out, "{\"watermark\":");
+    if (ctx->wm == WINDOW_WM_NONE)
+        weir_buf_puts(out, "null");
+    else
+        weir_buf_printf(out, "%" PRId64, ctx->wm);
+    weir_buf_printf(out, ",\"late\":%" PRIu64 ",\"keys_rejected\":%" PRIu64 ",\"keys\":%" PRIu32 ",\"windows\":[",
+                    ctx->late, ctx->keys_rejected, st->nkeys);
+    dump_key_t *keys = weir_malloc(((size_t)st->nkeys + 1) * sizeof(*keys));
+    size_t nk = 0;
+    for (uint32_t k = 0; k < st->keys_used && nk < st->nkeys; k++)
+        if (st->keys[k].seq)
+            keys[nk++] = (dump_key_t){wstate_key_bytes(st, &st->keys[k]), st->keys[k].klen, k};
+    qsort(keys, nk, sizeof(*keys), dump_key_cmp);
+    dump_scratch_t sc = {0};
+    sc.back = weir_calloc((size_t)c->naggs + 1, sizeof(*sc.back));
+    sc.acc = weir_calloc((size_t)c->naggs + 1, sizeof(*sc.acc));
+    bool first = true;
+    for (size_t i = 0; i < nk; i++) {
+        const wkey_t *key = &st->keys[keys[i].k];
+        if (c->type != WINDOW_SESSION) {
+            dump_pane_key(ctx, out, &first, key, &sc);
+            continue;
+        }
+        /* Sessions are sorted and disjoint: one window each, as emit_session emits it. */
+        for (int32_t w = key->head; w >= 0;) {
+            const wwin_t *x = wstate_win(st, w);
+            dump_window(ctx, out, &first, key, x->start, x->last_ts + c->gap, &x->last_ts, x->rows, x->agg);
+            w = x->next;
+        }
+    }
+    weir_buf_puts(out, "]}");
+    free(keys);
+    free(sc.pane);
+    free(sc.suf);
+    free(sc.suf_rows);
+    free(sc.back);
+    free(sc.acc);
+    return WEIR_OK;
+}
+
 const weir_operator_class_t weir_window_class = {
     .abi = WEIR_OPERATOR_ABI,
     .name = "window",
@@ -1026,4 +1208,5 @@ const weir_operator_class_t weir_window_class = {
     .snapshot = window_snapshot,
     .restore = window_restore,
     .destroy = window_destroy,
+    .dump = window_dump,
 };
