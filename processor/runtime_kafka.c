@@ -44,6 +44,8 @@ typedef struct ktask {
     int64_t committed;        /* last committed next_offset */
     int64_t end_offset;       /* --until-end: stop here (exclusive), -1 none */
     int64_t ckpt_offset;      /* next_offset stored by the last checkpoint, -1 none */
+    char **id_prefix;         /* per sink: "pipeline/label/topic/partition/" for output ids */
+    size_t *id_prefix_len;
     bool done;                /* reached end_offset */
     struct ktask *next;
 } ktask_t;
@@ -137,22 +139,39 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t k
  * numbers are part of the checkpoint, so a replay after a crash numbers the
  * same outputs the same way whatever triggered them (a record, a watermark,
  * end of input). */
-static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec) {
+static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec, size_t *len) {
     int slot = kr->id_slot[sink];
     if (slot >= 0 && rec->v[slot].type == WEIR_STRING) {
-        snprintf(kr->idbuf, sizeof(kr->idbuf), "%.*s", (int)rec->v[slot].u.s.n, rec->v[slot].u.s.p);
-        return kr->idbuf;
+        *len = rec->v[slot].u.s.n;
+        return rec->v[slot].u.s.p;
     }
     const ktask_t *t = kr->current;
-    snprintf(kr->idbuf, sizeof(kr->idbuf), "%s/%s/%s/%d/%llu", kr->pl->name, kr->pl->sinks[sink].label,
-             t ? t->topic : "-", t ? (int)t->partition : -1, t ? (unsigned long long)t->task->emit_seq : 0ULL);
+    if (!t) {
+        *len = (size_t)snprintf(kr->idbuf, sizeof(kr->idbuf), "%s/%s/-/-1/0", kr->pl->name, kr->pl->sinks[sink].label);
+        return kr->idbuf;
+    }
+    /* prefix + decimal sequence number, without printf on the per-record path */
+    size_t n = t->id_prefix_len[sink];
+    memcpy(kr->idbuf, t->id_prefix[sink], n);
+    char digits[24];
+    int d = 0;
+    uint64_t v = t->task->emit_seq;
+    do {
+        digits[d++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (d)
+        kr->idbuf[n++] = digits[--d];
+    kr->idbuf[n] = '\0';
+    *len = n;
     return kr->idbuf;
 }
 
 static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
     krun_t *kr = opaque;
     char reason[256];
-    const char *id = output_id(kr, sink, rec);
+    size_t id_len;
+    const char *id = output_id(kr, sink, rec, &id_len);
     weir_buf_reset(&kr->buf);
     bool json_extra = kr->pl->sinks[sink].format == WEIR_FMT_JSON && kr->id_slot[sink] < 0;
     if (weir_encode(kr->enc[sink], rec, json_extra ? "id" : NULL, json_extra ? id : NULL, &kr->buf, reason,
@@ -163,7 +182,7 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
     kr->out++;
     atomic_store_explicit(&kr->metrics.records_out, kr->out, memory_order_relaxed);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-    rd_kafka_header_add(h, "weir.id", -1, id, -1);
+    rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)id_len);
     produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h);
 }
 
@@ -217,12 +236,24 @@ static ktask_t *ktask_new(krun_t *kr, const char *topic, int32_t partition) {
     }
     weir_record_init(&t->rec, kr->pl->source.rt);
     t->task = weir_task_new(kr->pl, kafka_sink, kafka_reject, kr);
+    t->id_prefix = weir_calloc((size_t)kr->pl->nsinks + 1, sizeof(char *));
+    t->id_prefix_len = weir_calloc((size_t)kr->pl->nsinks + 1, sizeof(size_t));
+    for (int i = 0; i < kr->pl->nsinks; i++) {
+        char buf[400];
+        int n = snprintf(buf, sizeof(buf), "%s/%s/%s/%d/", kr->pl->name, kr->pl->sinks[i].label, topic, (int)partition);
+        t->id_prefix_len[i] = n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+        t->id_prefix[i] = weir_strndup(buf, t->id_prefix_len[i]);
+    }
     t->next = kr->tasks;
     kr->tasks = t;
     return t;
 }
 
 static void ktask_destroy(ktask_t *t) {
+    for (int i = 0; t->id_prefix && t->id_prefix[i]; i++)
+        free(t->id_prefix[i]);
+    free(t->id_prefix);
+    free(t->id_prefix_len);
     weir_task_destroy(t->task);
     weir_decoder_destroy(t->dec);
     weir_record_free(&t->rec);

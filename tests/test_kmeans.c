@@ -694,6 +694,191 @@ Test(kmeans_snapshot, restore_is_bit_identical_emit_every) {
     check_identity(&s);
 }
 
+/* ---- state dump (`weir state dump`) ---- */
+
+/* The class's dump() on the task's kmeans context, parsed. The text goes to *text when given. */
+static json_t *dump_json(weir_task_t *t, const weir_pipeline_t *pl, weir_buf_t *text) {
+    int node = -1;
+    for (int i = 0; i < pl->nnodes; i++)
+        if (!strcmp(pl->nodes[i].plan.name, "km"))
+            node = i;
+    cr_assert_geq(node, 0);
+    const weir_operator_class_t *cls = pl->nodes[node].plan.cls;
+    cr_assert_not_null(cls->dump, "kmeans has no dump callback");
+    weir_buf_t b = {0};
+    cr_assert_eq(cls->dump(t->ctx[node], &b), WEIR_OK);
+    json_error_t err;
+    json_t *j = json_loadb((const char *)b.p, b.len, 0, &err);
+    cr_assert_not_null(j, "dump is not JSON (%s): %.*s", err.text, (int)b.len, (const char *)b.p);
+    cr_assert(json_is_object(j));
+    if (text) {
+        weir_buf_reset(text);
+        weir_buf_append(text, b.p, b.len);
+    }
+    weir_buf_free(&b);
+    return j;
+}
+
+/* The dumped model's centroids and weights equal (bit for bit) those of a centroids record. */
+static void assert_model_equals(json_t *model, const centroids_out_t *co) {
+    json_t *c = json_object_get(model, "centroids"), *w = json_object_get(model, "weights");
+    cr_assert_eq(json_integer_value(json_object_get(model, "model_version")), co->version);
+    cr_assert_eq(json_integer_value(json_object_get(model, "k")), co->k);
+    cr_assert(json_is_array(c) && json_is_array(w));
+    cr_assert_eq((int64_t)json_array_size(c), co->k);
+    cr_assert_eq((int64_t)json_array_size(w), co->k);
+    for (int i = 0; i < co->k; i++) {
+        json_t *row = json_array_get(c, (size_t)i);
+        cr_assert_eq((int)json_array_size(row), co->n);
+        for (int q = 0; q < co->n; q++)
+            cr_assert(json_number_value(json_array_get(row, (size_t)q)) == co->c[i][q], "centroid %d[%d]: %.17g vs %.17g",
+                      i, q, json_number_value(json_array_get(row, (size_t)q)), co->c[i][q]);
+        cr_assert(json_number_value(json_array_get(w, (size_t)i)) == co->w[i]);
+    }
+}
+
+Test(kmeans_dump, task_scope_by_hand) {
+    run_t *r = two_clusters("features: [x, y], k: 2, init_size: 4, batch: 3, decay: 0.5");
+    int A = find_centroid(&r->cent[0], 1, 0), B = find_centroid(&r->cent[0], 11, 0);
+    cr_assert(A >= 0 && B >= 0);
+    feed_xy(r, 3, 0, 5);
+    feed_xy(r, 1, 0, 6);
+    feed_xy(r, 14, 0, 7);
+    cr_assert_eq(r->ncent, 2);
+    json_t *j = dump_json(r->t, r->pl, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(j, "reseeds")), 0);
+    json_t *models = json_object_get(j, "models");
+    cr_assert_eq(json_array_size(models), 1);
+    json_t *m = json_array_get(models, 0);
+    cr_assert(json_is_null(json_object_get(m, "key")));
+    cr_assert(json_is_true(json_object_get(m, "ready")));
+    cr_assert_eq(json_integer_value(json_object_get(m, "init_buffered")), 0);
+    cr_assert_null(json_object_get(m, "scaler"), "no scaler without standardize");
+    const char *rng = json_string_value(json_object_get(m, "rng"));
+    cr_assert(rng && strlen(rng) == 64 && strspn(rng, "0123456789abcdef") == 64, "rng %s", rng ? rng : "(null)");
+    /* the model the centroids port reported, and the hand-computed update (decay_per_batch_by_hand) */
+    assert_model_equals(m, &r->cent[1]);
+    json_t *c = json_object_get(m, "centroids"), *w = json_object_get(m, "weights");
+    cr_assert_float_eq(json_number_value(json_array_get(json_array_get(c, (size_t)A), 0)), 5.0 / 3.0, 1e-15);
+    cr_assert_float_eq(json_number_value(json_array_get(json_array_get(c, (size_t)B), 0)), 12.5, 1e-15);
+    cr_assert_float_eq(json_number_value(json_array_get(w, (size_t)A)), 3.0, 0);
+    cr_assert_float_eq(json_number_value(json_array_get(w, (size_t)B)), 2.0, 0);
+    json_decref(j);
+    run_free(r);
+}
+
+Test(kmeans_dump, key_scope_sorted_buffering_and_scaler) {
+    /* Keys created in the order b, (none), a; the dump lists them null, "a", "b". */
+    run_t *r = run_new("s: string?, x: double, y: double, ts: long",
+                       "features: [x, y], k: 2, init_size: 4, batch: 100, scope: key, key: s, standardize: true");
+    static const double bx[4] = {0, 2, 10, 12};
+    char line[128];
+    for (int i = 0; i < 4; i++) {
+        snprintf(line, sizeof(line), "{\"s\": \"b\", \"x\": %g, \"y\": 0, \"ts\": %d}", bx[i], i);
+        feed(r, line);
+        if (i == 0)
+            feed(r, "{\"s\": null, \"x\": 1, \"y\": 1, \"ts\": 0}");
+    }
+    feed(r, "{\"s\": \"a\", \"x\": 5, \"y\": 5, \"ts\": 9}");
+    feed(r, "{\"s\": \"a\", \"x\": 6, \"y\": 5, \"ts\": 9}");
+    cr_assert_eq(r->ncent, 1);
+    weir_buf_t t1 = {0}, t2 = {0};
+    json_t *j = dump_json(r->t, r->pl, &t1);
+    json_t *models = json_object_get(j, "models");
+    cr_assert_eq(json_array_size(models), 3);
+    json_t *mn = json_array_get(models, 0), *ma = json_array_get(models, 1), *mb = json_array_get(models, 2);
+    cr_assert(json_is_null(json_object_get(mn, "key")));
+    cr_assert_str_eq(json_string_value(json_object_get(ma, "key")), "a");
+    cr_assert_str_eq(json_string_value(json_object_get(mb, "key")), "b");
+    /* still buffering: no centroids yet */
+    cr_assert(json_is_false(json_object_get(ma, "ready")));
+    cr_assert_eq(json_integer_value(json_object_get(ma, "init_buffered")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(mn, "init_buffered")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(ma, "model_version")), 0);
+    cr_assert(json_is_null(json_object_get(ma, "centroids")));
+    /* b: initialised on {0, 2, 10, 12} x {0}: c = {1, 11}, n = {2, 2}, scaler mean (6, 0), var (26, 0), n 4 */
+    cr_assert(json_is_true(json_object_get(mb, "ready")));
+    cr_assert_str_eq(r->cent[0].key, "b");
+    assert_model_equals(mb, &r->cent[0]);
+    int A = find_centroid(&r->cent[0], 1, 0), B = find_centroid(&r->cent[0], 11, 0);
+    cr_assert(A >= 0 && B >= 0);
+    cr_assert_float_eq(json_number_value(json_array_get(json_object_get(mb, "weights"), (size_t)A)), 2.0, 0);
+    json_t *sc = json_object_get(mb, "scaler");
+    cr_assert(json_is_object(sc));
+    cr_assert_eq(json_integer_value(json_object_get(sc, "n")), 4);
+    cr_assert_float_eq(json_number_value(json_array_get(json_object_get(sc, "mean"), 0)), 6.0, 1e-12);
+    cr_assert_float_eq(json_number_value(json_array_get(json_object_get(sc, "mean"), 1)), 0.0, 0);
+    cr_assert_float_eq(json_number_value(json_array_get(json_object_get(sc, "var"), 0)), 26.0, 1e-12);
+    cr_assert_float_eq(json_number_value(json_array_get(json_object_get(sc, "var"), 1)), 0.0, 0);
+    /* read-only: a second dump is the same text */
+    json_decref(dump_json(r->t, r->pl, &t2));
+    cr_assert(t1.len == t2.len && !memcmp(t1.p, t2.p, t1.len));
+    json_decref(j);
+    weir_buf_free(&t1);
+    weir_buf_free(&t2);
+    run_free(r);
+}
+
+/* Restore snap into a brand-new task of r's pipeline; its dump must be want, byte for byte. */
+static void assert_restored_dump(run_t *r, const weir_buf_t *snap, const weir_buf_t *want) {
+    weir_task_t *t = weir_task_new(r->pl, on_sink, on_reject, r);
+    char errstr[WEIR_ERRSTR_SIZE];
+    cr_assert_eq(weir_task_restore(t, snap->p, snap->len, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+    weir_buf_t got = {0};
+    json_decref(dump_json(t, r->pl, &got));
+    cr_assert_eq(got.len, want->len, "dump after restore: %.*s\nbefore: %.*s", (int)got.len, (const char *)got.p,
+                 (int)want->len, (const char *)want->p);
+    cr_assert(memcmp(got.p, want->p, want->len) == 0, "dump differs after restore");
+    weir_buf_free(&got);
+    weir_task_destroy(t);
+}
+
+Test(kmeans_dump, matches_the_centroids_port_and_survives_restore) {
+    run_t *r = run_new(SF, "features: [x, y, \"z + 1\"], k: 3, init_size: 40, batch: 11, half_life: 5, "
+                           "scope: key, key: s, standardize: true");
+    char line[256];
+    weir_buf_t text = {0}, snap = {0};
+    for (int i = 0; i < 1000; i++) {
+        if (i == 50 || i == 999) { /* mid-initialisation (held records), then with updated models */
+            json_decref(dump_json(r->t, r->pl, &text));
+            weir_buf_reset(&snap);
+            cr_assert_eq(weir_task_snapshot(r->t, &snap), WEIR_OK);
+            assert_restored_dump(r, &snap, &text);
+        }
+        gen_blobs(i, line, sizeof(line));
+        feed(r, line);
+    }
+    /* every key's model equals the latest model it put out (batch: 11 of its records, emit every update) */
+    json_t *j = dump_json(r->t, r->pl, &text);
+    json_t *models = json_object_get(j, "models");
+    cr_assert_eq(json_array_size(models), 3);
+    for (int k = 0; k < 3; k++) {
+        json_t *m = json_array_get(models, (size_t)k);
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", k);
+        cr_assert_str_eq(json_string_value(json_object_get(m, "key")), key);
+        const centroids_out_t *last = NULL;
+        for (int c = 0; c < r->ncent; c++)
+            if (!strcmp(r->cent[c].key, key))
+                last = &r->cent[c];
+        cr_assert_not_null(last);
+        cr_assert_gt(last->version, 10);
+        assert_model_equals(m, last);
+        cr_assert(json_is_object(json_object_get(m, "scaler")));
+    }
+    cr_assert(json_is_integer(json_object_get(j, "reseeds")));
+    json_decref(j);
+    /* and after the end of input */
+    finish(r);
+    json_decref(dump_json(r->t, r->pl, &text));
+    weir_buf_reset(&snap);
+    cr_assert_eq(weir_task_snapshot(r->t, &snap), WEIR_OK);
+    assert_restored_dump(r, &snap, &text);
+    weir_buf_free(&text);
+    weir_buf_free(&snap);
+    run_free(r);
+}
+
 /* ---- speed-related paths: output thinning, number formatting, the kernel ---- */
 
 Test(kmeans_records, emit_centroids_every_thins_the_model_output) {

@@ -2,12 +2,13 @@
 # Issue 6 benchmark: throughput cost of checkpointing, measured side by side in one run.
 # The same windowed pipeline reads the same topic three times with --until-end:
 # without checkpoints, with a checkpoint every 10 s and every 1 s (Redis on loopback).
-#   bench/checkpoint/throughput.sh [N] [ROUNDS]   (default N = 1000000, 5 rounds, interleaved;
+#   bench/checkpoint/throughput.sh [N] [ROUNDS] [PARTITIONS]   (default N = 1000000, 5 rounds, interleaved;
 #   the median per case is reported, since single runs on a shared 2-core machine vary by +-15 %)
 set -eu
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
 ROUNDS=${2:-5}
+PARTS=${3:-16}   # the local broker keeps ~100k messages per partition: use N/60000 or more
 BUILD_DIR=${BUILD_DIR:-build}
 WEIR="$BUILD_DIR/weir"
 TMP=$(mktemp -d /tmp/weir-bench-XXXXXX)
@@ -15,7 +16,7 @@ PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT INT TERM
 
-"$WEIR" broker --topic sensor.readings:16 >"$TMP/broker.out" 2>/dev/null &
+"$WEIR" broker --topic sensor.readings:"$PARTS" >"$TMP/broker.out" 2>/dev/null &
 PIDS="$PIDS $!"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >/dev/null 2>&1 &

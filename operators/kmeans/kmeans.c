@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "expr.h"
 #include "kmeans_fmt.h"
 #include "kmeans_model.h"
@@ -961,6 +962,81 @@ static int kmeans_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
     return WEIR_OK;
 }
 
+/* ---- state dump (`weir state dump`) ---- */
+
+/* Models by key: the model without a key first, then keys bytewise (a prefix first). */
+static int slot_key_cmp(const void *a, const void *b) {
+    const km_slot_t *x = *(const km_slot_t *const *)a, *y = *(const km_slot_t *const *)b;
+    if (x->has_key != y->has_key)
+        return x->has_key ? 1 : -1;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = n ? memcmp(x->key, y->key, n) : 0;
+    if (c)
+        return c;
+    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+}
+
+static void dump_model(const kmeans_ctx_t *ctx, const km_slot_t *s, weir_buf_t *out) {
+    const kmeans_model_t *m = &s->m;
+    const kmeans_params_t *p = &ctx->conf->params;
+    weir_buf_puts(out, "{\"key\":");
+    if (s->has_key)
+        weir_json_append_str(out, s->key, s->key_len);
+    else
+        weir_buf_puts(out, "null");
+    weir_buf_printf(out, ",\"ready\":%s,\"model_version\":%lld,\"k\":%d,\"centroids\":", m->ready ? "true" : "false",
+                    (long long)m->version, p->k);
+    if (m->ready) {
+        weir_buf_putc(out, '[');
+        for (int c = 0; c < p->k; c++) {
+            if (c)
+                weir_buf_putc(out, ',');
+            put_numbers(out, m->c + (size_t)c * (size_t)p->d, p->d);
+        }
+        weir_buf_puts(out, "],\"weights\":");
+        put_numbers(out, m->w, p->k);
+    } else {
+        weir_buf_puts(out, "null,\"weights\":null");
+    }
+    weir_buf_printf(out, ",\"init_buffered\":%d", m->ready ? 0 : m->init_n);
+    if (p->standardize) {
+        /* The merged scaler (what assignment uses); the open batch's statistics join it when the batch closes. */
+        weir_buf_puts(out, ",\"scaler\":{\"mean\":");
+        put_numbers(out, m->sc_mean, p->d);
+        weir_buf_puts(out, ",\"var\":[");
+        for (int j = 0; j < p->d; j++) {
+            char num[KMEANS_FMT_MAX];
+            if (j)
+                weir_buf_putc(out, ',');
+            double var = m->sc_n ? m->sc_m2[j] / (double)m->sc_n : 0.0;
+            weir_buf_append(out, num, kmeans_fmt_double(var, num));
+        }
+        weir_buf_printf(out, "],\"n\":%llu}", (unsigned long long)m->sc_n);
+    }
+    weir_buf_printf(out, ",\"rng\":\"%016llx%016llx%016llx%016llx\"}", (unsigned long long)m->rng.s[0],
+                    (unsigned long long)m->rng.s[1], (unsigned long long)m->rng.s[2], (unsigned long long)m->rng.s[3]);
+}
+
+/* {"models": [...sorted by key...], "reseeds": N}; read-only, O(state) (+ sorting the model pointers). */
+static int kmeans_dump(void *vctx, weir_buf_t *out) {
+    const kmeans_ctx_t *ctx = vctx;
+    km_slot_t **order = NULL;
+    if (ctx->nslots) {
+        order = weir_malloc((size_t)ctx->nslots * sizeof(*order));
+        memcpy(order, ctx->slots, (size_t)ctx->nslots * sizeof(*order));
+        qsort(order, (size_t)ctx->nslots, sizeof(*order), slot_key_cmp);
+    }
+    weir_buf_puts(out, "{\"models\":[");
+    for (int i = 0; i < ctx->nslots; i++) {
+        if (i)
+            weir_buf_putc(out, ',');
+        dump_model(ctx, order[i], out);
+    }
+    weir_buf_printf(out, "],\"reseeds\":%llu}", (unsigned long long)ctx->reseeds);
+    free(order);
+    return WEIR_OK;
+}
+
 const weir_operator_class_t weir_kmeans_class = {
     .abi = WEIR_OPERATOR_ABI,
     .name = "kmeans",
@@ -975,4 +1051,5 @@ const weir_operator_class_t weir_kmeans_class = {
     .snapshot = kmeans_snapshot,
     .restore = kmeans_restore,
     .destroy = kmeans_destroy,
+    .dump = kmeans_dump,
 };
