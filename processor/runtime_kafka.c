@@ -951,6 +951,7 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     int64_t next_done_check = 0;
     int64_t next_idle = 0;
     bool ended_here = false;
+    unsigned polls = 0;
     while (!weir_stop && !(o->stop && *o->stop) && !kr.fatal) {
         /* One message per poll, not batches: a rebalance is served inside the
          * poll call, and a batch could hold messages fetched before a partition
@@ -964,7 +965,9 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
                 handle_message(&kr, m);
             rd_kafka_message_destroy(m);
         }
-        rd_kafka_poll(kr.producer, 0);
+        /* Delivery reports: served every 256 loop turns (each call takes the producer's locks). */
+        if ((++polls & 255) == 0 || !m)
+            rd_kafka_poll(kr.producer, 0);
         int64_t now = weir_now_ns();
         if (o->duration_ms > 0 && now - start_ns >= o->duration_ms * 1000000)
             break;
