@@ -1268,8 +1268,8 @@ Test(fault_tolerance, redis_outage, .timeout = 120) {
     tab_free(&t);
     tab_free(&wt);
     /* Last, so that it does not hide the fault-tolerance checks above: the id of an
-     * output without an `id` field is "pipeline/LABEL/TOPIC/PARTITION/OFFSET/K". */
-    cr_assert_eq(bad_ids, 0, "%ld of %zu map outputs do not carry the contract's id: e.g. %s", bad_ids, total, bad);
+     * output without an `id` field is "pipeline/LABEL/TOPIC/PARTITION/SEQ" (docs/checkpoints.md). */
+    cr_assert_eq(bad_ids, 0, "%ld of %zu map outputs do not carry the documented id: e.g. %s", bad_ids, total, bad);
     free(job.offsets);
     h_redis_stop(&r);
     h_broker_stop(&b);
