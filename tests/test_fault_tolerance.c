@@ -632,10 +632,9 @@ static bool wait_checkpoints(const h_redis_t *r, const char *pl, const char *top
 /* Which input record (partition, offset) caused the output with this id?
  *   window / kmeans rows: "pipeline/per_5s/s-KKK/WS"   -> record at (WS + 5000 - TS0) / 10
  *   arima fits:           "pipeline/forecast/s-KKK/TS" -> the window ending at TS + 1
- *   ids without an `id` field, as the contract has them:
- *                         "pipeline/LABEL/TOPIC/P/O/K" -> (P, O)
- *   ... and as the runtime makes them today (per-sink sequence number of the task):
+ *   ids without an `id` field (per-sink sequence number of the task, docs/checkpoints.md):
  *                         "pipeline/LABEL/TOPIC/P/SEQ" -> (P, unknown offset: *o = -1)
+ *   (an older "pipeline/LABEL/TOPIC/P/O/K" form is still parsed as (P, O))
  * Records held by kmeans until its first model (the first two windows of a
  * partition) leave when a later record fires; kills happen well after that.
  * @returns false if not even the partition can be told. */
@@ -1079,7 +1078,7 @@ Test(fault_tolerance, rebalance_three_members, .timeout = 180) {
 /* The map outputs: every input record (p, i) has an output (found by its content:
  * sensor_id and ts) with the right fields and temp_f, whose JSON "id" equals its
  * weir.id header, and no record has two different ids. Ids that differ from the
- * contract's "PIPE/enriched/TOPIC/P/O/0" are counted into *bad_ids (first one in
+ * documented "PIPE/enriched/TOPIC/P/SEQ" (SEQ = offset here) are counted into *bad_ids (first one in
  * bad_example) for the caller to assert on or report. */
 static void check_map_outputs(const ds_t *d, const char *pipe, const idtab_t *t, int upto, long *bad_ids,
                               char *bad_example, size_t bad_size) {
@@ -1386,7 +1385,7 @@ Test(fault_tolerance, exactly_once_crash, .timeout = 120) {
     read_topic(b.bootstrap, "eo.enriched", 4, &t);
     check_map_outputs(&d, "eo", &t, d.per_part, &bad_ids, bad, sizeof(bad));
     if (bad_ids)
-        cr_log_info("exactly-once test: %ld map outputs without the contract's id (asserted in redis_outage): e.g. %s",
+        cr_log_info("exactly-once test: %ld map outputs without the documented id (asserted in redis_outage): e.g. %s",
                     bad_ids, bad);
     read_topic(b.bootstrap, "eo.windows", 4, &wt);
     check_window_outputs(&d, "eo", &wt, d.per_part, false);
