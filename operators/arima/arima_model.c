@@ -34,6 +34,21 @@ int arima_nparams(const arima_spec_t *spec) {
     return arima_k_trend(spec->trend) + spec->p + spec->q + 1;
 }
 
+/* Steady-state pieces shared by the filters: PZ = P Z' (Z sums the first nz
+ * states) and F = Z P Z'. Returns F. */
+static double steady_pz(const double *P, int m, int nz, double *PZ) {
+    double F = 0;
+    for (int i = 0; i < m; i++) {
+        double s = 0;
+        for (int j = 0; j < nz; j++)
+            s += P[i * m + j];
+        PZ[i] = s;
+    }
+    for (int i = 0; i < nz; i++)
+        F += PZ[i];
+    return F;
+}
+
 static bool has_const(arima_trend_t t) { return t == ARIMA_TREND_C || t == ARIMA_TREND_CT; }
 static bool has_drift(arima_trend_t t) { return t == ARIMA_TREND_T || t == ARIMA_TREND_CT; }
 
@@ -433,16 +448,8 @@ double arima_filter(const arima_ssm_t *ssm, arima_kstate_t *ks, const double *y,
     if (t >= n)
         return ll;
     /* steady state: F and the gain are fixed; only the mean moves */
-    double PZ[ARIMA_MAX_M], K[ARIMA_MAX_M], F = 0;
-    const double *P = ks->P;
-    for (int i = 0; i < m; i++) {
-        double s = 0;
-        for (int j = 0; j < nz; j++)
-            s += P[i * m + j];
-        PZ[i] = s;
-    }
-    for (int i = 0; i < nz; i++)
-        F += PZ[i];
+    double PZ[ARIMA_MAX_M], K[ARIMA_MAX_M];
+    double F = steady_pz(ks->P, m, nz, PZ);
     if (!(F > 0))
         return NAN;
     double finv = 1.0 / F;
@@ -900,15 +907,8 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
     }
     if (t < n) {
         /* steady state: F, K and their derivatives are fixed */
-        double PZ[M], K[M], F = 0;
-        for (int i = 0; i < m; i++) {
-            double s = 0;
-            for (int j = 0; j < nz; j++)
-                s += P[i * m + j];
-            PZ[i] = s;
-        }
-        for (int i = 0; i < nz; i++)
-            F += PZ[i];
+        double PZ[M], K[M];
+        double F = steady_pz(P, m, nz, PZ);
         if (!(F > 0))
             return NAN;
         const double finv = 1.0 / F;
