@@ -108,3 +108,26 @@ Test(snapshot, crc32_known_vector) {
     /* Incremental equals one-shot. */
     cr_assert_eq(weir_crc32(weir_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
 }
+
+/* Bit-at-a-time CRC-32, straight from the definition: the oracle for the table-driven one. */
+static uint32_t crc32_bitwise(const uint8_t *p, size_t n) {
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+Test(snapshot, crc32_matches_the_definition_at_every_length_and_alignment) {
+    uint8_t buf[300];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n + off <= sizeof(buf); n += 7)
+            cr_assert_eq(weir_crc32(0, buf + off, n), crc32_bitwise(buf + off, n), "off %zu len %zu", off, n);
+}
