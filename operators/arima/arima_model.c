@@ -351,17 +351,10 @@ static double kf_update(const arima_ssm_t *ssm, arima_kstate_t *ks, double y, do
     int m = ssm->m, nz = ssm->d + 1;
     double *a = ks->a, *P = ks->P;
     double PZ[ARIMA_MAX_M] = {0};
-    double za = 0, F = 0;
+    double za = 0;
     for (int i = 0; i < nz; i++)
         za += a[i];
-    for (int i = 0; i < m; i++) {
-        double s = 0;
-        for (int j = 0; j < nz; j++)
-            s += P[i * m + j];
-        PZ[i] = s;
-    }
-    for (int i = 0; i < nz; i++)
-        F += PZ[i];
+    double F = steady_pz(P, m, nz, PZ);
     double yhat = za + ssm_mean(ssm, ks->t);
     if (yhat_out)
         *yhat_out = yhat;
@@ -809,15 +802,10 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
     int t = 0;
     bool steady = false;
     for (; t < n && !steady; t++) {
-        double PZ[M], za = 0, F = 0;
-        for (int i = 0; i < m; i++) {
-            double s = 0;
-            for (int j = 0; j < nz; j++)
-                s += P[i * m + j];
-            PZ[i] = s;
-        }
+        double PZ[M], za = 0;
+        const double F = steady_pz(P, m, nz, PZ);
         for (int i = 0; i < nz; i++)
-            F += PZ[i], za += a[i];
+            za += a[i];
         if (!(F > 0) || isnan(y[t]))
             return NAN;
         const double finv = 1.0 / F, v = y[t] - za - b0 - b1 * tt;
@@ -845,15 +833,10 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
         double dv[NP], dF[NP];
         for (int k = 0; k < np; k++) {
             double *dak = da[k], *dPk = dP[k];
-            double dPZ[M], dFk = 0, dza = 0;
-            for (int i = 0; i < m; i++) {
-                double s = 0;
-                for (int j = 0; j < nz; j++)
-                    s += dPk[i * m + j];
-                dPZ[i] = s;
-            }
+            double dPZ[M], dza = 0;
+            const double dFk = steady_pz(dPk, m, nz, dPZ);
             for (int i = 0; i < nz; i++)
-                dFk += dPZ[i], dza += dak[i];
+                dza += dak[i];
             double dvk = -dza - (k == const_dir ? 1.0 : k == drift_dir ? tt : 0.0);
             dv[k] = dvk, dF[k] = dFk;
             double daf[M], dPf[MM], dW[MM], dPn[MM];
@@ -918,22 +901,14 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
         double dK[NP][M], dF[NP], sv[NP] = {0}, sdd[NP * NP];
         int aro[NP]; /* AR index of each direction, or -1 */
         for (int k = 0; k < np; k++) {
-            double dPZ[M], dFk = 0;
-            for (int i = 0; i < m; i++) {
-                double s = 0;
-                for (int j = 0; j < nz; j++)
-                    s += dP[k][i * m + j];
-                dPZ[i] = s;
-            }
-            for (int i = 0; i < nz; i++)
-                dFk += dPZ[i];
-            dF[k] = dFk;
+            double dPZ[M];
+            dF[k] = steady_pz(dP[k], m, nz, dPZ);
             aro[k] = k >= kt && k < kt + p ? k - kt : -1;
             t_vec(d, r, p, phi, dPZ, dK[k]);
             if (aro[k] >= 0)
                 dK[k][d + aro[k]] += PZ[d];
             for (int i = 0; i < m; i++)
-                dK[k][i] = dK[k][i] * finv - K[i] * dFk * finv;
+                dK[k][i] = dK[k][i] * finv - K[i] * dF[k] * finv;
         }
         static const double zero[NP] = {0};
         memset(sdd, 0, sizeof(sdd));
