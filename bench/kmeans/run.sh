@@ -43,12 +43,14 @@ echo "task: whole operator through a task (record in -> record + cluster + dista
 echo "      after every update); task_e100: the same with emit_centroids_every: 100; model: the numerical core alone."
 echo "*_pf/s: point-feature distance terms per second on one core (points * k * d). Kernel: $SIMD."
 echo
-echo "the same model on every instruction set (core-loop checksums, must be equal per k):"
+echo "the same model on every instruction set (core-loop checksums, then a hash of the task's emitted clusters and"
+echo "distances; must be equal per k):"
 for ISA in baseline avx2 avx512; do
     line=$ISA
     for K in 8 64; do
         W=$(WEIR_KMEANS_SIMD=$ISA "$BUILD/bench/kmeans/bench_kmeans" --data "$TMP/x.f64" --n 20000 --d "$D" --k "$K" --repeat 1)
         line="$line k=$K:$(echo "$W" | tr ' ' '\n' | sed -n 's/^checksum=//p')($(echo "$W" | tr ' ' '\n' | sed -n 's/^simd=//p'))"
+        line="$line task:$(echo "$W" | tr ' ' '\n' | sed -n 's/^op_hash=//p')"
     done
     echo "  $line"
 done
