@@ -52,6 +52,7 @@ typedef struct kmeans_conf {
     int d;                   /* number of features */
     weir_expr_t **features;  /* d compiled expressions */
     int *feature_slot;       /* per feature: input slot when it is a bare numeric field, else -1 */
+    bool all_fields;         /* every feature_slot >= 0: read slots, evaluate no expression */
     char **null_reason;      /* per feature: "null feature 'x'" (built once: no formatting per record) */
     char **nonfinite_reason; /* per feature: "non-finite feature 'x'" */
     int64_t batch_n;         /* > 0: records per batch; 0: batch by input window */
@@ -193,6 +194,9 @@ static int configure_features(weir_plan_t *plan, kmeans_conf_t *conf, char *errs
         int slot = weir_rowtype_find(plan->input, item->scalar);
         conf->feature_slot[i] = slot;
     }
+    conf->all_fields = true;
+    for (int i = 0; i < conf->d; i++)
+        conf->all_fields &= conf->feature_slot[i] >= 0;
     return WEIR_OK;
 }
 
@@ -492,6 +496,8 @@ static void *kmeans_init(const weir_plan_t *plan) {
     ctx->conf = plan->conf;
     ctx->x = weir_calloc((size_t)ctx->conf->d, sizeof(double));
     weir_record_init(&ctx->out, plan->ports[0].rt);
+    ctx->out.v[ctx->conf->nin] = weir_v_long(0);       /* cluster */
+    ctx->out.v[ctx->conf->nin + 1] = weir_v_double(0); /* distance */
     weir_record_init(&ctx->cent, plan->ports[1].rt);
     ctx->pending_min = INT64_MAX;
     if (ctx->conf->per_key) {
@@ -525,9 +531,16 @@ static void emit_assignment(kmeans_ctx_t *ctx, weir_emitter_t *em, const weir_re
     const int nin = ctx->conf->nin;
     weir_record_t *out = &ctx->out;
     memcpy(out->v, in->v, (size_t)nin * sizeof(weir_value_t));
-    out->v[nin] = weir_v_long(cluster);
-    out->v[nin + 1] = weir_v_double(distance);
-    weir_record_copy_meta(out, in);
+    /* The types of the two appended values were set once (kmeans_init); only the payloads change. Assigning
+     * whole weir_value_t literals went through a stack temporary (a store-forwarding stall each). */
+    out->v[nin].u.i = cluster;
+    out->v[nin + 1].u.d = distance;
+    out->key = in->key;
+    out->key_len = in->key_len;
+    out->ts = in->ts;
+    out->topic = in->topic;
+    out->partition = in->partition;
+    out->offset = in->offset;
     weir_emit(em, 0, out);
 }
 
@@ -632,28 +645,53 @@ static void pending_add(kmeans_ctx_t *ctx, km_slot_t *s) {
 /* Read the feature vector into ctx->x. @returns NULL or the reason to reject. */
 static const char *read_features(kmeans_ctx_t *ctx, const weir_record_t *in) {
     const kmeans_conf_t *conf = ctx->conf;
-    for (int j = 0; j < conf->d; j++) {
-        weir_value_t v;
-        int slot = conf->feature_slot[j];
-        if (slot >= 0)
-            v = in->v[slot];
-        else
-            weir_expr_eval(conf->features[j], in, &ctx->scratch, &v);
-        if (v.type == WEIR_DOUBLE)
-            ctx->x[j] = v.u.d;
-        else if (v.type == WEIR_LONG)
-            ctx->x[j] = (double)v.u.i;
-        else
-            return conf->null_reason[j];
-        if (!isfinite(ctx->x[j]))
-            return conf->nonfinite_reason[j];
+    const int d = conf->d;
+    double *restrict x = ctx->x;
+    const weir_value_t *restrict v = in->v;
+    if (conf->all_fields) {
+        /* Every feature is a bare field: read the slots, no expression to evaluate. */
+        const int *restrict slot = conf->feature_slot;
+        for (int j = 0; j < d; j++) {
+            const weir_value_t *f = &v[slot[j]];
+            double xj;
+            if (f->type == WEIR_DOUBLE)
+                xj = f->u.d;
+            else if (f->type == WEIR_LONG)
+                xj = (double)f->u.i;
+            else
+                return conf->null_reason[j];
+            if (!isfinite(xj))
+                return conf->nonfinite_reason[j];
+            x[j] = xj;
+        }
+    } else {
+        for (int j = 0; j < d; j++) {
+            weir_value_t e;
+            const weir_value_t *f;
+            if (conf->feature_slot[j] >= 0) {
+                f = &v[conf->feature_slot[j]];
+            } else {
+                weir_expr_eval(conf->features[j], in, &ctx->scratch, &e);
+                f = &e;
+            }
+            double xj;
+            if (f->type == WEIR_DOUBLE)
+                xj = f->u.d;
+            else if (f->type == WEIR_LONG)
+                xj = (double)f->u.i;
+            else
+                return conf->null_reason[j];
+            if (!isfinite(xj))
+                return conf->nonfinite_reason[j];
+            x[j] = xj;
+        }
+        if (ctx->scratch.head)
+            weir_arena_reset(&ctx->scratch);
     }
-    if (ctx->scratch.head)
-        weir_arena_reset(&ctx->scratch);
     if (conf->params.metric == KMEANS_COSINE) {
         double n2 = 0.0;
-        for (int j = 0; j < conf->d; j++)
-            n2 += ctx->x[j] * ctx->x[j];
+        for (int j = 0; j < d; j++)
+            n2 += x[j] * x[j];
         if (!(n2 > 0.0))
             return "zero feature vector has no direction (distance: cosine)";
     }
@@ -703,12 +741,11 @@ static int kmeans_process(void *vctx, const weir_record_t *in, weir_emitter_t *e
         }
     }
     double dist;
-    if (!kmeans_model_project(m, ctx->x)) {
+    int c = kmeans_model_add(m, ctx->x, &dist);
+    if (c < 0) {
         em->reject(em, in, "feature vector equals the running mean: no direction (distance: cosine)");
         return WEIR_OK;
     }
-    int c = kmeans_model_assign(m, &dist);
-    kmeans_model_observe(m, ctx->x, c, dist);
     emit_assignment(ctx, em, in, c, dist);
     if (conf->batch_n > 0 && m->bn >= (uint64_t)conf->batch_n)
         slot_close_batch(ctx, em, s);

@@ -528,22 +528,45 @@ int kmeans_model_assign(kmeans_model_t *m, double *distance) {
     return b;
 }
 
-void kmeans_model_observe(kmeans_model_t *m, const double *x, int cluster, double distance) {
+/* Add model-space point y (raw x, assigned to `cluster` at `distance`) to the open batch. */
+static inline void observe(kmeans_model_t *m, const double *restrict x, const double *restrict y, int cluster,
+                           double distance) {
     const int d = m->p->d;
-    double *s = m->bsum + (size_t)cluster * (size_t)d;
+    double *restrict s = m->bsum + (size_t)cluster * (size_t)d;
     for (int j = 0; j < d; j++)
-        s[j] += m->y[j];
+        s[j] += y[j];
     m->bcnt[cluster] += 1.0;
     m->bn++;
     m->binertia += distance * distance;
     if (m->p->standardize) {
-        m->pend_n++;
+        const double n = (double)++m->pend_n;
+        double *restrict mean = m->pend_mean, *restrict m2 = m->pend_m2;
         for (int j = 0; j < d; j++) {
-            double delta = x[j] - m->pend_mean[j];
-            m->pend_mean[j] += delta / (double)m->pend_n;
-            m->pend_m2[j] += delta * (x[j] - m->pend_mean[j]);
+            double delta = x[j] - mean[j];
+            mean[j] += delta / n;
+            m2[j] += delta * (x[j] - mean[j]);
         }
     }
+}
+
+void kmeans_model_observe(kmeans_model_t *m, const double *x, int cluster, double distance) {
+    observe(m, x, m->y, cluster, distance);
+}
+
+int kmeans_model_add(kmeans_model_t *m, const double *x, double *distance) {
+    const kmeans_params_t *p = m->p;
+    const double *y = x; /* euclidean: model space is input space, no copy */
+    if (p->metric != KMEANS_EUCLIDEAN) {
+        if (!kmeans_model_project(m, x))
+            return -1;
+        y = m->y;
+    }
+    double raw;
+    const int c = kmeans_nearest(m->zt, m->kp, model_to_z(m, y), p->k, p->d, p->metric, &raw);
+    const double dist = reported(p->metric, raw);
+    observe(m, x, y, c, dist);
+    *distance = dist;
+    return c;
 }
 
 int kmeans_model_update(kmeans_model_t *m) {

@@ -138,6 +138,15 @@ int kmeans_model_assign(kmeans_model_t *m, double *distance);
 /** @brief Add m->y (assigned to `cluster` at `distance`) and raw x to the open batch. */
 void kmeans_model_observe(kmeans_model_t *m, const double *x, int cluster, double distance);
 /**
+ * @brief One streaming point: kmeans_model_project + kmeans_model_assign +
+ *        kmeans_model_observe in one call, with the same arithmetic (same
+ *        bits), without copying x into m->y when model space is input space
+ *        (euclidean; m->y is then not updated).
+ * @returns the cluster (*distance gets the reported distance), or -1 when the
+ *          point has no direction (cosine): nothing is added.
+ */
+int kmeans_model_add(kmeans_model_t *m, const double *x, double *distance);
+/**
  * @brief Close the open batch: decayed update c' = (c n a + sum)/(n a + m),
  *        n' = n a + m, dead-cluster splitting, scaler merge; version + 1.
  * @returns the number of clusters re-seeded by this update.
