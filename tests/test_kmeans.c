@@ -955,11 +955,14 @@ Test(kmeans_fmt, shortest_round_trip) {
     }
 }
 
-Test(kmeans_kernel, nearest_equals_a_scalar_scan) {
-    /* every k around the 8- and 16-lane blocks, both metrics, with duplicate centroids (ties: lowest index) */
+/* kmeans_nearest against a sequential scalar scan: every k around the 8-, 16-, 32- and 64-lane blocks, both
+ * metrics, with duplicate centroids (ties: lowest index). isa caps the kernel (WEIR_KMEANS_SIMD): the kernel is
+ * picked at the first call, and each Criterion test runs in a process of its own. */
+static void check_nearest_scan(const char *isa) {
+    setenv("WEIR_KMEANS_SIMD", isa, 1);
     uint64_t st = 12345;
     const int d = 5;
-    for (int k = 1; k <= 70; k++)
+    for (int k = 1; k <= 140; k++)
         for (int metric = 0; metric < 2; metric++) {
             int kp = (k + KMEANS_LANES - 1) / KMEANS_LANES * KMEANS_LANES;
             double *c = calloc((size_t)k * d, sizeof(double)), *zt = calloc((size_t)kp * d, sizeof(double));
@@ -994,4 +997,25 @@ Test(kmeans_kernel, nearest_equals_a_scalar_scan) {
             free(c);
             free(zt);
         }
+}
+
+Test(kmeans_kernel, nearest_equals_a_scalar_scan) {
+    check_nearest_scan("avx512"); /* the widest the CPU has */
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f"))
+        cr_assert_str_eq(kmeans_simd_name(), "avx512f");
+#endif
+}
+
+Test(kmeans_kernel, nearest_equals_a_scalar_scan_avx2) {
+    check_nearest_scan("avx2");
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2"))
+        cr_assert_str_eq(kmeans_simd_name(), "avx2");
+#endif
+}
+
+Test(kmeans_kernel, nearest_equals_a_scalar_scan_baseline) {
+    check_nearest_scan("baseline");
+    cr_assert_str_eq(kmeans_simd_name(), "baseline");
 }

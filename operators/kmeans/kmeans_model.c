@@ -47,8 +47,11 @@ double kmeans_rng_uniform(kmeans_rng_t *r) { return (double)(kmeans_rng_next(r) 
 /*
  * Nearest centroid of one point z (d features). The centroids are stored
  * feature-major with a padded stride kp (zt[j*kp + c], kp = k rounded up to
- * KMEANS_LANES): the kernel walks blocks of 16 (then 8) centroids, every
- * block keeps its lane accumulators in registers for the whole feature loop,
+ * KMEANS_LANES): the kernel walks blocks of up to 8 vector registers of
+ * centroids (64 lanes with AVX-512, 32 with AVX2, 16 with SSE2; then 32, 16,
+ * 8 for the rest), every block keeps its lane accumulators in registers for
+ * the whole feature loop (8 independent add chains: the adds of one lane are
+ * a dependent chain, so narrower blocks left the FP units waiting on latency),
  * and each SIMD lane owns one centroid and adds its terms in feature order:
  * no re-association, so the result equals the scalar loop bit for bit, on
  * every instruction set. Floating-point contraction is off here: an FMA
@@ -68,13 +71,14 @@ double kmeans_rng_uniform(kmeans_rng_t *r) { return (double)(kmeans_rng_next(r) 
 #endif
 
 #define KM_ALWAYS_INLINE inline __attribute__((always_inline))
+#define KM_WMAX 64 /* the widest block: 8 AVX-512 accumulators */
 
 /* Fold one block of W lanes (n of them real) into the running argmin. */
 static KM_ALWAYS_INLINE void block_argmin(double *restrict a, int W, int n, int c0, int *best, double *bv) {
     if (n < W)
         for (int l = n; l < W; l++)
             a[l] = INFINITY; /* padding lanes */
-    double t[8];
+    double t[KM_WMAX / 2];
     for (int l = 0; l < W / 2; l++)
         t[l] = a[l] < a[l + W / 2] ? a[l] : a[l + W / 2];
     for (int h = W / 4; h >= 1; h /= 2)
@@ -98,15 +102,15 @@ typedef double km_v8 __attribute__((vector_size(64)));
 typedef double km_v8u __attribute__((vector_size(64), aligned(8), may_alias));
 
 /*
- * KM_KERNEL(name, attr, V, N) defines the kernel `name` for one target:
- * blocks of W = 16 (then 8) lanes, W/N vector accumulators held in registers
+ * KM_KERNEL(name, attr, V, N, WMAX) defines the kernel `name` for one target:
+ * blocks of W = WMAX (then 32, 16, 8) lanes, W/N vector accumulators held in registers
  * across the feature loop, raw values (squared distance, or 1 - dot) stored
  * to a[W], then the fused argmin.
  */
-#define KM_KERNEL(name, attr, V, N)                                                                                 \
+#define KM_KERNEL(name, attr, V, N, WMAX)                                                                           \
     attr static KM_ALWAYS_INLINE void name##_block(const double *restrict zt, size_t kp, const double *restrict z,  \
                                                    int d, kmeans_metric_t metric, int W, double *restrict a) {      \
-        V acc[16 / N];                                                                                              \
+        V acc[WMAX / N];                                                                                            \
         for (int v = 0; v < W / N; v++)                                                                             \
             acc[v] = (V){0};                                                                                        \
         if (metric == KMEANS_EUCLIDEAN) {                                                                           \
@@ -132,12 +136,22 @@ typedef double km_v8u __attribute__((vector_size(64), aligned(8), may_alias));
     }                                                                                                               \
     attr static int name(const double *restrict zt, int kp, const double *restrict z, int k, int d,                 \
                          kmeans_metric_t metric, double *restrict raw) {                                            \
-        double a[16];                                                                                               \
+        double a[WMAX];                                                                                             \
         int best = 0, c0 = 0;                                                                                       \
         double bv = INFINITY;                                                                                       \
-        for (; c0 + 16 <= kp; c0 += 16) {                                                                           \
+        for (; c0 + WMAX <= kp; c0 += WMAX) {                                                                       \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, WMAX, a);                                               \
+            block_argmin(a, WMAX, k - c0 < WMAX ? k - c0 : WMAX, c0, &best, &bv);                                   \
+        }                                                                                                           \
+        if (WMAX > 32 && c0 + 32 <= kp) {                                                                           \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, 32, a);                                                 \
+            block_argmin(a, 32, k - c0 < 32 ? k - c0 : 32, c0, &best, &bv);                                         \
+            c0 += 32;                                                                                               \
+        }                                                                                                           \
+        if (WMAX > 16 && c0 + 16 <= kp) {                                                                           \
             name##_block(zt + c0, (size_t)kp, z, d, metric, 16, a);                                                 \
             block_argmin(a, 16, k - c0 < 16 ? k - c0 : 16, c0, &best, &bv);                                         \
+            c0 += 16;                                                                                               \
         }                                                                                                           \
         if (c0 < kp) { /* kp is a multiple of 8 */                                                                  \
             name##_block(zt + c0, (size_t)kp, z, d, metric, 8, a);                                                  \
@@ -150,11 +164,11 @@ typedef double km_v8u __attribute__((vector_size(64), aligned(8), may_alias));
 typedef int (*nearest_fn_t)(const double *restrict, int, const double *restrict, int, int, kmeans_metric_t,
                             double *restrict);
 
-KM_KERNEL(nearest_base, , km_v2, 2)
+KM_KERNEL(nearest_base, , km_v2, 2, 16)
 #if defined(__x86_64__) && defined(__GNUC__)
 #define KM_X86_DISPATCH 1
-KM_KERNEL(nearest_avx2, __attribute__((target("avx2"))), km_v4, 4)
-KM_KERNEL(nearest_avx512, __attribute__((target("avx512f"))), km_v8, 8)
+KM_KERNEL(nearest_avx2, __attribute__((target("avx2"))), km_v4, 4, 32)
+KM_KERNEL(nearest_avx512, __attribute__((target("avx512f"))), km_v8, 8, 64)
 #endif
 
 #if !defined(__clang__) && defined(__GNUC__)
