@@ -3,7 +3,7 @@
 # Safe to run again: it does nothing when everything is already there.
 set -eu
 PKGS="gcc libc6-dev pkg-config meson ninja-build \
-librdkafka-dev libavro-dev libhiredis-dev libyaml-dev libjansson-dev libcriterion-dev \
+librdkafka-dev libavro-dev libhiredis-dev libyaml-dev libjansson-dev libcriterion-dev libjemalloc-dev \
 redis-server kcat python3 procps \
 python3-sklearn python3-numpy \
 libnlopt-dev python3-statsmodels python3-pandas"

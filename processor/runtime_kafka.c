@@ -67,6 +67,7 @@ typedef struct krun {
     weir_buf_t buf;
     ktask_t *tasks;
     ktask_t *current;         /* the task whose record is in hand */
+    ktask_t *hint;            /* the task of the last message */
     end_mark_t *ends;
     int nends;
     uint64_t in, out, dead, produce_errors;
@@ -106,13 +107,13 @@ static int64_t end_for(krun_t *kr, const char *topic, int32_t partition) {
 
 /* Produce with back-pressure: on a full queue, serve delivery reports and retry. */
 static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t key_len, const void *val,
-                    size_t len, rd_kafka_headers_t *hdrs) {
+                    size_t len, rd_kafka_headers_t *hdrs, int64_t ts) {
     for (;;) {
         rd_kafka_resp_err_t err;
         if (hdrs) {
             err = rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
                                     RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                                    RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         } else {
             err = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)val, len, key, key_len,
                                    NULL) == -1
@@ -183,7 +184,10 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
     atomic_store_explicit(&kr->metrics.records_out, kr->out, memory_order_relaxed);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)id_len);
-    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h);
+    /* The message timestamp is the record's event time, as Kafka Streams and
+     * Flink's Kafka sink write it (0: librdkafka stamps the current time). */
+    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h,
+            rec->ts == WEIR_TS_NONE || rec->ts < 0 ? 0 : rec->ts);
 }
 
 static void dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
@@ -203,7 +207,7 @@ static void dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_
         rd_kafka_header_add(h, "weir.error.node", -1, node, -1);
     if (kr->dead <= 10 || weir_log_level >= WEIR_LOG_DEBUG)
         weir_log(WEIR_LOG_WARN, LOG, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s", topic, partition, offset, reason);
-    produce(kr, kr->dlq_topic, key, key_len, val, len, h);
+    produce(kr, kr->dlq_topic, key, key_len, val, len, h, 0);
 }
 
 static void kafka_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason) {
@@ -567,6 +571,8 @@ static void on_revoke(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
                 *pp = dead->next;
                 if (kr->current == dead)
                     kr->current = NULL;
+                if (kr->hint == dead)
+                    kr->hint = NULL;
                 ktask_destroy(dead);
                 break;
             }
@@ -717,6 +723,7 @@ static rd_kafka_t *make_producer(krun_t *kr, char *errstr, size_t errstr_size) {
     if ((b && set_prop(conf, "bootstrap.servers", b, errstr, errstr_size)) ||
         set_prop(conf, "enable.idempotence", "true", errstr, errstr_size) ||
         set_prop(conf, "linger.ms", "5", errstr, errstr_size) ||
+        set_prop(conf, "delivery.report.only.error", "true", errstr, errstr_size) ||
         set_prop(conf, "queue.buffering.max.messages", "1000000", errstr, errstr_size) ||
         apply_props(conf, pl->source.properties, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
@@ -813,9 +820,20 @@ static bool local_done(krun_t *kr) {
     return true;
 }
 
+/* The task of m's partition (the last one found is tried first: fetched
+ * messages come in runs of one partition). */
+static ktask_t *task_of(krun_t *kr, const char *topic, int32_t partition) {
+    if (kr->hint && kr->hint->partition == partition && !strcmp(kr->hint->topic, topic))
+        return kr->hint;
+    ktask_t *t = ktask_find(kr, topic, partition);
+    if (t)
+        kr->hint = t;
+    return t;
+}
+
 static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     const char *topic = rd_kafka_topic_name(m->rkt);
-    ktask_t *t = kr->current = ktask_find(kr, topic, m->partition);
+    ktask_t *t = kr->current = task_of(kr, topic, m->partition);
     if (!t) {
         weir_log(WEIR_LOG_WARN, LOG, "message for unassigned %s [%" PRId32 "] ignored", topic, m->partition);
         return;
@@ -956,8 +974,13 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         /* One message per poll, not batches: a rebalance is served inside the
          * poll call, and a batch could hold messages fetched before a partition
          * was revoked and assigned again, which the restored task must not see
-         * (they would jump its watermark ahead of the records it replays). */
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(kr.consumer, 100);
+         * (they would jump its watermark ahead of the records it replays).
+         * (Measured: batches of 256 saved ~10 % of the CPU time and no
+         * wall-clock time in bench/kafka/filter_map.sh.) A non-blocking poll
+         * first: a blocking one reads the clock for its deadline. */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(kr.consumer, 0);
+        if (!m)
+            m = rd_kafka_consumer_poll(kr.consumer, 100);
         if (m) {
             if (m->err)
                 weir_log(WEIR_LOG_WARN, LOG, "consumer: %s", rd_kafka_message_errstr(m));

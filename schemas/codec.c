@@ -1019,25 +1019,56 @@ static inline size_t get_varint(const uint8_t *p, size_t n, int64_t *out)
 typedef struct avro_dec {
     const weir_schema_t *schema;
     bool confluent;
-    avro_value_iface_t *iface;
-    avro_value_t value;   /**< reused for every message */
-    avro_reader_t reader;
 } avro_dec_t;
 
-/*
- * Walk the datum once without allocating, checking everything avro-c's
- * reader does not (or did not, in some releases): string/bytes lengths
- * within the message (a garbage length would otherwise become a huge
- * malloc), enum indexes within the symbols (avro-c accepts any index),
- * booleans 0/1, int range, and no trailing bytes. After this passes,
- * avro_value_read cannot run off the buffer.
- */
-static int avro_prescan(const weir_schema_t *s, const uint8_t *p, size_t n, char *reason,
-                        size_t reason_size)
+static inline uint64_t load_le(const uint8_t *p, size_t w)
 {
+    uint64_t u = 0;
+    for (size_t i = 0; i < w; i++)
+        u |= (uint64_t)p[i] << (8 * i);
+    return u;
+}
+
+static avro_dec_t *avro_dec_new(const weir_schema_t *schema, bool confluent)
+{
+    avro_dec_t *d = weir_calloc(1, sizeof(*d));
+    d->schema = schema;
+    d->confluent = confluent;
+    return d;
+}
+
+static void avro_dec_free(avro_dec_t *d)
+{
+    free(d);
+}
+
+/*
+ * Decode the Avro binary encoding of a flat record (the only shape
+ * weir_schema_load accepts: fields of primitive, enum or fixed type, or a
+ * union of one of them with null) in one pass, straight from the bytes: no
+ * allocation beyond out's arena. Everything is checked: varints (at most 64
+ * bits), string/bytes lengths within the message, enum indexes within the
+ * symbols, union branches, booleans 0/1, int range, and no trailing bytes.
+ * avro-c (which parses the schemas) is not on this path: its generic value
+ * API cost about a fifth of a record's whole trip through the Kafka runtime.
+ */
+static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t *out,
+                       char *reason, size_t reason_size)
+{
+    const weir_schema_t *s = d->schema;
+    const uint8_t *p = buf;
+    size_t n = len;
+    if (d->confluent) {
+        if (n < CONFLUENT_HDR || p[0] != 0)
+            return weir_err(reason, reason_size,
+                            "invalid Avro: no Confluent header (magic byte 0 + 4-byte schema id)");
+        p += CONFLUENT_HDR;
+        n -= CONFLUENT_HDR;
+    }
     size_t pos = 0;
     for (int i = 0; i < s->nfields; i++) {
         const sfield_t *f = &s->f[i];
+        weir_value_t *v = &out->v[i];
         int64_t x = 0;
         size_t k;
         if (f->is_union) {
@@ -1047,7 +1078,7 @@ static int avro_prescan(const weir_schema_t *s, const uint8_t *p, size_t n, char
                 goto bad_varint;
             pos += k;
             if (x == f->null_branch)
-                continue;
+                continue; /* already null */
             if (x != f->value_branch)
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': union branch %" PRId64 " out of range",
@@ -1061,6 +1092,7 @@ static int avro_prescan(const weir_schema_t *s, const uint8_t *p, size_t n, char
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': boolean byte 0x%02x is not 0 or 1",
                                 f->name, p[pos]);
+            *v = weir_v_bool(p[pos] != 0);
             pos++;
             break;
         case AK_INT:
@@ -1074,13 +1106,26 @@ static int avro_prescan(const weir_schema_t *s, const uint8_t *p, size_t n, char
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': %" PRId64 " out of range for int",
                                 f->name, x);
+            *v = weir_v_long(x);
             break;
-        case AK_FLOAT:
-        case AK_DOUBLE: {
-            size_t w = f->kind == AK_FLOAT ? 4 : 8;
-            if (n - pos < w)
+        case AK_FLOAT: {
+            if (n - pos < 4)
                 goto truncated;
-            pos += w;
+            uint32_t u = (uint32_t)load_le(p + pos, 4);
+            float fl;
+            memcpy(&fl, &u, sizeof(fl));
+            *v = weir_v_double(fl);
+            pos += 4;
+            break;
+        }
+        case AK_DOUBLE: {
+            if (n - pos < 8)
+                goto truncated;
+            uint64_t u = load_le(p + pos, 8);
+            double db;
+            memcpy(&db, &u, sizeof(db));
+            *v = weir_v_double(db);
+            pos += 8;
             break;
         }
         case AK_STRING:
@@ -1097,11 +1142,21 @@ static int avro_prescan(const weir_schema_t *s, const uint8_t *p, size_t n, char
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': message truncated (length %" PRId64
                                 ", %zu bytes left)", f->name, x, n - pos);
+            if (f->kind == AK_STRING) {
+                *v = weir_v_str(arena_copy(&out->arena, p + pos, (size_t)x), (size_t)x);
+            } else {
+                v->type = WEIR_BYTES;
+                v->u.s.p = arena_copy(&out->arena, p + pos, (size_t)x);
+                v->u.s.n = (size_t)x;
+            }
             pos += (size_t)x;
             break;
         case AK_FIXED:
             if ((uint64_t)f->fixed_size > n - pos)
                 goto truncated;
+            v->type = WEIR_BYTES;
+            v->u.s.p = arena_copy(&out->arena, p + pos, (size_t)f->fixed_size);
+            v->u.s.n = (size_t)f->fixed_size;
             pos += (size_t)f->fixed_size;
             break;
         case AK_ENUM:
@@ -1114,6 +1169,7 @@ static int avro_prescan(const weir_schema_t *s, const uint8_t *p, size_t n, char
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': enum index %" PRId64 " out of range",
                                 f->name, x);
+            *v = weir_v_str(f->symbols[x], f->symlen[x]);
             break;
         }
         continue;
@@ -1130,147 +1186,6 @@ static int avro_prescan(const weir_schema_t *s, const uint8_t *p, size_t n, char
     return WEIR_OK;
 }
 
-static avro_dec_t *avro_dec_new(const weir_schema_t *schema, bool confluent, char *errstr,
-                                size_t errstr_size)
-{
-    avro_dec_t *d = weir_calloc(1, sizeof(*d));
-    d->schema = schema;
-    d->confluent = confluent;
-    d->iface = avro_generic_class_from_schema(schema->avro);
-    if (d->iface == NULL || avro_generic_value_new(d->iface, &d->value) != 0) {
-        weir_err(errstr, errstr_size, "%s: cannot create an Avro value: %s", schema->path,
-                 avro_strerror());
-        if (d->iface != NULL)
-            avro_value_iface_decref(d->iface);
-        free(d);
-        return NULL;
-    }
-    d->reader = avro_reader_memory("", 0);
-    return d;
-}
-
-static void avro_dec_free(avro_dec_t *d)
-{
-    avro_reader_free(d->reader);
-    avro_value_decref(&d->value);
-    avro_value_iface_decref(d->iface);
-    free(d);
-}
-
-/*
- * Strings and bytes are copied into out's arena: avro_value_read frees the
- * previous message's strings, and the header promises strings that live in
- * buf or in the record. (Enum symbols point at the schema, which outlives
- * every decoder made from it.)
- */
-static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t *out,
-                       char *reason, size_t reason_size)
-{
-    const weir_schema_t *s = d->schema;
-    const uint8_t *p = buf;
-    if (d->confluent) {
-        if (len < CONFLUENT_HDR || p[0] != 0)
-            return weir_err(reason, reason_size,
-                            "invalid Avro: no Confluent header (magic byte 0 + 4-byte schema id)");
-        p += CONFLUENT_HDR;
-        len -= CONFLUENT_HDR;
-    }
-    if (avro_prescan(s, p, len, reason, reason_size) != WEIR_OK)
-        return WEIR_ERR;
-
-    avro_reader_memory_set_source(d->reader, (const char *)p, (int64_t)len);
-    if (avro_value_read(d->reader, &d->value) != 0)
-        return weir_err(reason, reason_size, "invalid Avro: %s", avro_strerror());
-
-    for (int i = 0; i < s->nfields; i++) {
-        const sfield_t *f = &s->f[i];
-        weir_value_t *v = &out->v[i];
-        avro_value_t fv, bv, *src = &fv;
-        if (avro_value_get_by_index(&d->value, (size_t)i, &fv, NULL) != 0)
-            goto fail;
-        if (f->is_union) {
-            int disc = -1;
-            if (avro_value_get_discriminant(&fv, &disc) != 0)
-                goto fail;
-            if (disc == f->null_branch)
-                continue; /* already null */
-            if (avro_value_get_current_branch(&fv, &bv) != 0)
-                goto fail;
-            src = &bv;
-        }
-        switch (f->kind) {
-        case AK_BOOL: {
-            int b = 0;
-            if (avro_value_get_boolean(src, &b) != 0)
-                goto fail;
-            *v = weir_v_bool(b != 0);
-            break;
-        }
-        case AK_INT: {
-            int32_t x = 0;
-            if (avro_value_get_int(src, &x) != 0)
-                goto fail;
-            *v = weir_v_long(x);
-            break;
-        }
-        case AK_LONG: {
-            int64_t x = 0;
-            if (avro_value_get_long(src, &x) != 0)
-                goto fail;
-            *v = weir_v_long(x);
-            break;
-        }
-        case AK_FLOAT: {
-            float x = 0;
-            if (avro_value_get_float(src, &x) != 0)
-                goto fail;
-            *v = weir_v_double(x);
-            break;
-        }
-        case AK_DOUBLE: {
-            double x = 0;
-            if (avro_value_get_double(src, &x) != 0)
-                goto fail;
-            *v = weir_v_double(x);
-            break;
-        }
-        case AK_STRING: {
-            const char *str = NULL;
-            size_t size = 0; /* includes avro-c's NUL terminator */
-            if (avro_value_get_string(src, &str, &size) != 0)
-                goto fail;
-            size_t n = size ? size - 1 : 0;
-            *v = weir_v_str(arena_copy(&out->arena, str, n), n);
-            break;
-        }
-        case AK_BYTES:
-        case AK_FIXED: {
-            const void *b = NULL;
-            size_t size = 0;
-            int rc = f->kind == AK_BYTES ? avro_value_get_bytes(src, &b, &size)
-                                         : avro_value_get_fixed(src, &b, &size);
-            if (rc != 0)
-                goto fail;
-            v->type = WEIR_BYTES;
-            v->u.s.p = arena_copy(&out->arena, b, size);
-            v->u.s.n = size;
-            break;
-        }
-        case AK_ENUM: {
-            int x = -1;
-            if (avro_value_get_enum(src, &x) != 0 || x < 0 || x >= f->nsymbols)
-                goto fail;
-            *v = weir_v_str(f->symbols[x], f->symlen[x]);
-            break;
-        }
-        }
-        continue;
-    fail:
-        return weir_err(reason, reason_size, "invalid Avro: field '%s': %s", f->name,
-                        avro_strerror());
-    }
-    return WEIR_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* 6. Avro encoder                                                           */
@@ -1281,11 +1196,6 @@ typedef struct avro_enc {
     int *slot;            /**< per schema field: rt slot, or -1 (always null) */
     bool confluent;
     uint8_t header[CONFLUENT_HDR];
-    avro_value_iface_t *iface;
-    avro_value_t value;   /**< reused for every message */
-    avro_writer_t writer;
-    size_t guess;         /**< bytes to reserve before writing */
-    weir_buf_t scratch;   /**< NUL-terminated copy of a string for avro-c */
 } avro_enc_t;
 
 static bool avro_compatible(akind_t k, weir_type_t t)
@@ -1306,13 +1216,6 @@ static bool avro_compatible(akind_t k, weir_type_t t)
 
 static void avro_enc_free(avro_enc_t *e)
 {
-    if (e->writer != NULL)
-        avro_writer_free(e->writer);
-    if (e->iface != NULL) {
-        avro_value_decref(&e->value);
-        avro_value_iface_decref(e->iface);
-    }
-    weir_buf_free(&e->scratch);
     free(e->slot);
     free(e);
 }
@@ -1328,7 +1231,6 @@ static avro_enc_t *avro_enc_new(const weir_schema_t *s, const weir_rowtype_t *rt
     e->header[2] = (uint8_t)((uint32_t)schema_id >> 16);
     e->header[3] = (uint8_t)((uint32_t)schema_id >> 8);
     e->header[4] = (uint8_t)schema_id;
-    e->guess = 256;
     e->slot = weir_calloc((size_t)s->nfields + 1, sizeof(int));
     for (int i = 0; i < s->nfields; i++) {
         const sfield_t *f = &s->f[i];
@@ -1358,49 +1260,54 @@ static avro_enc_t *avro_enc_new(const weir_schema_t *s, const weir_rowtype_t *rt
             goto fail;
         }
     }
-    e->iface = avro_generic_class_from_schema(s->avro);
-    if (e->iface == NULL || avro_generic_value_new(e->iface, &e->value) != 0) {
-        weir_err(errstr, errstr_size, "schema %s: cannot create an Avro value: %s", s->path,
-                 avro_strerror());
-        if (e->iface != NULL)
-            avro_value_iface_decref(e->iface);
-        e->iface = NULL;
-        goto fail;
-    }
-    e->writer = avro_writer_memory("", 0);
     return e;
 fail:
     avro_enc_free(e);
     return NULL;
 }
 
-/* Set the generic value's field i from v. */
-static int avro_set_field(avro_enc_t *e, int i, const weir_value_t *v, char *reason,
-                          size_t reason_size)
+/* Append the zigzag varint of x; the caller has reserved 10 bytes. */
+static inline void put_varint(weir_buf_t *out, int64_t x)
+{
+    uint64_t u = ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
+    uint8_t *p = out->p + out->len;
+    size_t k = 0;
+    while (u >= 0x80) {
+        p[k++] = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    p[k++] = (uint8_t)u;
+    out->len += k;
+}
+
+static inline void put_le(weir_buf_t *out, uint64_t u, size_t w)
+{
+    uint8_t *p = out->p + out->len;
+    for (size_t i = 0; i < w; i++)
+        p[i] = (uint8_t)(u >> (8 * i));
+    out->len += w;
+}
+
+/* Append field i's Avro binary encoding of v to out. */
+static int avro_put_field(const avro_enc_t *e, int i, const weir_value_t *v, weir_buf_t *out,
+                          char *reason, size_t reason_size)
 {
     const sfield_t *f = &e->schema->f[i];
-    avro_value_t fv, bv, *dst = &fv;
-    if (avro_value_get_by_index(&e->value, (size_t)i, &fv, NULL) != 0)
-        goto avro_fail;
+    weir_buf_reserve(out, 20);
     if (v->type == WEIR_NULL) {
         if (!f->is_union)
             return weir_err(reason, reason_size,
                             "field '%s' is null but not nullable in the schema", f->name);
-        if (avro_value_set_branch(&fv, f->null_branch, &bv) != 0 || avro_value_set_null(&bv) != 0)
-            goto avro_fail;
+        put_varint(out, f->null_branch);
         return WEIR_OK;
     }
-    if (f->is_union) {
-        if (avro_value_set_branch(&fv, f->value_branch, &bv) != 0)
-            goto avro_fail;
-        dst = &bv;
-    }
-    int rc = 0;
+    if (f->is_union)
+        put_varint(out, f->value_branch);
     switch (f->kind) {
     case AK_BOOL:
         if (v->type != WEIR_BOOL)
             goto type_fail;
-        rc = avro_value_set_boolean(dst, v->u.b);
+        out->p[out->len++] = v->u.b ? 1 : 0;
         break;
     case AK_INT:
         if (v->type != WEIR_LONG)
@@ -1408,37 +1315,37 @@ static int avro_set_field(avro_enc_t *e, int i, const weir_value_t *v, char *rea
         if (v->u.i < INT32_MIN || v->u.i > INT32_MAX)
             return weir_err(reason, reason_size, "field '%s': %" PRId64 " is out of range for Avro int",
                             f->name, v->u.i);
-        rc = avro_value_set_int(dst, (int32_t)v->u.i);
+        put_varint(out, v->u.i);
         break;
     case AK_LONG:
         if (v->type != WEIR_LONG)
             goto type_fail;
-        rc = avro_value_set_long(dst, v->u.i);
+        put_varint(out, v->u.i);
         break;
-    case AK_FLOAT:
+    case AK_FLOAT: {
         if (v->type != WEIR_DOUBLE && v->type != WEIR_LONG)
             goto type_fail;
-        rc = avro_value_set_float(dst, (float)weir_v_num(v));
+        float fl = (float)weir_v_num(v);
+        uint32_t u;
+        memcpy(&u, &fl, sizeof(u));
+        put_le(out, u, 4);
         break;
-    case AK_DOUBLE:
+    }
+    case AK_DOUBLE: {
         if (v->type != WEIR_DOUBLE && v->type != WEIR_LONG)
             goto type_fail;
-        rc = avro_value_set_double(dst, weir_v_num(v));
+        double db = weir_v_num(v);
+        uint64_t u;
+        memcpy(&u, &db, sizeof(u));
+        put_le(out, u, 8);
         break;
+    }
     case AK_STRING:
-        if (v->type != WEIR_STRING)
-            goto type_fail;
-        /* avro-c wants a NUL-terminated string (size counts the NUL) */
-        weir_buf_reset(&e->scratch);
-        weir_buf_reserve(&e->scratch, v->u.s.n + 1);
-        weir_buf_append(&e->scratch, v->u.s.p, v->u.s.n);
-        weir_buf_putc(&e->scratch, '\0');
-        rc = avro_value_set_string_len(dst, (const char *)e->scratch.p, e->scratch.len);
-        break;
     case AK_BYTES:
-        if (v->type != WEIR_BYTES)
+        if (v->type != (f->kind == AK_STRING ? WEIR_STRING : WEIR_BYTES))
             goto type_fail;
-        rc = avro_value_set_bytes(dst, (void *)(v->u.s.n ? v->u.s.p : ""), v->u.s.n);
+        put_varint(out, (int64_t)v->u.s.n);
+        weir_buf_append(out, v->u.s.p, v->u.s.n);
         break;
     case AK_FIXED:
         if (v->type != WEIR_BYTES)
@@ -1447,7 +1354,7 @@ static int avro_set_field(avro_enc_t *e, int i, const weir_value_t *v, char *rea
             return weir_err(reason, reason_size,
                             "field '%s': %zu bytes for fixed %s of size %" PRId64, f->name,
                             v->u.s.n, f->type_name, f->fixed_size);
-        rc = avro_value_set_fixed(dst, (void *)(v->u.s.n ? v->u.s.p : ""), v->u.s.n);
+        weir_buf_append(out, v->u.s.p, v->u.s.n);
         break;
     case AK_ENUM: {
         if (v->type != WEIR_STRING)
@@ -1462,53 +1369,35 @@ static int avro_set_field(avro_enc_t *e, int i, const weir_value_t *v, char *rea
         if (sym < 0)
             return weir_err(reason, reason_size, "field '%s': '%.*s' is not a symbol of enum %s",
                             f->name, (int)(v->u.s.n > 64 ? 64 : v->u.s.n), v->u.s.p, f->type_name);
-        rc = avro_value_set_enum(dst, sym);
+        put_varint(out, sym);
         break;
     }
     }
-    if (rc != 0)
-        goto avro_fail;
     return WEIR_OK;
 type_fail:
     return weir_err(reason, reason_size, "field '%s': %s value for Avro %s", f->name,
                     weir_type_name(v->type), akind_name(f->kind));
-avro_fail:
-    return weir_err(reason, reason_size, "field '%s': Avro: %s", f->name, avro_strerror());
 }
 
+/* The Avro binary encoding, written directly (see avro_decode for why not avro-c). */
 static int avro_encode(avro_enc_t *e, const weir_record_t *rec, weir_buf_t *out, char *reason,
                        size_t reason_size)
 {
     const weir_schema_t *s = e->schema;
     static const weir_value_t null_value = {.type = WEIR_NULL};
-    for (int i = 0; i < s->nfields; i++) {
-        const weir_value_t *v = e->slot[i] >= 0 ? &rec->v[e->slot[i]] : &null_value;
-        if (avro_set_field(e, i, v, reason, reason_size) != WEIR_OK)
-            return WEIR_ERR;
-    }
     size_t start = out->len;
     if (e->confluent)
         weir_buf_append(out, e->header, CONFLUENT_HDR);
-    size_t want = e->guess;
-    for (;;) {
-        weir_buf_reserve(out, want);
-        size_t room = out->cap - out->len;
-        avro_writer_memory_set_dest(e->writer, (const char *)out->p + out->len, (int64_t)room);
-        int rc = avro_value_write(e->writer, &e->value);
-        if (rc == 0)
-            break;
-        if (rc != ENOSPC) {
+    for (int i = 0; i < s->nfields; i++) {
+        const weir_value_t *v = e->slot[i] >= 0 ? &rec->v[e->slot[i]] : &null_value;
+        if (avro_put_field(e, i, v, out, reason, reason_size) != WEIR_OK) {
             out->len = start;
-            return weir_err(reason, reason_size, "Avro write failed: %s", avro_strerror());
+            return WEIR_ERR;
         }
-        want = room * 2;
     }
-    size_t n = (size_t)avro_writer_tell(e->writer);
-    out->len += n;
-    if (n * 2 > e->guess)
-        e->guess = n * 2;
     return WEIR_OK;
 }
+
 
 /* ------------------------------------------------------------------------ */
 /* 7. decoder / encoder objects                                              */
@@ -1567,7 +1456,7 @@ weir_decoder_t *weir_decoder_new(weir_format_t fmt, const weir_schema_t *schema,
                  schema->path);
         goto fail;
     }
-    d->avro = avro_dec_new(schema, confluent, errstr, errstr_size);
+    d->avro = avro_dec_new(schema, confluent);
     if (d->avro == NULL)
         goto fail;
     return d;
