@@ -1468,7 +1468,7 @@ fail:
 /*
  * Lifetime of the decoded values: numbers are in out->v; strings and bytes
  * are copied into out->arena (JSON: jansson's tree is freed before we
- * return; Avro: avro-c's value is overwritten by the next message), so they
+ * return; Avro: the message buffer belongs to the caller), so they
  * stay valid until out is cleared, decoded into again or freed. Avro enum
  * symbols point into the schema.
  */
