@@ -931,6 +931,8 @@ Test(kmeans_fmt, shortest_round_trip) {
                  {1.7976931348623157e308, "1.7976931348623157e308"}, {2.0 / 3, "0.6666666666666666"},
                  {NAN, "null"}, {INFINITY, "null"}};
     char buf[64];
+    cr_assert_eq(kmeans_fmt_k_check(), INT32_MAX, "cached-power index differs from Grisu's at exponent %d",
+                 kmeans_fmt_k_check());
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n = kmeans_fmt_double(cases[i].v, buf);
         buf[n] = '\0';

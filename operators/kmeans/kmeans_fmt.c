@@ -106,18 +106,32 @@ static const struct {
 
 static const uint32_t pow10_32[10] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000};
 
+/* The high 64 bits of a.f * b.f, rounded half up: floor((a.f b.f + 2^63) / 2^64) (Grisu's four 32-bit
+ * partial products give exactly this; one 64x64->128 multiply is cheaper). */
 static inline diyfp_t diy_mul(diyfp_t a, diyfp_t b) {
-    const uint64_t M32 = 0xffffffffu;
-    const uint64_t ah = a.f >> 32, al = a.f & M32, bh = b.f >> 32, bl = b.f & M32;
-    const uint64_t hh = ah * bh, lh = al * bh, hl = ah * bl, ll = al * bl;
-    uint64_t mid = (ll >> 32) + (hl & M32) + (lh & M32);
-    mid += 1u << 31; /* round to nearest */
-    return (diyfp_t){hh + (hl >> 32) + (lh >> 32) + (mid >> 32), a.e + b.e + 64};
+    const unsigned __int128 p = (unsigned __int128)a.f * b.f + (1ULL << 63);
+    return (diyfp_t){(uint64_t)(p >> 64), a.e + b.e + 64};
 }
 
 static inline diyfp_t diy_normalize(diyfp_t x) {
     const int s = __builtin_clzll(x.f);
     return (diyfp_t){x.f << s, x.e - s};
+}
+
+/* ceil(n log10 2) for |n| <= 1650: floor by Ryu's (n 78913) >> 18 (exact in that range), + 1 unless n = 0
+ * (n log10 2 is irrational for n != 0). */
+static inline int fmt_ceil_log10_pow2(int n) { return ((n * 78913) >> 18) + (n != 0); }
+
+int kmeans_fmt_k_check(void) {
+    for (int e = -1200; e <= 1200; e++) {
+        const double dk = (-61 - e) * 0.30102999566398114 + 347;
+        int k = (int)dk;
+        if (dk - k > 0.0)
+            k++;
+        if (k != fmt_ceil_log10_pow2(-61 - e) + 347)
+            return e;
+    }
+    return INT32_MAX;
 }
 
 static inline int digits32(uint32_t n) {
@@ -147,12 +161,10 @@ static int grisu2(double v, char *buf, int *K) {
     diyfp_t mi = x.f == (1ULL << 52) ? (diyfp_t){(x.f << 2) - 1, x.e - 2} : (diyfp_t){(x.f << 1) - 1, x.e - 1};
     mi.f <<= mi.e - pl.e;
     mi.e = pl.e;
-    /* cached power c = 10^-k such that the products' exponents land in [-60, -32] */
-    const double dk = (-61 - pl.e) * 0.30102999566398114 + 347;
-    int k = (int)dk;
-    if (dk - k > 0.0)
-        k++;
-    const unsigned idx = (unsigned)((k >> 3) + 1);
+    /* cached power c = 10^-k such that the products' exponents land in [-60, -32]:
+     * k = ceil((-61 - e) log10 2) + 347, in integers (kmeans_fmt_k_check: equal to the double formula
+     * ceil((-61 - e) * 0.30102999566398114 + 347) for every e from -1200 to 1200) */
+    const int idx = ((fmt_ceil_log10_pow2(-61 - pl.e) + 347) >> 3) + 1;
     *K = -(-348 + (int)(idx << 3));
     const diyfp_t c = {cached_powers[idx].f, cached_powers[idx].e};
     const diyfp_t W = diy_mul(diy_normalize(x), c);
@@ -166,6 +178,36 @@ static int grisu2(double v, char *buf, int *K) {
     uint32_t p1 = (uint32_t)(Wp.f >> sh);
     uint64_t p2 = Wp.f & (one - 1);
     int kappa = digits32(p1), len = 0;
+    if (delta < one) {
+        /* Every normal double: (p1_rest << sh) + p2 <= delta < 2^sh needs p1_rest = 0, so the loop below would
+         * write p1's digits and stop after the last non-zero one if p2 <= delta, else after all of them. The
+         * same digits without a division per digit: */
+        static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                       "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                       "8081828384858687888990919293949596979899";
+        uint32_t r = p1;
+        int i = kappa;
+        while (i >= 2) {
+            const uint32_t q = r / 100, two = r - q * 100;
+            buf[i - 2] = pairs[2 * two];
+            buf[i - 1] = pairs[2 * two + 1];
+            r = q;
+            i -= 2;
+        }
+        if (i)
+            buf[0] = (char)('0' + r);
+        if (p2 <= delta) {
+            int tz = 0; /* trailing zeros of p1 (its first digit is not 0) */
+            while (buf[kappa - 1 - tz] == '0')
+                tz++;
+            len = kappa - tz;
+            *K += tz;
+            grisu_round(buf, len, delta, p2, (uint64_t)pow10_32[tz] << sh, wp_w);
+            return len;
+        }
+        len = kappa;
+        kappa = 0;
+    }
     while (kappa > 0) {
         uint32_t d;
         switch (kappa) { /* constant divisors: multiplications, not divisions */
@@ -190,12 +232,13 @@ static int grisu2(double v, char *buf, int *K) {
             return len;
         }
     }
+    /* p1 >= 1 (Wp is normalised and sh <= 60), so its first digit is not 0 and len >= 1 here: every
+     * fractional digit is written. */
     for (;;) {
         p2 *= 10;
         delta *= 10;
         const char d = (char)(p2 >> sh);
-        if (d || len)
-            buf[len++] = (char)('0' + d);
+        buf[len++] = (char)('0' + d);
         p2 &= one - 1;
         kappa--;
         if (p2 < delta) {
@@ -258,13 +301,13 @@ size_t kmeans_fmt_double(double v, char *out) {
         memcpy(out, "null", 4);
         return 4;
     }
-    size_t neg = 0;
-    if (u >> 63) {
-        *out++ = '-';
-        neg = 1;
-        v = -v;
-    }
-    if (v == 0.0) {
+    /* the sign without a branch (signs of centroid coordinates are unpredictable) */
+    const size_t neg = (size_t)(u >> 63);
+    *out = '-';
+    out += neg;
+    u &= ~(1ULL << 63);
+    memcpy(&v, &u, sizeof(v));
+    if (u == 0) {
         *out = '0';
         return neg + 1;
     }

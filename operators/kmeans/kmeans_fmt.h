@@ -21,5 +21,8 @@
 
 /** @brief Write v into out (at least KMEANS_FMT_MAX bytes, not terminated). @returns the length. */
 size_t kmeans_fmt_double(double v, char *out);
+/** @returns INT32_MAX when the integer cached-power index formula equals Grisu's double formula for every binary
+ *          exponent in [-1200, 1200], else the first exponent where it does not (unit test). */
+int kmeans_fmt_k_check(void);
 
 #endif
