@@ -24,8 +24,9 @@
  * order, which vectorises without re-associating floating-point sums (no
  * -ffast-math) and gives bit-identical results to the scalar loop.
  *
- * Ownership: a model owns all of its arrays; kmeans_model_free() accepts a
- * zeroed or half-built model. Nothing here allocates per point.
+ * Ownership: a model owns all of its arrays (one block, plus the init
+ * buffer); kmeans_model_free() accepts a zeroed model. Nothing here
+ * allocates per point.
  */
 #ifndef WEIR_KMEANS_MODEL_H
 #define WEIR_KMEANS_MODEL_H
@@ -97,6 +98,7 @@ typedef struct kmeans_model {
     double *init_x;           /**< init_size*d */
     /* per-point scratch (no allocation per point) */
     double *y, *z;            /**< d each */
+    void *mem;                /**< the one allocation every array above except init_x lives in */
 } kmeans_model_t;
 
 /** @brief Allocate a model's arrays and seed its generator. */
