@@ -85,11 +85,25 @@ static KM_ALWAYS_INLINE void block_argmin(double *restrict a, int W, int n, int 
         for (int l = 0; l < h; l++)
             t[l] = t[l] < t[l + h] ? t[l] : t[l + h];
     if (t[0] < *bv) {
-        int l = 0;
-        while (!(a[l] == t[0]))
-            l++;
+        /* The first lane holding the minimum (t[0] is one of a's values) through bit masks, first of the groups
+         * of 8 lanes, then of the lanes of the first group holding it: a loop that stops at that lane
+         * mispredicted its exit about once a point (which lane wins is unpredictable). */
+        int g = 0;
+        if (W > 8) {
+            unsigned gh = 0;
+            for (int i = 0; i < W / 8; i++) {
+                double m = a[8 * i];
+                for (int l = 1; l < 8; l++)
+                    m = a[8 * i + l] < m ? a[8 * i + l] : m;
+                gh |= (unsigned)(m == t[0]) << i;
+            }
+            g = __builtin_ctz(gh);
+        }
+        unsigned lh = 0;
+        for (int l = 0; l < 8; l++)
+            lh |= (unsigned)(a[8 * g + l] == t[0]) << l;
         *bv = t[0];
-        *best = c0 + l;
+        *best = c0 + 8 * g + __builtin_ctz(lh);
     }
 }
 
