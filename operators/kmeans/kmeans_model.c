@@ -269,10 +269,13 @@ static void model_rebuild_zt(kmeans_model_t *m) {
 
 /* ---- life cycle ---- */
 
+/* Doubles in n rounded up to whole 64-byte cache lines. */
+static size_t lines(size_t n) { return (n + 7) & ~(size_t)7; }
+
 /* The next n doubles of a model's block, on a 64-byte boundary. */
-static double *carve(char **cur, size_t n) {
-    double *a = (double *)*cur;
-    *cur += (n * sizeof(double) + 63) & ~(size_t)63;
+static double *carve(double **cur, size_t n) {
+    double *a = *cur;
+    *cur += lines(n);
     return a;
 }
 
@@ -286,10 +289,8 @@ void kmeans_model_init(kmeans_model_t *m, const kmeans_params_t *p, uint64_t see
     /* One zeroed block, the per-point arrays first and each array on a cache line: their relative addresses
      * (hence any 4 KiB aliasing between the point scratch and the centroids) no longer depend on what the heap
      * handed out before, which made the per-point time vary by ~10 % from run to run. */
-    const size_t dl = (d * sizeof(double) + 63) / 64 * 64, kl = (k * sizeof(double) + 63) / 64 * 64;
-    const size_t kdl = (k * d * sizeof(double) + 63) / 64 * 64, ztl = (kp * d * sizeof(double) + 63) / 64 * 64;
-    m->mem = weir_calloc(1, 63 + 8 * dl + 2 * kl + 2 * kdl + ztl);
-    char *cur = (char *)(((uintptr_t)m->mem + 63) & ~(uintptr_t)63);
+    m->mem = weir_calloc(7 * lines(d) + 2 * lines(k) + 2 * lines(k * d) + lines(kp * d) + 8, sizeof(double));
+    double *cur = (double *)(((uintptr_t)m->mem + 63) & ~(uintptr_t)63);
     m->y = carve(&cur, d);
     m->z = carve(&cur, d);
     m->scale = carve(&cur, d);
