@@ -886,7 +886,7 @@ static int json_decode_fast(json_dec_t *d, const char *p, size_t len, weir_recor
             if (slot >= 0) {
                 size_t n = (size_t)(s1 - s0);
                 if (ft == WEIR_STRING)
-                    *v = weir_v_str(arena_copy(&out->arena, s0, n), n);
+                    weir_set_str(v, WEIR_STRING, arena_copy(&out->arena, s0, n), n);
                 else if (ft != WEIR_BYTES || json_to_bytes(s0, n, &out->arena, v) != WEIR_OK)
                     return FAST_NO;
             }
@@ -915,9 +915,9 @@ static int json_decode_fast(json_dec_t *d, const char *p, size_t len, weir_recor
                 if (slot < 0)
                     goto next;
                 if (ft == WEIR_LONG)
-                    *v = weir_v_long(x);
+                    weir_set_long(v, x);
                 else if (ft == WEIR_DOUBLE)
-                    *v = weir_v_double((double)x);
+                    weir_set_double(v, (double)x);
                 else
                     return FAST_NO;
             } else {
@@ -933,11 +933,11 @@ static int json_decode_fast(json_dec_t *d, const char *p, size_t len, weir_recor
                 if (slot < 0)
                     goto next;
                 if (ft == WEIR_DOUBLE) {
-                    *v = weir_v_double(x);
+                    weir_set_double(v, x);
                 } else {
                     if (x != floor(x) || x < -TWO63 || x >= TWO63)
                         return FAST_NO;
-                    *v = weir_v_long((int64_t)x);
+                    weir_set_long(v, (int64_t)x);
                 }
             }
         } else if (c == 't' || c == 'f') {
@@ -949,7 +949,7 @@ static int json_decode_fast(json_dec_t *d, const char *p, size_t len, weir_recor
             if (slot >= 0) {
                 if (ft != WEIR_BOOL)
                     return FAST_NO;
-                *v = weir_v_bool(b);
+                weir_set_bool(v, b);
             }
         } else if (c == 'n') {
             if ((size_t)(e - p) < 4 || memcmp(p, "null", 4) != 0)
@@ -1092,7 +1092,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': boolean byte 0x%02x is not 0 or 1",
                                 f->name, p[pos]);
-            *v = weir_v_bool(p[pos] != 0);
+            weir_set_bool(v, p[pos] != 0);
             pos++;
             break;
         case AK_INT:
@@ -1106,7 +1106,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': %" PRId64 " out of range for int",
                                 f->name, x);
-            *v = weir_v_long(x);
+            weir_set_long(v, x);
             break;
         case AK_FLOAT: {
             if (n - pos < 4)
@@ -1114,7 +1114,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
             uint32_t u = (uint32_t)load_le(p + pos, 4);
             float fl;
             memcpy(&fl, &u, sizeof(fl));
-            *v = weir_v_double(fl);
+            weir_set_double(v, fl);
             pos += 4;
             break;
         }
@@ -1124,7 +1124,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
             uint64_t u = load_le(p + pos, 8);
             double db;
             memcpy(&db, &u, sizeof(db));
-            *v = weir_v_double(db);
+            weir_set_double(v, db);
             pos += 8;
             break;
         }
@@ -1143,11 +1143,9 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
                                 "invalid Avro: field '%s': message truncated (length %" PRId64
                                 ", %zu bytes left)", f->name, x, n - pos);
             if (f->kind == AK_STRING) {
-                *v = weir_v_str(arena_copy(&out->arena, p + pos, (size_t)x), (size_t)x);
+                weir_set_str(v, WEIR_STRING, arena_copy(&out->arena, p + pos, (size_t)x), (size_t)x);
             } else {
-                v->type = WEIR_BYTES;
-                v->u.s.p = arena_copy(&out->arena, p + pos, (size_t)x);
-                v->u.s.n = (size_t)x;
+                weir_set_str(v, WEIR_BYTES, arena_copy(&out->arena, p + pos, (size_t)x), (size_t)x);
             }
             pos += (size_t)x;
             break;
@@ -1169,7 +1167,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
                 return weir_err(reason, reason_size,
                                 "invalid Avro: field '%s': enum index %" PRId64 " out of range",
                                 f->name, x);
-            *v = weir_v_str(f->symbols[x], f->symlen[x]);
+            weir_set_str(v, WEIR_STRING, f->symbols[x], f->symlen[x]);
             break;
         }
         continue;
