@@ -2,8 +2,11 @@
 # Issue 2 benchmark: weir's filter+map throughput over the local broker beside the
 # raw consume ceiling of the same topic (kcat), measured in the same run.
 #   bench/kafka/filter_map.sh [N] [ROUNDS]     (default N = 1000000, ROUNDS = 5)
-# Each round times kcat, then weir (a new consumer group each time), on the same
-# loaded topic; the rounds alternate so that both see the same machine state.
+# Each round times kcat, then weir (a new consumer group each time), then
+# bench/kafka/passthrough (the least a one-thread librdkafka consume -> produce
+# loop with weir's settings and its weir.id header can do: no decoding, no
+# operators), on the same loaded topic; the rounds alternate so that all three
+# see the same machine state.
 # The summary gives the median of each and the ratio of the medians, and the
 # per-round ratios (2 cores shared by the broker, kcat/weir and librdkafka's
 # threads: single runs vary by +-25 %).
@@ -33,7 +36,8 @@ now() { date +%s.%N; }
 # up to 3x slower than the next ones (measured), whoever reads it.
 kcat -C -b "$B" -t sensor.readings -o beginning -c "$N" -q -f '' >/dev/null
 
-printf '%-6s %16s %16s %8s\n' "round" "kcat rec/s" "weir rec/s" "ratio"
+PT="$BUILD_DIR/bench/kafka/passthrough"
+printf '%-6s %16s %16s %8s %16s %10s\n' "round" "kcat rec/s" "weir rec/s" "ratio" "passthru rec/s" "weir/pt"
 r=1
 while [ $r -le "$ROUNDS" ]; do
     # Raw consume ceiling: stop after N messages (-e would add the end-of-partition wait).
@@ -53,11 +57,15 @@ while [ $r -le "$ROUNDS" ]; do
     weir_in=$(echo "$line" | sed 's/.*records_in=\([0-9]*\).*/\1/')
     [ "$weir_in" -eq "$N" ] || { echo "weir read $weir_in records, expected $N" >&2; exit 1; }
     weir_rate=$(echo "$weir_in / $weir_s" | bc -l)
-    printf '%-6s %16.0f %16.0f %8.2f\n' "$r" "$kcat_rate" "$weir_rate" "$(echo "$weir_rate / $kcat_rate" | bc -l)"
+    pt_rate=$("$PT" "$B" sensor.readings 16 sensor.enriched "$N" | sed 's/.*records_per_s=//')
+    printf '%-6s %16.0f %16.0f %8.2f %16.0f %10.2f\n' "$r" "$kcat_rate" "$weir_rate" "$(echo "$weir_rate / $kcat_rate" | bc -l)" \
+        "$pt_rate" "$(echo "$weir_rate / $pt_rate" | bc -l)"
     echo "$kcat_rate" >>"$TMP/kcat"
     echo "$weir_rate" >>"$TMP/weir"
+    echo "$pt_rate" >>"$TMP/pt"
     r=$((r+1))
 done
 median() { sort -g "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-km=$(median "$TMP/kcat"); wm=$(median "$TMP/weir")
-printf '%-6s %16.0f %16.0f %8.2f   (N = %d, %d rounds; one worker thread)\n' "median" "$km" "$wm" "$(echo "$wm / $km" | bc -l)" "$N" "$ROUNDS"
+km=$(median "$TMP/kcat"); wm=$(median "$TMP/weir"); pm=$(median "$TMP/pt")
+printf '%-6s %16.0f %16.0f %8.2f %16.0f %10.2f\n' "median" "$km" "$wm" "$(echo "$wm / $km" | bc -l)" "$pm" "$(echo "$wm / $pm" | bc -l)"
+echo "(N = $N, $ROUNDS rounds; one worker thread; ratio = weir/kcat, the issue's figure; passthru: see the top of this script)"
