@@ -79,6 +79,8 @@ static void run_usage(FILE *fp) {
             "  --checkpoint-interval D  overrides checkpoint.interval (default 10s)\n"
             "  --reset-state NODES    start these nodes (comma-separated, or all) without saved state\n"
             "  --metrics-port P       serve Prometheus metrics on P (0 = any free port, logged)\n"
+            "  --no-sink-thread       make the librdkafka produce calls on the worker thread (by\n"
+            "                         default one hand-off thread makes them, in order)\n"
             "  -X KEY=VALUE           librdkafka consumer property (repeatable; after the file's)\n"
             "\n"
             "File mode: replace the Kafka source with a JSON-lines file and every sink with one\n"
@@ -102,7 +104,7 @@ int weir_cmd_run(int argc, char **argv) {
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
         {"redis", required_argument, NULL, 'R'},       {"checkpoint-interval", required_argument, NULL, 'C'},
         {"reset-state", required_argument, NULL, 'Z'}, {"metrics-port", required_argument, NULL, 'M'},
-        {0}};
+        {"no-sink-thread", no_argument, NULL, 'T'},   {0}};
     int c;
     optind = 1;
     char *props[64];
@@ -110,6 +112,7 @@ int weir_cmd_run(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "b:g:ud:c:i:o:D:n:l:qhX:R:C:Z:M:", opts, NULL)) != -1) {
         switch (c) {
         case 'R': o.redis = optarg; break;
+        case 'T': o.inline_produce = true; break;
         case 'M':
             o.metrics_port = atoi(optarg);
             if (o.metrics_port < 0 || o.metrics_port > 65535) {

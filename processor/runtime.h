@@ -26,6 +26,7 @@ typedef struct weir_run_opts {
     int64_t checkpoint_interval_ms; /**< overrides checkpoint.interval (0 = the file's) */
     const char *reset_state;    /**< --reset-state NODE[,NODE] | all */
     int metrics_port;           /**< serve Prometheus metrics here (-1 = off, 0 = any free port) */
+    bool inline_produce;        /**< Kafka: produce on the worker thread (no hand-off thread) */
     volatile int *stop;         /**< optional extra stop flag (the demo's restart) */
     int nprops;                 /**< -X key=value consumer properties */
     char **props;

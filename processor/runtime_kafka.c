@@ -22,6 +22,8 @@
  * Threads: this loop runs every task on the calling thread (one worker).
  */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <librdkafka/rdkafka.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,7 @@
 #include "checkpoint.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "spsc.h"
 #include "task.h"
 
 #define LOG "kafka"
@@ -70,10 +73,17 @@ typedef struct krun {
     ktask_t *hint;            /* the task of the last message */
     end_mark_t *ends;
     int nends;
-    uint64_t in, out, dead, produce_errors;
+    uint64_t in, out, dead;
+    _Atomic uint64_t produce_errors; /* also counted by the hand-off thread */
     int64_t first_ns, last_ns;
     const char *instance;
-    bool fatal;
+    atomic_bool fatal;        /* set by either thread; the run stops */
+    /* producer hand-off (default): the worker thread encodes each output and
+     * queues it here; one thread makes the librdkafka produce calls */
+    weir_spsc_t *outq;
+    pthread_t sink_thread;
+    bool sink_started;
+    atomic_bool sink_quit;
     bool ever_assigned;       /* see the close path in weir_run_kafka */
     bool subscribed;
     /* checkpoints */
@@ -140,6 +150,14 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t k
  * numbers are part of the checkpoint, so a replay after a crash numbers the
  * same outputs the same way whatever triggered them (a record, a watermark,
  * end of input). */
+/* An output queued for the hand-off thread: this header, then key, value and id bytes. */
+typedef struct out_hdr {
+    int64_t ts;
+    int32_t sink;
+    uint8_t has_key;
+    uint32_t klen, vlen, idlen;
+} out_hdr_t;
+
 static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec, size_t *len) {
     int slot = kr->id_slot[sink];
     if (slot >= 0 && rec->v[slot].type == WEIR_STRING) {
@@ -182,12 +200,61 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
     }
     kr->out++;
     atomic_store_explicit(&kr->metrics.records_out, kr->out, memory_order_relaxed);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-    rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)id_len);
     /* The message timestamp is the record's event time, as Kafka Streams and
      * Flink's Kafka sink write it (0: librdkafka stamps the current time). */
-    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h,
-            rec->ts == WEIR_TS_NONE || rec->ts < 0 ? 0 : rec->ts);
+    int64_t ts = rec->ts == WEIR_TS_NONE || rec->ts < 0 ? 0 : rec->ts;
+    size_t klen = rec->key ? rec->key_len : 0;
+    size_t need = sizeof(out_hdr_t) + klen + kr->buf.len + id_len;
+    if (kr->outq && need <= weir_spsc_max_entry(kr->outq)) {
+        uint8_t *e = weir_spsc_reserve(kr->outq, need);
+        out_hdr_t hd = {.ts = ts, .sink = sink, .has_key = rec->key != NULL, .klen = (uint32_t)klen,
+                        .vlen = (uint32_t)kr->buf.len, .idlen = (uint32_t)id_len};
+        memcpy(e, &hd, sizeof(hd));
+        memcpy(e + sizeof(hd), rec->key, klen);
+        memcpy(e + sizeof(hd) + klen, kr->buf.p, kr->buf.len);
+        memcpy(e + sizeof(hd) + klen + kr->buf.len, id, id_len);
+        weir_spsc_push(kr->outq);
+        return;
+    }
+    if (kr->outq) /* too large for the ring: after what is queued, in this thread */
+        weir_spsc_drain(kr->outq);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)id_len);
+    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h, ts);
+}
+
+/* The producer hand-off thread: the librdkafka produce calls for the queued
+ * outputs, in order. Delivery reports may be served here or by the worker. */
+static void *sink_main(void *arg) {
+    krun_t *kr = arg;
+    unsigned n = 0;
+    for (;;) {
+        size_t len;
+        const uint8_t *e = weir_spsc_peek(kr->outq, &len);
+        if (!e) {
+            if (atomic_load(&kr->sink_quit))
+                break;
+            if (!weir_spsc_wait(kr->outq, 100))
+                rd_kafka_poll(kr->producer, 0);
+            continue;
+        }
+        out_hdr_t hd;
+        memcpy(&hd, e, sizeof(hd));
+        const uint8_t *key = e + sizeof(hd), *val = key + hd.klen, *id = val + hd.vlen;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)hd.idlen);
+        produce(kr, kr->sink_topics[hd.sink], hd.has_key ? key : NULL, hd.klen, val, hd.vlen, h, hd.ts);
+        weir_spsc_pop(kr->outq);
+        if ((++n & 255) == 0)
+            rd_kafka_poll(kr->producer, 0);
+    }
+    return NULL;
+}
+
+/* Everything queued for the hand-off thread has been given to librdkafka. */
+static void sink_drain(krun_t *kr) {
+    if (kr->outq)
+        weir_spsc_drain(kr->outq);
 }
 
 static void dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
@@ -364,6 +431,7 @@ static int commit_tasks(krun_t *kr, const rd_kafka_topic_partition_list_t *only)
             continue;
         if (!flushed) {
             /* Outputs first: what came before an offset must be safe before the offset is. */
+            sink_drain(kr);
             rd_kafka_resp_err_t err;
             while ((err = rd_kafka_flush(kr->producer, 10000)) == RD_KAFKA_RESP_ERR__TIMED_OUT && !kr->fatal)
                 weir_log(WEIR_LOG_WARN, LOG, "waiting for %d outputs to be acknowledged", rd_kafka_outq_len(kr->producer));
@@ -945,6 +1013,14 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         }
     }
     kr.dlq_topic = rd_kafka_topic_new(kr.producer, pl->dead_letter_topic, NULL);
+    if (!o->inline_produce) {
+        kr.outq = weir_spsc_new(8u << 20);
+        if (pthread_create(&kr.sink_thread, NULL, sink_main, &kr) != 0) {
+            weir_log(WEIR_LOG_ERR, LOG, "cannot start the producer hand-off thread");
+            goto done;
+        }
+        kr.sink_started = true;
+    }
 
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(pl->source.ntopics);
     for (int i = 0; i < pl->source.ntopics; i++)
@@ -1069,6 +1145,13 @@ done:
         kr.tasks = t->next;
         ktask_destroy(t);
     }
+    if (kr.sink_started) {
+        sink_drain(&kr);
+        atomic_store(&kr.sink_quit, true);
+        weir_spsc_wake(kr.outq);
+        pthread_join(kr.sink_thread, NULL);
+    }
+    weir_spsc_destroy(kr.outq);
     if (kr.producer) {
         rd_kafka_flush(kr.producer, 10000);
         for (int i = 0; kr.sink_topics && i < pl->nsinks; i++)

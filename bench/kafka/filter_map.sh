@@ -2,7 +2,10 @@
 # Issue 2 benchmark: weir's filter+map throughput over the local broker beside the
 # raw consume ceiling of the same topic (kcat), measured in the same run.
 #   bench/kafka/filter_map.sh [N] [ROUNDS]     (default N = 1000000, ROUNDS = 5)
-# Each round times kcat, then weir (a new consumer group each time), then
+# Each round times kcat, then weir (a new consumer group each time; its one
+# worker thread runs the graph and encodes, a hand-off thread makes the
+# librdkafka produce calls), then weir --no-sink-thread (the worker makes them
+# too), then
 # bench/kafka/passthrough (the least a one-thread librdkafka consume -> produce
 # loop with weir's settings and its weir.id header can do: no decoding, no
 # operators), on the same loaded topic; the rounds alternate so that all three
@@ -37,7 +40,16 @@ now() { date +%s.%N; }
 kcat -C -b "$B" -t sensor.readings -o beginning -c "$N" -q -f '' >/dev/null
 
 PT="$BUILD_DIR/bench/kafka/passthrough"
-printf '%-6s %16s %16s %8s %16s %10s\n' "round" "kcat rec/s" "weir rec/s" "ratio" "passthru rec/s" "weir/pt"
+run_weir() { # GROUP [weir run options]: records/s of one bounded run
+    g=$1; shift
+    "$WEIR" run deploy/pipelines/sensor-filter-map.yaml --brokers "$B" --until-end --group "$g" \
+        -X session.timeout.ms=6000 "$@" 2>"$TMP/weir.log"
+    line=$(grep "weir summary" "$TMP/weir.log")
+    weir_in=$(echo "$line" | sed 's/.*records_in=\([0-9]*\).*/\1/')
+    [ "$weir_in" -eq "$N" ] || { echo "weir read $weir_in records, expected $N" >&2; exit 1; }
+    echo "$weir_in / $(echo "$line" | sed 's/.*elapsed_s=\([0-9.]*\).*/\1/')" | bc -l
+}
+printf '%-6s %12s %12s %7s %14s %7s %14s %8s\n' "round" "kcat rec/s" "weir rec/s" "ratio" "inline rec/s" "ratio" "passthru rec/s" "weir/pt"
 r=1
 while [ $r -le "$ROUNDS" ]; do
     # Raw consume ceiling: stop after N messages (-e would add the end-of-partition wait).
@@ -50,22 +62,21 @@ while [ $r -le "$ROUNDS" ]; do
     kcat_rate=$(echo "$N / ($t1 - $t0)" | bc -l)
     # weir: a bounded run; its summary times first record to last output acknowledged
     # (the group join before the first record is excluded). One worker thread.
-    "$WEIR" run deploy/pipelines/sensor-filter-map.yaml --brokers "$B" --until-end --group "bench-$r" \
-        -X session.timeout.ms=6000 2>"$TMP/weir.log"
-    line=$(grep "weir summary" "$TMP/weir.log")
-    weir_s=$(echo "$line" | sed 's/.*elapsed_s=\([0-9.]*\).*/\1/')
-    weir_in=$(echo "$line" | sed 's/.*records_in=\([0-9]*\).*/\1/')
-    [ "$weir_in" -eq "$N" ] || { echo "weir read $weir_in records, expected $N" >&2; exit 1; }
-    weir_rate=$(echo "$weir_in / $weir_s" | bc -l)
+    weir_rate=$(run_weir "bench-$r")
+    inline_rate=$(run_weir "bench-inline-$r" --no-sink-thread)
     pt_rate=$("$PT" "$B" sensor.readings 16 sensor.enriched "$N" | sed 's/.*records_per_s=//')
-    printf '%-6s %16.0f %16.0f %8.2f %16.0f %10.2f\n' "$r" "$kcat_rate" "$weir_rate" "$(echo "$weir_rate / $kcat_rate" | bc -l)" \
+    printf '%-6s %12.0f %12.0f %7.2f %14.0f %7.2f %14.0f %8.2f\n' "$r" "$kcat_rate" "$weir_rate" \
+        "$(echo "$weir_rate / $kcat_rate" | bc -l)" "$inline_rate" "$(echo "$inline_rate / $kcat_rate" | bc -l)" \
         "$pt_rate" "$(echo "$weir_rate / $pt_rate" | bc -l)"
     echo "$kcat_rate" >>"$TMP/kcat"
     echo "$weir_rate" >>"$TMP/weir"
+    echo "$inline_rate" >>"$TMP/inline"
     echo "$pt_rate" >>"$TMP/pt"
     r=$((r+1))
 done
 median() { sort -g "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-km=$(median "$TMP/kcat"); wm=$(median "$TMP/weir"); pm=$(median "$TMP/pt")
-printf '%-6s %16.0f %16.0f %8.2f %16.0f %10.2f\n' "median" "$km" "$wm" "$(echo "$wm / $km" | bc -l)" "$pm" "$(echo "$wm / $pm" | bc -l)"
-echo "(N = $N, $ROUNDS rounds; one worker thread; ratio = weir/kcat, the issue's figure; passthru: see the top of this script)"
+km=$(median "$TMP/kcat"); wm=$(median "$TMP/weir"); im=$(median "$TMP/inline"); pm=$(median "$TMP/pt")
+printf '%-6s %12.0f %12.0f %7.2f %14.0f %7.2f %14.0f %8.2f\n' "median" "$km" "$wm" "$(echo "$wm / $km" | bc -l)" \
+    "$im" "$(echo "$im / $km" | bc -l)" "$pm" "$(echo "$wm / $pm" | bc -l)"
+echo "(N = $N, $ROUNDS rounds; one worker thread; ratio = weir/kcat, the issue's figure; inline = --no-sink-thread;"
+echo " passthru: a one-thread librdkafka consume -> produce loop, see the top of this script)"
