@@ -210,8 +210,10 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
         out_hdr_t hd = {.ts = ts, .sink = sink, .has_key = rec->key != NULL, .klen = (uint32_t)klen,
                         .vlen = (uint32_t)kr->buf.len, .idlen = (uint32_t)id_len};
         memcpy(e, &hd, sizeof(hd));
-        memcpy(e + sizeof(hd), rec->key, klen);
-        memcpy(e + sizeof(hd) + klen, kr->buf.p, kr->buf.len);
+        if (klen)
+            memcpy(e + sizeof(hd), rec->key, klen);
+        if (kr->buf.len)
+            memcpy(e + sizeof(hd) + klen, kr->buf.p, kr->buf.len);
         memcpy(e + sizeof(hd) + klen + kr->buf.len, id, id_len);
         weir_spsc_push(kr->outq);
         return;

@@ -785,7 +785,9 @@ Test(fault_tolerance, crash_sigkill_restart, .timeout = 150) {
         usleep((useconds_t)rng_between(1200, 3200) * 1000);
         kill_mono[k] = h_now_ms();
         kill_wall[k] = wall_ms();
-        cr_assert_eq(h_stop(pid, SIGKILL, 5000), 128 + SIGKILL);
+        int st = h_stop(pid, SIGKILL, 5000);
+        cr_assert_eq(st, 128 + SIGKILL, "%s was not running when killed (exit status %d):\n%s", inst[k], st,
+                     log_tail(logs[k]));
         cr_assert(!job.done, "kill %d came after the end of the input: the test's timing is off", k);
         for (int p = 0; p < d.parts; p++) {
             ck[k][p] = ck_get(&r, "ft", d.topic, p, 0);

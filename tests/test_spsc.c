@@ -89,9 +89,11 @@ static void *consumer(void *arg)
         }
         if (!check(p, n, i))
             atomic_store(&s->bad, true);
-        weir_spsc_pop(s->q);
+        /* done with the entry (as weir's hand-off thread is once librdkafka has
+         * copied it), then release it: a drain must not return before this */
         i++;
         atomic_store(&s->popped, i);
+        weir_spsc_pop(s->q);
     }
     return NULL;
 }

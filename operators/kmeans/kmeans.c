@@ -642,6 +642,21 @@ static void pending_add(kmeans_ctx_t *ctx, km_slot_t *s) {
     s->pending = true;
 }
 
+/* Feature j's value f as a double in *x. @returns NULL or the reason to reject. */
+static inline const char *feature_value(const kmeans_conf_t *conf, int j, const weir_value_t *f, double *x) {
+    double xj;
+    if (f->type == WEIR_DOUBLE)
+        xj = f->u.d;
+    else if (f->type == WEIR_LONG)
+        xj = (double)f->u.i;
+    else
+        return conf->null_reason[j];
+    if (!isfinite(xj))
+        return conf->nonfinite_reason[j];
+    *x = xj;
+    return NULL;
+}
+
 /* Read the feature vector into ctx->x. @returns NULL or the reason to reject. */
 static const char *read_features(kmeans_ctx_t *ctx, const weir_record_t *in) {
     const kmeans_conf_t *conf = ctx->conf;
@@ -652,17 +667,9 @@ static const char *read_features(kmeans_ctx_t *ctx, const weir_record_t *in) {
         /* Every feature is a bare field: read the slots, no expression to evaluate. */
         const int *restrict slot = conf->feature_slot;
         for (int j = 0; j < d; j++) {
-            const weir_value_t *f = &v[slot[j]];
-            double xj;
-            if (f->type == WEIR_DOUBLE)
-                xj = f->u.d;
-            else if (f->type == WEIR_LONG)
-                xj = (double)f->u.i;
-            else
-                return conf->null_reason[j];
-            if (!isfinite(xj))
-                return conf->nonfinite_reason[j];
-            x[j] = xj;
+            const char *why = feature_value(conf, j, &v[slot[j]], &x[j]);
+            if (why)
+                return why;
         }
     } else {
         for (int j = 0; j < d; j++) {
@@ -674,16 +681,9 @@ static const char *read_features(kmeans_ctx_t *ctx, const weir_record_t *in) {
                 weir_expr_eval(conf->features[j], in, &ctx->scratch, &e);
                 f = &e;
             }
-            double xj;
-            if (f->type == WEIR_DOUBLE)
-                xj = f->u.d;
-            else if (f->type == WEIR_LONG)
-                xj = (double)f->u.i;
-            else
-                return conf->null_reason[j];
-            if (!isfinite(xj))
-                return conf->nonfinite_reason[j];
-            x[j] = xj;
+            const char *why = feature_value(conf, j, f, &x[j]);
+            if (why)
+                return why;
         }
         if (ctx->scratch.head)
             weir_arena_reset(&ctx->scratch);
