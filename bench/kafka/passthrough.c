@@ -34,6 +34,21 @@ static void set(rd_kafka_conf_t *c, const char *k, const char *v)
     }
 }
 
+/* A client of the given type from "key=value" pairs (NULL-terminated). */
+static rd_kafka_t *client(rd_kafka_type_t type, const char *const *kv)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    for (; kv[0]; kv += 2)
+        set(c, kv[0], kv[1]);
+    char e[512];
+    rd_kafka_t *rk = rd_kafka_new(type, c, e, sizeof(e));
+    if (!rk) {
+        fprintf(stderr, "passthrough: %s\n", e);
+        exit(1);
+    }
+    return rk;
+}
+
 /* Decimal digits of v at p; @returns the length. */
 static size_t put_u64(char *p, unsigned long long v)
 {
@@ -58,21 +73,13 @@ int main(int argc, char **argv)
     int nparts = atoi(argv[3]);
     long n_want = atol(argv[5]);
     int header = !(argc > 6 && !strcmp(argv[6], "--no-header"));
-    char e[512], group[64];
+    char group[64];
     snprintf(group, sizeof(group), "passthrough-%d", (int)getpid());
 
-    rd_kafka_conf_t *cc = rd_kafka_conf_new();
-    set(cc, "bootstrap.servers", brokers);
-    set(cc, "group.id", group);
-    set(cc, "auto.offset.reset", "earliest");
-    set(cc, "enable.auto.commit", "false");
-    set(cc, "enable.auto.offset.store", "false");
-    set(cc, "queued.min.messages", "1000000");
-    rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e, sizeof(e));
-    if (!consumer) {
-        fprintf(stderr, "passthrough: %s\n", e);
-        return 1;
-    }
+    const char *consumer_conf[] = {"bootstrap.servers", brokers, "group.id", group, "auto.offset.reset", "earliest",
+                                   "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+                                   "queued.min.messages", "1000000", NULL};
+    rd_kafka_t *consumer = client(RD_KAFKA_CONSUMER, consumer_conf);
     rd_kafka_poll_set_consumer(consumer);
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
     for (int p = 0; p < nparts; p++)
@@ -80,17 +87,10 @@ int main(int argc, char **argv)
     rd_kafka_assign(consumer, parts);
     rd_kafka_topic_partition_list_destroy(parts);
 
-    rd_kafka_conf_t *pc = rd_kafka_conf_new();
-    set(pc, "bootstrap.servers", brokers);
-    set(pc, "enable.idempotence", "true");
-    set(pc, "linger.ms", "5");
-    set(pc, "delivery.report.only.error", "true");
-    set(pc, "queue.buffering.max.messages", "1000000");
-    rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e, sizeof(e));
-    if (!producer) {
-        fprintf(stderr, "passthrough: %s\n", e);
-        return 1;
-    }
+    const char *producer_conf[] = {"bootstrap.servers", brokers, "enable.idempotence", "true", "linger.ms", "5",
+                                   "delivery.report.only.error", "true", "queue.buffering.max.messages", "1000000",
+                                   NULL};
+    rd_kafka_t *producer = client(RD_KAFKA_PRODUCER, producer_conf);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(producer, out, NULL);
 
     /* From malloc, which (linked as the weir binary is) is jemalloc's: a
