@@ -56,10 +56,15 @@ while [ $r -le "$ROUNDS" ]; do
     # queued.min.messages as weir sets it: with librdkafka's default (100k) kcat
     # stalls for a fetch backoff now and then (1.06 s instead of 0.30 s for 1 M),
     # which would make the ceiling lower and the ratio flatter than they are.
-    t0=$(now)
-    kcat -C -b "$B" -t sensor.readings -o beginning -c "$N" -q -f '' -X queued.min.messages=1000000 >/dev/null
-    t1=$(now)
-    kcat_rate=$(echo "$N / ($t1 - $t0)" | bc -l)
+    # kcat still stalls now and then (~1 s, some partitions start late), so each
+    # round takes the better of two kcat runs: the ceiling is what it can do.
+    kcat_rate=0
+    for try in 1 2; do
+        t0=$(now)
+        kcat -C -b "$B" -t sensor.readings -o beginning -c "$N" -q -f '' -X queued.min.messages=1000000 >/dev/null
+        t1=$(now)
+        kcat_rate=$(echo "k = $N / ($t1 - $t0); if (k > $kcat_rate) k else $kcat_rate" | bc -l)
+    done
     # weir: a bounded run; its summary times first record to last output acknowledged
     # (the group join before the first record is excluded). One worker thread.
     weir_rate=$(run_weir "bench-$r")
@@ -78,5 +83,7 @@ median() { sort -g "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2
 km=$(median "$TMP/kcat"); wm=$(median "$TMP/weir"); im=$(median "$TMP/inline"); pm=$(median "$TMP/pt")
 printf '%-6s %12.0f %12.0f %7.2f %14.0f %7.2f %14.0f %8.2f\n' "median" "$km" "$wm" "$(echo "$wm / $km" | bc -l)" \
     "$im" "$(echo "$im / $km" | bc -l)" "$pm" "$(echo "$wm / $pm" | bc -l)"
+printf '%-6s %12.0f %12s %7.2f %14s %7.2f   (median weir / best kcat)\n' "strict" "$(sort -g "$TMP/kcat" | tail -1)" "" \
+    "$(echo "$wm / $(sort -g "$TMP/kcat" | tail -1)" | bc -l)" "" "$(echo "$im / $(sort -g "$TMP/kcat" | tail -1)" | bc -l)"
 echo "(N = $N, $ROUNDS rounds; one worker thread; ratio = weir/kcat, the issue's figure; inline = --no-sink-thread;"
 echo " passthru: a one-thread librdkafka consume -> produce loop, see the top of this script)"
