@@ -132,12 +132,15 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t k
         }
         if (!err)
             return;
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        bool was_fatal = kr->fatal;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !was_fatal) {
             rd_kafka_poll(kr->producer, 10);
             continue;
         }
+        /* (after a fatal error the run is stopping: a full queue is not waited on) */
         kr->produce_errors++;
-        weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
+        if (!was_fatal)
+            weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
         kr->fatal = true;
