@@ -180,6 +180,8 @@ static void produce_all(const char *bootstrap) {
 static enriched_t *outputs; /* indexed by ts - TS0 */
 static int bad_outputs;
 
+static int bad_timestamps;
+
 static void on_output(const rd_kafka_message_t *m, void *arg) {
     (void)arg;
     rd_t r = {.p = m->payload, .n = m->len};
@@ -202,6 +204,10 @@ static void on_output(const rd_kafka_message_t *m, void *arg) {
         bad_outputs++;
         return;
     }
+    /* The message timestamp is the record's event time (the pipeline's event_time: ts). */
+    rd_kafka_timestamp_type_t tstype;
+    if (rd_kafka_message_timestamp(m, &tstype) != e.r.ts || tstype != RD_KAFKA_TIMESTAMP_CREATE_TIME)
+        bad_timestamps++;
     e.seen = outputs[idx].seen + 1;
     outputs[idx] = e;
 }
@@ -301,6 +307,7 @@ Test(kafka_e2e, two_members_filter_map_with_dead_letters, .timeout = 240) {
     int got = h_consume_topic(b.bootstrap, "sensor.enriched", 4, want, 60000, on_output, NULL);
     cr_assert_eq(bad_outputs, 0, "%d output records could not be decoded or had the wrong key", bad_outputs);
     cr_assert_eq(got, want, "output topic holds %d records, expected %d", got, want);
+    cr_assert_eq(bad_timestamps, 0, "%d outputs whose Kafka timestamp is not their record's event time", bad_timestamps);
     check_outputs("kafka");
 
     dlq_seen_t d = {.offsets = calloc(N_RECORDS, sizeof(int64_t)), .parts = calloc(N_RECORDS, sizeof(int32_t))};
