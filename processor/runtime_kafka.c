@@ -19,7 +19,10 @@
  * assigned partitions are paused (rd_kafka_pause) until a checkpoint can be
  * written again: nothing is lost, nothing half-written becomes visible.
  *
- * Threads: this loop runs every task on the calling thread (one worker).
+ * Threads: this loop runs every task on the calling thread (one worker);
+ * by default a hand-off thread makes the librdkafka produce calls for the
+ * outputs the worker encodes and queues (sink_main; drained before every
+ * producer flush, so the order above holds).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -119,17 +122,10 @@ static int64_t end_for(krun_t *kr, const char *topic, int32_t partition) {
 static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t key_len, const void *val,
                     size_t len, rd_kafka_headers_t *hdrs, int64_t ts) {
     for (;;) {
-        rd_kafka_resp_err_t err;
-        if (hdrs) {
-            err = rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
-                                    RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-        } else {
-            err = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)val, len, key, key_len,
-                                   NULL) == -1
-                      ? rd_kafka_last_error()
-                      : RD_KAFKA_RESP_ERR_NO_ERROR;
-        }
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
+                              RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         if (!err)
             return;
         bool was_fatal = kr->fatal;
@@ -141,18 +137,20 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t k
         kr->produce_errors++;
         if (!was_fatal)
             weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
-        if (hdrs)
-            rd_kafka_headers_destroy(hdrs);
+        rd_kafka_headers_destroy(hdrs); /* not taken over by librdkafka on failure */
         kr->fatal = true;
         return;
     }
 }
 
-/* The deterministic id of an output: its `id` field, else its task (input
- * partition) and its number among that task's outputs to this sink. The
- * numbers are part of the checkpoint, so a replay after a crash numbers the
- * same outputs the same way whatever triggered them (a record, a watermark,
- * end of input). */
+/* An output to sink `sink`: its weir.id header, then produce(). */
+static void produce_output(krun_t *kr, int sink, const void *key, size_t klen, const void *val, size_t vlen,
+                           const void *id, size_t idlen, int64_t ts) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)idlen);
+    produce(kr, kr->sink_topics[sink], key, klen, val, vlen, h, ts);
+}
+
 /* An output queued for the hand-off thread: this header, then key, value and id bytes. */
 typedef struct out_hdr {
     int64_t ts;
@@ -161,6 +159,11 @@ typedef struct out_hdr {
     uint32_t klen, vlen, idlen;
 } out_hdr_t;
 
+/* The deterministic id of an output: its `id` field, else its task (input
+ * partition) and its number among that task's outputs to this sink. The
+ * numbers are part of the checkpoint, so a replay after a crash numbers the
+ * same outputs the same way whatever triggered them (a record, a watermark,
+ * end of input). */
 static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec, size_t *len) {
     int slot = kr->id_slot[sink];
     if (slot >= 0 && rec->v[slot].type == WEIR_STRING) {
@@ -223,9 +226,7 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
     }
     if (kr->outq) /* too large for the ring: after what is queued, in this thread */
         weir_spsc_drain(kr->outq);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-    rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)id_len);
-    produce(kr, kr->sink_topics[sink], rec->key, rec->key_len, kr->buf.p, kr->buf.len, h, ts);
+    produce_output(kr, sink, rec->key, rec->key_len, kr->buf.p, kr->buf.len, id, id_len, ts);
 }
 
 /* The producer hand-off thread: the librdkafka produce calls for the queued
@@ -246,9 +247,7 @@ static void *sink_main(void *arg) {
         out_hdr_t hd;
         memcpy(&hd, e, sizeof(hd));
         const uint8_t *key = e + sizeof(hd), *val = key + hd.klen, *id = val + hd.vlen;
-        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)hd.idlen);
-        produce(kr, kr->sink_topics[hd.sink], hd.has_key ? key : NULL, hd.klen, val, hd.vlen, h, hd.ts);
+        produce_output(kr, hd.sink, hd.has_key ? key : NULL, hd.klen, val, hd.vlen, id, hd.idlen, hd.ts);
         weir_spsc_pop(kr->outq);
         if ((++n & 255) == 0)
             rd_kafka_poll(kr->producer, 0);

@@ -229,25 +229,24 @@ void arima_ssm_build(const arima_spec_t *spec, const double *params, arima_ssm_t
         ssm->beta[1] = params[kt - 1];
 }
 
-/* Solve P = A P A' + Q for an r x r matrix (row-major) by the Kronecker form
- * restricted to the upper triangle. Returns -1 if singular. */
-static int lyapunov(int r, const double *A, const double *Q, double *P) {
+/* Solve X_k = A X_k A' + C_k (r x r, row-major, C_k symmetric, the k-th at
+ * offset k * stride) for nrhs right-hand sides by the Kronecker form on the
+ * upper triangle, one LU factorisation for all. Returns -1 if singular (a
+ * unit root). */
+static int lyap_multi(int r, const double *A, int nrhs, const double *C, double *X, int stride) {
+    enum { NU_MAX = ARIMA_MAX_R * (ARIMA_MAX_R + 1) / 2 };
     int nu = r * (r + 1) / 2;
-    int idx[ARIMA_MAX_R][ARIMA_MAX_R];
+    int idx[ARIMA_MAX_R][ARIMA_MAX_R], piv[NU_MAX];
+    double M[NU_MAX * NU_MAX];
     int k = 0;
     for (int i = 0; i < r; i++)
         for (int j = i; j < r; j++)
             idx[i][j] = idx[j][i] = k++;
-    double *M = calloc((size_t)nu * (size_t)(nu + 1), sizeof(double));
-    if (!M)
-        return -1;
-    int ld = nu + 1;
-    /* row for unknown (i,j), i <= j: P_ij - sum_kl A_ik A_jl P_kl = Q_ij */
+    memset(M, 0, sizeof(double) * (size_t)nu * (size_t)nu);
     for (int i = 0; i < r; i++)
         for (int j = i; j < r; j++) {
-            int row = idx[i][j];
-            double *Mr = M + (size_t)row * (size_t)ld;
-            Mr[row] += 1.0;
+            double *Mr = M + idx[i][j] * nu;
+            Mr[idx[i][j]] += 1.0;
             for (int a = 0; a < r; a++) {
                 double aia = A[i * r + a];
                 if (aia == 0)
@@ -258,44 +257,56 @@ static int lyapunov(int r, const double *A, const double *Q, double *P) {
                         Mr[idx[a][b]] -= aia * ajb;
                 }
             }
-            Mr[nu] = Q[i * r + j];
         }
-    /* Gaussian elimination with partial pivoting */
     for (int c = 0; c < nu; c++) {
-        int piv = c;
+        int pv = c;
         for (int i = c + 1; i < nu; i++)
-            if (fabs(M[(size_t)i * ld + c]) > fabs(M[(size_t)piv * ld + c]))
-                piv = i;
-        if (fabs(M[(size_t)piv * ld + c]) < 1e-13) {
-            free(M);
+            if (fabs(M[i * nu + c]) > fabs(M[pv * nu + c]))
+                pv = i;
+        if (fabs(M[pv * nu + c]) < 1e-13)
             return -1;
-        }
-        if (piv != c)
-            for (int j = c; j <= nu; j++) {
-                double t = M[(size_t)c * ld + j];
-                M[(size_t)c * ld + j] = M[(size_t)piv * ld + j];
-                M[(size_t)piv * ld + j] = t;
+        piv[c] = pv;
+        if (pv != c)
+            for (int j = 0; j < nu; j++) {
+                double t = M[c * nu + j];
+                M[c * nu + j] = M[pv * nu + j];
+                M[pv * nu + j] = t;
             }
-        double inv = 1.0 / M[(size_t)c * ld + c];
+        double inv = 1.0 / M[c * nu + c];
         for (int i = c + 1; i < nu; i++) {
-            double f = M[(size_t)i * ld + c] * inv;
-            if (f == 0)
-                continue;
-            for (int j = c; j <= nu; j++)
-                M[(size_t)i * ld + j] -= f * M[(size_t)c * ld + j];
+            double f = M[i * nu + c] *= inv;
+            if (f != 0)
+                for (int j = c + 1; j < nu; j++)
+                    M[i * nu + j] -= f * M[c * nu + j];
         }
     }
-    double x[ARIMA_MAX_R * (ARIMA_MAX_R + 1) / 2];
-    for (int i = nu - 1; i >= 0; i--) {
-        double s = M[(size_t)i * ld + nu];
-        for (int j = i + 1; j < nu; j++)
-            s -= M[(size_t)i * ld + j] * x[j];
-        x[i] = s / M[(size_t)i * ld + i];
+    for (int s = 0; s < nrhs; s++) {
+        const double *Cs = C + (size_t)s * (size_t)stride;
+        double b[NU_MAX];
+        for (int i = 0; i < r; i++)
+            for (int j = i; j < r; j++)
+                b[idx[i][j]] = Cs[i * r + j];
+        for (int c = 0; c < nu; c++)
+            if (piv[c] != c) {
+                double t = b[c];
+                b[c] = b[piv[c]];
+                b[piv[c]] = t;
+            }
+        for (int c = 0; c < nu; c++) {
+            for (int i = c + 1; i < nu; i++)
+                b[i] -= M[i * nu + c] * b[c];
+        }
+        for (int i = nu - 1; i >= 0; i--) {
+            double v = b[i];
+            for (int j = i + 1; j < nu; j++)
+                v -= M[i * nu + j] * b[j];
+            b[i] = v / M[i * nu + i];
+        }
+        double *Xs = X + (size_t)s * (size_t)stride;
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+                Xs[i * r + j] = b[idx[i][j]];
     }
-    for (int i = 0; i < r; i++)
-        for (int j = 0; j < r; j++)
-            P[i * r + j] = x[idx[i][j]];
-    free(M);
     return 0;
 }
 
@@ -306,13 +317,13 @@ int arima_kstate_init(const arima_ssm_t *ssm, double diffuse, arima_kstate_t *ks
     ks->t = 1;
     for (int i = 0; i < d; i++)
         ks->P[i * m + i] = diffuse;
-    double A[ARIMA_MAX_R * ARIMA_MAX_R], Q[ARIMA_MAX_R * ARIMA_MAX_R], P0[ARIMA_MAX_R * ARIMA_MAX_R];
+    double A[ARIMA_MAX_R * ARIMA_MAX_R] = {0}, Q[ARIMA_MAX_R * ARIMA_MAX_R] = {0}, P0[ARIMA_MAX_R * ARIMA_MAX_R];
     for (int i = 0; i < r; i++)
         for (int j = 0; j < r; j++) {
             A[i * r + j] = ssm->T[(d + i) * m + d + j];
             Q[i * r + j] = ssm->R[d + i] * ssm->R[d + j];
         }
-    if (lyapunov(r, A, Q, P0))
+    if (lyap_multi(r, A, 1, Q, P0, 0))
         return -1;
     for (int i = 0; i < r; i++)
         for (int j = 0; j < r; j++)
@@ -620,86 +631,6 @@ static void t_sandwich(int d, int r, int p, const double *phi, const double *X, 
         t_vec(d, r, p, phi, W + i * m, Y + i * m);
 }
 
-/* Solve X_k = A X_k A' + C_k (r x r, row-major, C_k symmetric, the k-th at
- * offset k * stride) for nrhs right-hand sides by the Kronecker form on the
- * upper triangle, one LU factorisation for all. Returns -1 if singular (a
- * unit root). */
-static int lyap_multi(int r, const double *A, int nrhs, const double *C, double *X, int stride) {
-    enum { NU_MAX = ARIMA_MAX_R * (ARIMA_MAX_R + 1) / 2 };
-    int nu = r * (r + 1) / 2;
-    int idx[ARIMA_MAX_R][ARIMA_MAX_R], piv[NU_MAX];
-    double M[NU_MAX * NU_MAX];
-    int k = 0;
-    for (int i = 0; i < r; i++)
-        for (int j = i; j < r; j++)
-            idx[i][j] = idx[j][i] = k++;
-    memset(M, 0, sizeof(double) * (size_t)nu * (size_t)nu);
-    for (int i = 0; i < r; i++)
-        for (int j = i; j < r; j++) {
-            double *Mr = M + idx[i][j] * nu;
-            Mr[idx[i][j]] += 1.0;
-            for (int a = 0; a < r; a++) {
-                double aia = A[i * r + a];
-                if (aia == 0)
-                    continue;
-                for (int b = 0; b < r; b++) {
-                    double ajb = A[j * r + b];
-                    if (ajb != 0)
-                        Mr[idx[a][b]] -= aia * ajb;
-                }
-            }
-        }
-    for (int c = 0; c < nu; c++) {
-        int pv = c;
-        for (int i = c + 1; i < nu; i++)
-            if (fabs(M[i * nu + c]) > fabs(M[pv * nu + c]))
-                pv = i;
-        if (fabs(M[pv * nu + c]) < 1e-13)
-            return -1;
-        piv[c] = pv;
-        if (pv != c)
-            for (int j = 0; j < nu; j++) {
-                double t = M[c * nu + j];
-                M[c * nu + j] = M[pv * nu + j];
-                M[pv * nu + j] = t;
-            }
-        double inv = 1.0 / M[c * nu + c];
-        for (int i = c + 1; i < nu; i++) {
-            double f = M[i * nu + c] *= inv;
-            if (f != 0)
-                for (int j = c + 1; j < nu; j++)
-                    M[i * nu + j] -= f * M[c * nu + j];
-        }
-    }
-    for (int s = 0; s < nrhs; s++) {
-        const double *Cs = C + (size_t)s * (size_t)stride;
-        double b[NU_MAX];
-        for (int i = 0; i < r; i++)
-            for (int j = i; j < r; j++)
-                b[idx[i][j]] = Cs[i * r + j];
-        for (int c = 0; c < nu; c++)
-            if (piv[c] != c) {
-                double t = b[c];
-                b[c] = b[piv[c]];
-                b[piv[c]] = t;
-            }
-        for (int c = 0; c < nu; c++) {
-            for (int i = c + 1; i < nu; i++)
-                b[i] -= M[i * nu + c] * b[c];
-        }
-        for (int i = nu - 1; i >= 0; i--) {
-            double v = b[i];
-            for (int j = i + 1; j < nu; j++)
-                v -= M[i * nu + j] * b[j];
-            b[i] = v / M[i * nu + i];
-        }
-        double *Xs = X + (size_t)s * (size_t)stride;
-        for (int i = 0; i < r; i++)
-            for (int j = 0; j < r; j++)
-                Xs[i * r + j] = b[idx[i][j]];
-    }
-    return 0;
-}
 
 /* Relative tolerance under which dP counts as converged (only the gradient
  * depends on it; the likelihood's own switch is KF_STEADY_TOL on P). */
