@@ -343,6 +343,17 @@ static inline void mat_vec(int m, const double *T, const double *a, double *out)
     }
 }
 
+/* TP = T P (m x m, row-major): the first half of the prediction T P T'. */
+static inline void mat_mat(int m, const double *T, const double *P, double *TP) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++) {
+            double s = 0;
+            for (int k = 0; k < m; k++)
+                s += T[i * m + k] * P[k * m + j];
+            TP[i * m + j] = s;
+        }
+}
+
 /* out = T x for the SARIMAX transition (d differencing states, then the ARMA
  * companion block). out may be x. */
 static inline void t_vec(int d, int r, int p, const double *phi, const double *x, double *out) {
@@ -377,13 +388,7 @@ static double kf_update(const arima_ssm_t *ssm, arima_kstate_t *ks, double y, do
         double ta[ARIMA_MAX_M], TP[ARIMA_MAX_M * ARIMA_MAX_M];
         mat_vec(m, ssm->T, a, ta);
         memcpy(a, ta, sizeof(double) * (size_t)m);
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < m; j++) {
-                double s = 0;
-                for (int k = 0; k < m; k++)
-                    s += ssm->T[i * m + k] * P[k * m + j];
-                TP[i * m + j] = s;
-            }
+        mat_mat(m, ssm->T, P, TP);
         for (int i = 0; i < m; i++)
             for (int j = 0; j < m; j++) {
                 double s = 0;
@@ -410,13 +415,7 @@ static double kf_update(const arima_ssm_t *ssm, arima_kstate_t *ks, double y, do
     /* predicted */
     mat_vec(m, ssm->T, af, a);
     double TP[ARIMA_MAX_M * ARIMA_MAX_M];
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < m; j++) {
-            double s = 0;
-            for (int k = 0; k < m; k++)
-                s += ssm->T[i * m + k] * Pf[k * m + j];
-            TP[i * m + j] = s;
-        }
+    mat_mat(m, ssm->T, Pf, TP);
     double maxdiff = 0, maxabs = 0;
     for (int i = 0; i < m; i++)
         for (int j = i; j < m; j++) {
