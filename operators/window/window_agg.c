@@ -178,17 +178,10 @@ void wagg_update(const wagg_spec_t *a, wagg_state_t *s, const weir_value_t *x, i
         s->n++;
         return;
     case WAGG_FIRST:
-        if (!s->n || ts < s->w.ts) {
-            if (a->is_long)
-                s->v.i = x->u.i;
-            else
-                s->v.d = weir_v_num(x);
-            s->w.ts = ts;
-        }
-        s->n++;
-        return;
     case WAGG_LAST:
-        if (!s->n || ts >= s->w.ts) {
+        /* first: the earliest event time wins (the earlier arrival on a tie);
+         * last: the latest (the later arrival on a tie) */
+        if (!s->n || (a->kind == WAGG_FIRST ? ts < s->w.ts : ts >= s->w.ts)) {
             if (a->is_long)
                 s->v.i = x->u.i;
             else
