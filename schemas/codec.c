@@ -5,7 +5,7 @@
  * Layout of this file:
  *   1. small helpers (varints, arena copies, type names)
  *   2. schemas: .avsc -> weir_schema (a row type plus per-field Avro facts)
- *   3. JSON output: weir_json_append_value/str and the JSON encoder
+ *   3. the JSON encoder (the JSON writer itself is processor/core/json.c)
  *   4. JSON decoder (a fast path for flat objects; jansson for the rest)
  *   5. Avro decoder (avro-c generic value, behind a validating pre-scan)
  *   6. Avro encoder (avro-c generic value)
@@ -328,168 +328,6 @@ const char *weir_schema_path(const weir_schema_t *s) { return s->path; }
 /* 3. JSON output                                                            */
 /* ------------------------------------------------------------------------ */
 
-static const char hexdig[] = "0123456789abcdef";
-
-/* Length of a valid UTF-8 sequence at p (n bytes available), or 0 if invalid. */
-static size_t utf8_seq(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    if (c < 0xC2)
-        return 0; /* continuation byte or overlong 2-byte lead */
-    if (c < 0xE0) {
-        if (n < 2 || (p[1] & 0xC0) != 0x80)
-            return 0;
-        return 2;
-    }
-    if (c < 0xF0) {
-        if (n < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xE0 && p[1] < 0xA0)
-            return 0; /* overlong */
-        if (c == 0xED && p[1] >= 0xA0)
-            return 0; /* surrogate */
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && p[1] < 0x90)
-            return 0; /* overlong */
-        if (c == 0xF4 && p[1] >= 0x90)
-            return 0; /* above U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
-
-/* Append a control or other escaped byte. */
-static void put_escape(weir_buf_t *out, uint8_t c)
-{
-    char e[6];
-    switch (c) {
-    case '"': weir_buf_append(out, "\\\"", 2); return;
-    case '\\': weir_buf_append(out, "\\\\", 2); return;
-    case '\n': weir_buf_append(out, "\\n", 2); return;
-    case '\r': weir_buf_append(out, "\\r", 2); return;
-    case '\t': weir_buf_append(out, "\\t", 2); return;
-    case '\b': weir_buf_append(out, "\\b", 2); return;
-    case '\f': weir_buf_append(out, "\\f", 2); return;
-    default:
-        e[0] = '\\', e[1] = 'u', e[2] = '0', e[3] = '0';
-        e[4] = hexdig[c >> 4], e[5] = hexdig[c & 15];
-        weir_buf_append(out, e, 6);
-        return;
-    }
-}
-
-static inline bool json_plain(uint8_t c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
-
-/* Strings: valid UTF-8 is copied; an invalid byte becomes U+FFFD, so the
- * output is always valid JSON that a strict reader accepts. */
-void weir_json_append_str(weir_buf_t *out, const char *s, size_t n)
-{
-    const uint8_t *p = (const uint8_t *)s, *end = p + n;
-    weir_buf_reserve(out, n + 2);
-    weir_buf_putc(out, '"');
-    while (p < end) {
-        const uint8_t *run = p;
-        while (p < end && json_plain(*p))
-            p++;
-        if (p > run)
-            weir_buf_append(out, run, (size_t)(p - run));
-        if (p == end)
-            break;
-        if (*p < 0x80) {
-            put_escape(out, *p++);
-            continue;
-        }
-        size_t k = utf8_seq(p, (size_t)(end - p));
-        if (k == 0) {
-            weir_buf_append(out, "\\ufffd", 6);
-            p++;
-        } else {
-            weir_buf_append(out, p, k);
-            p += k;
-        }
-    }
-    weir_buf_putc(out, '"');
-}
-
-/* Bytes: one character per byte, U+0000..U+00FF (Avro's JSON encoding of bytes). */
-static void append_bytes(weir_buf_t *out, const uint8_t *p, size_t n)
-{
-    weir_buf_reserve(out, n + 2);
-    weir_buf_putc(out, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (json_plain(p[i]))
-            weir_buf_putc(out, (char)p[i]);
-        else
-            put_escape(out, p[i]);
-    }
-    weir_buf_putc(out, '"');
-}
-
-static void append_long(weir_buf_t *out, int64_t v)
-{
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *q = e;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--q = '-';
-    weir_buf_append(out, q, (size_t)(e - q));
-}
-
-/* Shortest of %.15g / %.17g that reads back exactly; "20.0" not "20". */
-static size_t format_double(char *buf, size_t size, double d)
-{
-    int n = snprintf(buf, size, "%.15g", d);
-    if (strtod(buf, NULL) != d)
-        n = snprintf(buf, size, "%.17g", d);
-    if (strpbrk(buf, ".eE") == NULL && (size_t)n + 2 < size) {
-        buf[n++] = '.';
-        buf[n++] = '0';
-        buf[n] = '\0';
-    }
-    return (size_t)n;
-}
-
-void weir_json_append_value(weir_buf_t *out, const weir_value_t *v)
-{
-    char tmp[40];
-    switch (v->type) {
-    case WEIR_NULL:
-        weir_buf_append(out, "null", 4);
-        return;
-    case WEIR_BOOL:
-        if (v->u.b)
-            weir_buf_append(out, "true", 4);
-        else
-            weir_buf_append(out, "false", 5);
-        return;
-    case WEIR_LONG:
-        append_long(out, v->u.i);
-        return;
-    case WEIR_DOUBLE:
-        if (!isfinite(v->u.d)) {
-            weir_buf_append(out, "null", 4);
-            return;
-        }
-        weir_buf_append(out, tmp, format_double(tmp, sizeof(tmp), v->u.d));
-        return;
-    case WEIR_STRING:
-        weir_json_append_str(out, v->u.s.p, v->u.s.n);
-        return;
-    case WEIR_BYTES:
-        append_bytes(out, (const uint8_t *)v->u.s.p, v->u.s.n);
-        return;
-    }
-    weir_buf_append(out, "null", 4);
-}
-
 typedef struct json_enc {
     const weir_rowtype_t *rt;
     int nfields;
@@ -704,7 +542,7 @@ static int json_decode_tree(json_dec_t *d, const void *buf, size_t len, weir_rec
                 double x = json_real_value(j);
                 if (x != floor(x) || x < -TWO63 || x >= TWO63) {
                     char num[40];
-                    format_double(num, sizeof(num), x);
+                    weir_json_format_double(num, sizeof(num), x);
                     rc = weir_err(reason, reason_size, "field '%s': expected long, got double %s%s",
                                   f->name, num, x != floor(x) ? "" : " (out of range)");
                     goto done;
@@ -796,7 +634,7 @@ static inline const char *scan_plain_string(const char *p, const char *e)
             p++;
             continue;
         }
-        size_t k = utf8_seq((const uint8_t *)p, (size_t)(e - p));
+        size_t k = weir_utf8_seq((const uint8_t *)p, (size_t)(e - p));
         if (k == 0)
             return NULL;
         p += k;

@@ -18,7 +18,8 @@
 
 #include <stdbool.h>
 
-#include "../processor/record.h"
+#include "json.h"
+#include "record.h"
 
 typedef enum weir_format { WEIR_FMT_JSON, WEIR_FMT_AVRO } weir_format_t;
 
@@ -84,10 +85,5 @@ weir_encoder_t *weir_encoder_new(weir_format_t fmt, const weir_schema_t *schema,
 int weir_encode(weir_encoder_t *e, const weir_record_t *rec, const char *extra_key,
                 const char *extra_val, weir_buf_t *out, char *reason, size_t reason_size);
 void weir_encoder_destroy(weir_encoder_t *e);
-
-/** @brief Append v as JSON (strings escaped; bytes as a string of \u00XX for non-ASCII; NaN/Inf as null). */
-void weir_json_append_value(weir_buf_t *out, const weir_value_t *v);
-/** @brief Append s as a JSON string literal. */
-void weir_json_append_str(weir_buf_t *out, const char *s, size_t n);
 
 #endif

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../operators/arima/arima_model.h"
+#include "arima_model.h"
 #include "arima_ref/fixtures.h"
 #include "pipeline.h"
 #include "task.h"

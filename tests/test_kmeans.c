@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "codec.h"
-#include "kmeans/kmeans_fmt.h"
-#include "kmeans/kmeans_model.h"
+#include "numfmt.h"
+#include "kmeans_model.h"
 #include "runtime.h"
 #include "task.h"
 
@@ -931,10 +931,10 @@ Test(kmeans_fmt, shortest_round_trip) {
                  {1.7976931348623157e308, "1.7976931348623157e308"}, {2.0 / 3, "0.6666666666666666"},
                  {NAN, "null"}, {INFINITY, "null"}};
     char buf[64];
-    cr_assert_eq(kmeans_fmt_k_check(), INT32_MAX, "cached-power index differs from Grisu's at exponent %d",
-                 kmeans_fmt_k_check());
+    cr_assert_eq(weir_fmt_k_check(), INT32_MAX, "cached-power index differs from Grisu's at exponent %d",
+                 weir_fmt_k_check());
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        size_t n = kmeans_fmt_double(cases[i].v, buf);
+        size_t n = weir_fmt_double(cases[i].v, buf);
         buf[n] = '\0';
         cr_assert_str_eq(buf, cases[i].want);
     }
@@ -949,8 +949,8 @@ Test(kmeans_fmt, shortest_round_trip) {
             v = ((double)(u >> 11) * 0x1p-53 - 0.5) * pow(10, (int)(u % 40) - 20);
         if (!isfinite(v))
             continue;
-        size_t n = kmeans_fmt_double(v, buf);
-        cr_assert_leq(n, KMEANS_FMT_MAX);
+        size_t n = weir_fmt_double(v, buf);
+        cr_assert_leq(n, WEIR_FMT_DOUBLE_MAX);
         buf[n] = '\0';
         double back = strtod(buf, NULL);
         cr_assert(!memcmp(&back, &v, sizeof(v)), "%.17g -> %s -> %.17g", v, buf, back);

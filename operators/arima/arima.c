@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "arima_model.h"
-#include "codec.h"
+#include "json.h"
 #include "expr.h"
 #include "operator.h"
 

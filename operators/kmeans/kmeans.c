@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
+#include "json.h"
 #include "expr.h"
-#include "kmeans_fmt.h"
+#include "numfmt.h"
 #include "kmeans_model.h"
 #include "operator.h"
 
@@ -546,13 +546,13 @@ static void emit_assignment(kmeans_ctx_t *ctx, weir_emitter_t *em, const weir_re
 
 /* Append `[v0,v1,...]` (shortest round-trip numbers) to b. */
 static void put_numbers(weir_buf_t *b, const double *v, int n) {
-    weir_buf_reserve(b, (size_t)n * (KMEANS_FMT_MAX + 1) + 2);
+    weir_buf_reserve(b, (size_t)n * (WEIR_FMT_DOUBLE_MAX + 1) + 2);
     char *o = (char *)b->p + b->len, *start = o;
     *o++ = '[';
     for (int i = 0; i < n; i++) {
         if (i)
             *o++ = ',';
-        o += kmeans_fmt_double(v[i], o);
+        o += weir_fmt_double(v[i], o);
     }
     *o++ = ']';
     b->len += (size_t)(o - start);
@@ -1042,11 +1042,11 @@ static void dump_model(const kmeans_ctx_t *ctx, const km_slot_t *s, weir_buf_t *
         put_numbers(out, m->sc_mean, p->d);
         weir_buf_puts(out, ",\"var\":[");
         for (int j = 0; j < p->d; j++) {
-            char num[KMEANS_FMT_MAX];
+            char num[WEIR_FMT_DOUBLE_MAX];
             if (j)
                 weir_buf_putc(out, ',');
             double var = m->sc_n ? m->sc_m2[j] / (double)m->sc_n : 0.0;
-            weir_buf_append(out, num, kmeans_fmt_double(var, num));
+            weir_buf_append(out, num, weir_fmt_double(var, num));
         }
         weir_buf_printf(out, "],\"n\":%llu}", (unsigned long long)m->sc_n);
     }

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
+#include "json.h"
 #include "window_int.h"
 
 typedef struct window_ctx {

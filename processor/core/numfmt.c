@@ -1,5 +1,5 @@
-/* Shortest-round-trip double formatting (Grisu2), see kmeans_fmt.h. */
-#include "kmeans_fmt.h"
+/* Shortest-round-trip double formatting (Grisu2), see numfmt.h. */
+#include "numfmt.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -122,7 +122,7 @@ static inline diyfp_t diy_normalize(diyfp_t x) {
  * (n log10 2 is irrational for n != 0). */
 static inline int fmt_ceil_log10_pow2(int n) { return ((n * 78913) >> 18) + (n != 0); }
 
-int kmeans_fmt_k_check(void) {
+int weir_fmt_k_check(void) {
     for (int e = -1200; e <= 1200; e++) {
         const double dk = (-61 - e) * 0.30102999566398114 + 347;
         int k = (int)dk;
@@ -162,7 +162,7 @@ static int grisu2(double v, char *buf, int *K) {
     mi.f <<= mi.e - pl.e;
     mi.e = pl.e;
     /* cached power c = 10^-k such that the products' exponents land in [-60, -32]:
-     * k = ceil((-61 - e) log10 2) + 347, in integers (kmeans_fmt_k_check: equal to the double formula
+     * k = ceil((-61 - e) log10 2) + 347, in integers (weir_fmt_k_check: equal to the double formula
      * ceil((-61 - e) * 0.30102999566398114 + 347) for every e from -1200 to 1200) */
     const int idx = ((fmt_ceil_log10_pow2(-61 - pl.e) + 347) >> 3) + 1;
     *K = -(-348 + (int)(idx << 3));
@@ -294,7 +294,7 @@ static size_t layout(char *out, const char *d, int n, int K) {
     return (size_t)(o - out);
 }
 
-size_t kmeans_fmt_double(double v, char *out) {
+size_t weir_fmt_double(double v, char *out) {
     uint64_t u;
     memcpy(&u, &v, sizeof(u));
     if (((u >> 52) & 0x7ff) == 0x7ff) {

@@ -21,22 +21,6 @@ typedef struct load_ctx {
     size_t errstr_size;
 } load_ctx_t;
 
-weir_expr_t *weir_plan_expr(const weir_plan_t *plan, const weir_cfg_t *at, const char *key,
-                            const weir_rowtype_t *rt, char *errstr, size_t errstr_size) {
-    const char *src;
-    if (!at) {
-        weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': missing key '%s'", plan->name, key);
-        return NULL;
-    }
-    if (weir_cfg_as_str(at, &src, errstr, errstr_size))
-        return NULL;
-    char msg[WEIR_ERRSTR_SIZE];
-    weir_expr_t *e = weir_expr_compile(src, rt, msg, sizeof(msg));
-    if (!e)
-        weir_cfg_error(at, errstr, errstr_size, "node '%s': %s: %s (in \"%s\")", plan->name, key, msg, src);
-    return e;
-}
-
 static weir_schema_t *load_schema(load_ctx_t *lc, const weir_cfg_t *at) {
     const char *path;
     if (weir_cfg_as_str(at, &path, lc->errstr, lc->errstr_size))

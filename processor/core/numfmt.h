@@ -1,9 +1,9 @@
 /**
- * @file kmeans_fmt.h
- * @brief Fast shortest-round-trip formatting of doubles for the kmeans
- *        operator's `centroids` output (JSON numbers).
+ * @file numfmt.h
+ * @brief Fast shortest-round-trip formatting of doubles (JSON numbers);
+ *        used today by the kmeans operator's `centroids` text.
  *
- * kmeans_fmt_double() writes a JSON number that strtod() reads back to the
+ * weir_fmt_double() writes a JSON number that strtod() reads back to the
  * same double, bit for bit (Grisu2, Loitsch 2010, after Milo Yip's
  * formulation: always round-trips; the digits are the shortest in about
  * 99.9 % of cases and never more than 17). It is 10-20 times faster than
@@ -11,18 +11,18 @@
  * path. Non-finite values (unreachable here: features are finite) are written
  * as `null`, so the text stays valid JSON.
  */
-#ifndef WEIR_KMEANS_FMT_H
-#define WEIR_KMEANS_FMT_H
+#ifndef WEIR_NUMFMT_H
+#define WEIR_NUMFMT_H
 
 #include <stddef.h>
 
-/** Longest output of kmeans_fmt_double(), without a terminator. */
-#define KMEANS_FMT_MAX 25
+/** Longest output of weir_fmt_double(), without a terminator. */
+#define WEIR_FMT_DOUBLE_MAX 25
 
-/** @brief Write v into out (at least KMEANS_FMT_MAX bytes, not terminated). @returns the length. */
-size_t kmeans_fmt_double(double v, char *out);
+/** @brief Write v into out (at least WEIR_FMT_DOUBLE_MAX bytes, not terminated). @returns the length. */
+size_t weir_fmt_double(double v, char *out);
 /** @returns INT32_MAX when the integer cached-power index formula equals Grisu's double formula for every binary
  *          exponent in [-1200, 1200], else the first exponent where it does not (unit test). */
-int kmeans_fmt_k_check(void);
+int weir_fmt_k_check(void);
 
 #endif
