@@ -88,7 +88,8 @@ static int filter_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
     filter_ctx_t *ctx = vctx;
     uint16_t version;
     weir_reader_t body;
-    return weir_r_frame_expect(r, ctx->plan->name, "filter", FILTER_SNAPSHOT_VERSION, &version, &body, errstr, errstr_size);
+    return weir_r_frame_expect(r, ctx->plan->name, "filter", FILTER_SNAPSHOT_VERSION, &version, &body, errstr,
+                               errstr_size);
 }
 
 /* Stateless: its state is the empty object. */

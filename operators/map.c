@@ -13,16 +13,16 @@
 #define MAP_SNAPSHOT_VERSION 1
 
 typedef struct map_conf {
-    int nout;            /* fields of the output row type */
-    int *src_slot;       /* per output slot: input slot to copy, or -1 */
-    int *expr_idx;       /* per output slot: index into exprs, or -1 */
+    int nout;      /* fields of the output row type */
+    int *src_slot; /* per output slot: input slot to copy, or -1 */
+    int *expr_idx; /* per output slot: index into exprs, or -1 */
     int nexprs;
     weir_expr_t **exprs;
 } map_conf_t;
 
 typedef struct map_ctx {
     const weir_plan_t *plan;
-    weir_record_t out;   /* reused for every record */
+    weir_record_t out; /* reused for every record */
 } map_ctx_t;
 
 static const weir_config_map_t map_config_map[] = {
@@ -54,8 +54,7 @@ static int map_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
         return weir_cfg_error(set, errstr, errstr_size, "node '%s': set: expected a map of field: expression",
                               plan->name);
     if (drop && drop->kind != WEIR_CFG_SEQ)
-        return weir_cfg_error(drop, errstr, errstr_size, "node '%s': drop: expected a list of field names",
-                              plan->name);
+        return weir_cfg_error(drop, errstr, errstr_size, "node '%s': drop: expected a list of field names", plan->name);
     const weir_rowtype_t *in = plan->input;
     bool *dropped = weir_calloc((size_t)in->nfields + 1, sizeof(bool));
     for (size_t i = 0; drop && i < drop->n; i++) {

@@ -10,12 +10,7 @@ extern const weir_operator_class_t weir_kmeans_class;
 extern const weir_operator_class_t weir_arima_class;
 
 static const weir_operator_class_t *const registry[] = {
-    &weir_filter_class,
-    &weir_map_class,
-    &weir_window_class,
-    &weir_kmeans_class,
-    &weir_arima_class,
-    NULL,
+    &weir_filter_class, &weir_map_class, &weir_window_class, &weir_kmeans_class, &weir_arima_class, NULL,
 };
 
 const weir_operator_class_t *weir_operator_find(const char *name) {

@@ -33,8 +33,7 @@
 
 /* Copy n bytes into the arena, NUL-terminated. Not weir_arena_strndup: the
  * bytes may contain NULs (Avro bytes, JSON "\u0000") and must be kept whole. */
-static const char *arena_copy(weir_arena_t *a, const void *p, size_t n)
-{
+static const char *arena_copy(weir_arena_t *a, const void *p, size_t n) {
     char *d = weir_arena_alloc(a, n + 1);
     if (n)
         memcpy(d, p, n);
@@ -42,8 +41,7 @@ static const char *arena_copy(weir_arena_t *a, const void *p, size_t n)
     return d;
 }
 
-int weir_format_parse(const char *s, weir_format_t *fmt)
-{
+int weir_format_parse(const char *s, weir_format_t *fmt) {
     if (s == NULL)
         return WEIR_ERR;
     if (strcasecmp(s, "json") == 0) {
@@ -74,16 +72,14 @@ typedef enum akind {
     AK_ENUM,
 } akind_t;
 
-static const char *akind_name(akind_t k)
-{
-    static const char *const n[] = {"boolean", "int",   "long", "float", "double",
-                                    "string",  "bytes", "fixed", "enum"};
+static const char *akind_name(akind_t k) {
+    static const char *const n[] = {"boolean", "int", "long", "float", "double", "string", "bytes", "fixed", "enum"};
     return n[k];
 }
 
 /** What the codecs need to know about one Avro field (slot i == field i). */
 typedef struct sfield {
-    const char *name;   /**< the row type's copy */
+    const char *name; /**< the row type's copy */
     akind_t kind;
     bool is_union;      /**< ["null", T] or [T, "null"] */
     int null_branch;    /**< union branch of null (is_union only) */
@@ -97,15 +93,14 @@ typedef struct sfield {
 
 struct weir_schema {
     char *path;
-    char *name;          /**< namespace.name */
-    avro_schema_t avro;  /**< one reference held */
+    char *name;         /**< namespace.name */
+    avro_schema_t avro; /**< one reference held */
     weir_rowtype_t *rt;
     int nfields;
     sfield_t *f;
 };
 
-static const char *avro_type_word(avro_schema_t s)
-{
+static const char *avro_type_word(avro_schema_t s) {
     switch (avro_typeof(s)) {
     case AVRO_STRING: return "string";
     case AVRO_BYTES: return "bytes";
@@ -126,16 +121,14 @@ static const char *avro_type_word(avro_schema_t s)
     return "unknown";
 }
 
-static avro_schema_t unlink_schema(avro_schema_t s)
-{
+static avro_schema_t unlink_schema(avro_schema_t s) {
     /* A reference to a named type defined earlier in the file. */
     while (s != NULL && avro_typeof(s) == AVRO_LINK)
         s = avro_schema_link_target(s);
     return s;
 }
 
-static char *full_name(avro_schema_t s)
-{
+static char *full_name(avro_schema_t s) {
     const char *ns = avro_schema_namespace(s);
     const char *n = avro_schema_name(s);
     if (n == NULL)
@@ -149,16 +142,36 @@ static char *full_name(avro_schema_t s)
 }
 
 /* Map one non-union Avro type. @returns WEIR_OK or WEIR_ERR (unsupported). */
-static int map_primitive(avro_schema_t t, sfield_t *f, weir_type_t *wt)
-{
+static int map_primitive(avro_schema_t t, sfield_t *f, weir_type_t *wt) {
     switch (avro_typeof(t)) {
-    case AVRO_BOOLEAN: f->kind = AK_BOOL; *wt = WEIR_BOOL; return WEIR_OK;
-    case AVRO_INT32: f->kind = AK_INT; *wt = WEIR_LONG; return WEIR_OK;
-    case AVRO_INT64: f->kind = AK_LONG; *wt = WEIR_LONG; return WEIR_OK;
-    case AVRO_FLOAT: f->kind = AK_FLOAT; *wt = WEIR_DOUBLE; return WEIR_OK;
-    case AVRO_DOUBLE: f->kind = AK_DOUBLE; *wt = WEIR_DOUBLE; return WEIR_OK;
-    case AVRO_STRING: f->kind = AK_STRING; *wt = WEIR_STRING; return WEIR_OK;
-    case AVRO_BYTES: f->kind = AK_BYTES; *wt = WEIR_BYTES; return WEIR_OK;
+    case AVRO_BOOLEAN:
+        f->kind = AK_BOOL;
+        *wt = WEIR_BOOL;
+        return WEIR_OK;
+    case AVRO_INT32:
+        f->kind = AK_INT;
+        *wt = WEIR_LONG;
+        return WEIR_OK;
+    case AVRO_INT64:
+        f->kind = AK_LONG;
+        *wt = WEIR_LONG;
+        return WEIR_OK;
+    case AVRO_FLOAT:
+        f->kind = AK_FLOAT;
+        *wt = WEIR_DOUBLE;
+        return WEIR_OK;
+    case AVRO_DOUBLE:
+        f->kind = AK_DOUBLE;
+        *wt = WEIR_DOUBLE;
+        return WEIR_OK;
+    case AVRO_STRING:
+        f->kind = AK_STRING;
+        *wt = WEIR_STRING;
+        return WEIR_OK;
+    case AVRO_BYTES:
+        f->kind = AK_BYTES;
+        *wt = WEIR_BYTES;
+        return WEIR_OK;
     case AVRO_FIXED:
         f->kind = AK_FIXED;
         f->fixed_size = avro_schema_fixed_size(t);
@@ -180,13 +193,11 @@ static int map_primitive(avro_schema_t t, sfield_t *f, weir_type_t *wt)
         *wt = WEIR_STRING;
         return WEIR_OK;
     }
-    default:
-        return WEIR_ERR;
+    default: return WEIR_ERR;
     }
 }
 
-static void sfield_free(sfield_t *f)
-{
+static void sfield_free(sfield_t *f) {
     for (int i = 0; i < f->nsymbols; i++)
         free(f->symbols[i]);
     free(f->symbols);
@@ -194,8 +205,7 @@ static void sfield_free(sfield_t *f)
     free(f->type_name);
 }
 
-void weir_schema_destroy(weir_schema_t *s)
-{
+void weir_schema_destroy(weir_schema_t *s) {
     if (s == NULL)
         return;
     for (int i = 0; i < s->nfields; i++)
@@ -209,8 +219,7 @@ void weir_schema_destroy(weir_schema_t *s)
     free(s);
 }
 
-static char *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size)
-{
+static char *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size) {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL) {
         weir_err(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
@@ -239,8 +248,7 @@ static char *read_file(const char *path, size_t *len, char *errstr, size_t errst
     return buf;
 }
 
-weir_schema_t *weir_schema_load(const char *path, char *errstr, size_t errstr_size)
-{
+weir_schema_t *weir_schema_load(const char *path, char *errstr, size_t errstr_size) {
     size_t len = 0;
     char *text = read_file(path, &len, errstr, errstr_size);
     if (text == NULL)
@@ -254,8 +262,7 @@ weir_schema_t *weir_schema_load(const char *path, char *errstr, size_t errstr_si
         return NULL;
     }
     if (avro_typeof(as) != AVRO_RECORD) {
-        weir_err(errstr, errstr_size, "%s: the top-level schema must be a record, not %s",
-                 path, avro_type_word(as));
+        weir_err(errstr, errstr_size, "%s: the top-level schema must be a record, not %s", path, avro_type_word(as));
         avro_schema_decref(as);
         return NULL;
     }
@@ -286,25 +293,24 @@ weir_schema_t *weir_schema_load(const char *path, char *errstr, size_t errstr_si
             avro_schema_t val = NULL;
             if (b0 != NULL && b1 != NULL && avro_typeof(b0) == AVRO_NULL && avro_typeof(b1) != AVRO_NULL) {
                 f->null_branch = 0, f->value_branch = 1, val = b1;
-            } else if (b0 != NULL && b1 != NULL && avro_typeof(b1) == AVRO_NULL &&
-                       avro_typeof(b0) != AVRO_NULL) {
+            } else if (b0 != NULL && b1 != NULL && avro_typeof(b1) == AVRO_NULL && avro_typeof(b0) != AVRO_NULL) {
                 f->null_branch = 1, f->value_branch = 0, val = b0;
             } else {
                 weir_err(errstr, errstr_size,
                          "%s: field '%s': unsupported Avro type union (only [\"null\", T] is "
-                         "supported)", path, fname);
+                         "supported)",
+                         path, fname);
                 goto fail;
             }
             f->is_union = true;
             nullable = true;
             if (map_primitive(val, f, &wt) != WEIR_OK) {
-                weir_err(errstr, errstr_size, "%s: field '%s': unsupported Avro type %s", path,
-                         fname, avro_type_word(val));
+                weir_err(errstr, errstr_size, "%s: field '%s': unsupported Avro type %s", path, fname,
+                         avro_type_word(val));
                 goto fail;
             }
         } else if (map_primitive(ft, f, &wt) != WEIR_OK) {
-            weir_err(errstr, errstr_size, "%s: field '%s': unsupported Avro type %s", path, fname,
-                     avro_type_word(ft));
+            weir_err(errstr, errstr_size, "%s: field '%s': unsupported Avro type %s", path, fname, avro_type_word(ft));
             goto fail;
         }
         if (weir_rowtype_add(s->rt, fname, wt, nullable) < 0) {
@@ -331,12 +337,11 @@ const char *weir_schema_path(const weir_schema_t *s) { return s->path; }
 typedef struct json_enc {
     const weir_rowtype_t *rt;
     int nfields;
-    char **member;      /**< per slot: the escaped "name": prefix */
+    char **member; /**< per slot: the escaped "name": prefix */
     size_t *member_len;
 } json_enc_t;
 
-static json_enc_t *json_enc_new(const weir_rowtype_t *rt)
-{
+static json_enc_t *json_enc_new(const weir_rowtype_t *rt) {
     json_enc_t *e = weir_calloc(1, sizeof(*e));
     e->rt = rt;
     e->nfields = rt->nfields;
@@ -354,8 +359,7 @@ static json_enc_t *json_enc_new(const weir_rowtype_t *rt)
     return e;
 }
 
-static void json_enc_free(json_enc_t *e)
-{
+static void json_enc_free(json_enc_t *e) {
     for (int i = 0; i < e->nfields; i++)
         free(e->member[i]);
     free(e->member);
@@ -363,9 +367,8 @@ static void json_enc_free(json_enc_t *e)
     free(e);
 }
 
-static int json_encode(json_enc_t *e, const weir_record_t *rec, const char *extra_key,
-                       const char *extra_val, weir_buf_t *out)
-{
+static int json_encode(json_enc_t *e, const weir_record_t *rec, const char *extra_key, const char *extra_val,
+                       weir_buf_t *out) {
     bool first = true;
     weir_buf_putc(out, '{');
     if (extra_key != NULL) {
@@ -399,15 +402,14 @@ typedef struct json_dec {
     const weir_rowtype_t *rt;
     int nfields;
     uint32_t mask;
-    int32_t *table;     /**< slot or -1 */
-    uint32_t *hash;     /**< per slot */
-    size_t *name_len;   /**< per slot */
-    uint32_t *seen;     /**< per slot: gen of the last message that set it */
-    uint32_t gen;       /**< per message */
+    int32_t *table;   /**< slot or -1 */
+    uint32_t *hash;   /**< per slot */
+    size_t *name_len; /**< per slot */
+    uint32_t *seen;   /**< per slot: gen of the last message that set it */
+    uint32_t gen;     /**< per message */
 } json_dec_t;
 
-static inline uint32_t fnv1a(const char *s, size_t n)
-{
+static inline uint32_t fnv1a(const char *s, size_t n) {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++) {
         h ^= (uint8_t)s[i];
@@ -416,8 +418,7 @@ static inline uint32_t fnv1a(const char *s, size_t n)
     return h;
 }
 
-static json_dec_t *json_dec_new(const weir_rowtype_t *rt)
-{
+static json_dec_t *json_dec_new(const weir_rowtype_t *rt) {
     json_dec_t *d = weir_calloc(1, sizeof(*d));
     d->rt = rt;
     d->nfields = rt->nfields;
@@ -443,8 +444,7 @@ static json_dec_t *json_dec_new(const weir_rowtype_t *rt)
     return d;
 }
 
-static void json_dec_free(json_dec_t *d)
-{
+static void json_dec_free(json_dec_t *d) {
     free(d->table);
     free(d->hash);
     free(d->name_len);
@@ -452,8 +452,7 @@ static void json_dec_free(json_dec_t *d)
     free(d);
 }
 
-static inline int json_dec_slot(const json_dec_t *d, const char *k, size_t n)
-{
+static inline int json_dec_slot(const json_dec_t *d, const char *k, size_t n) {
     uint32_t h = fnv1a(k, n);
     for (uint32_t j = h & d->mask;; j = (j + 1) & d->mask) {
         int32_t s = d->table[j];
@@ -464,8 +463,7 @@ static inline int json_dec_slot(const json_dec_t *d, const char *k, size_t n)
     }
 }
 
-static const char *json_type_word(const json_t *j)
-{
+static const char *json_type_word(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_OBJECT: return "object";
     case JSON_ARRAY: return "array";
@@ -480,8 +478,7 @@ static const char *json_type_word(const json_t *j)
 }
 
 /* A JSON string for a bytes field: each character U+0000..U+00FF is one byte. */
-static int json_to_bytes(const char *s, size_t n, weir_arena_t *a, weir_value_t *v)
-{
+static int json_to_bytes(const char *s, size_t n, weir_arena_t *a, weir_value_t *v) {
     char *d = weir_arena_alloc(a, n + 1);
     size_t o = 0;
     const uint8_t *p = (const uint8_t *)s, *end = p + n;
@@ -506,14 +503,13 @@ static int json_to_bytes(const char *s, size_t n, weir_arena_t *a, weir_value_t 
 #define TWO63 9223372036854775808.0
 
 /* The reference decoder: jansson builds a tree, we walk it once. */
-static int json_decode_tree(json_dec_t *d, const void *buf, size_t len, weir_record_t *out,
-                            char *reason, size_t reason_size)
-{
+static int json_decode_tree(json_dec_t *d, const void *buf, size_t len, weir_record_t *out, char *reason,
+                            size_t reason_size) {
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (root == NULL)
-        return weir_err(reason, reason_size, "invalid JSON at line %d column %d: %s", jerr.line,
-                        jerr.column, jerr.text);
+        return weir_err(reason, reason_size, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                        jerr.text);
     int rc = WEIR_OK;
     if (!json_is_object(root)) {
         rc = weir_err(reason, reason_size, "expected a JSON object, got %s", json_type_word(root));
@@ -543,8 +539,8 @@ static int json_decode_tree(json_dec_t *d, const void *buf, size_t len, weir_rec
                 if (x != floor(x) || x < -TWO63 || x >= TWO63) {
                     char num[40];
                     weir_json_format_double(num, sizeof(num), x);
-                    rc = weir_err(reason, reason_size, "field '%s': expected long, got double %s%s",
-                                  f->name, num, x != floor(x) ? "" : " (out of range)");
+                    rc = weir_err(reason, reason_size, "field '%s': expected long, got double %s%s", f->name, num,
+                                  x != floor(x) ? "" : " (out of range)");
                     goto done;
                 }
                 *v = weir_v_long((int64_t)x);
@@ -571,25 +567,22 @@ static int json_decode_tree(json_dec_t *d, const void *buf, size_t len, weir_rec
             if (!json_is_string(j))
                 goto mismatch;
             if (json_to_bytes(json_string_value(j), json_string_length(j), &out->arena, v) != WEIR_OK) {
-                rc = weir_err(reason, reason_size,
-                              "field '%s': bytes must be a string of characters U+0000..U+00FF",
+                rc = weir_err(reason, reason_size, "field '%s': bytes must be a string of characters U+0000..U+00FF",
                               f->name);
                 goto done;
             }
             break;
-        case WEIR_NULL:
-            goto mismatch; /* only null fits a null column */
+        case WEIR_NULL: goto mismatch; /* only null fits a null column */
         }
         continue;
     mismatch:
-        rc = weir_err(reason, reason_size, "field '%s': expected %s, got %s", f->name,
-                      weir_type_name(f->type), json_type_word(j));
+        rc = weir_err(reason, reason_size, "field '%s': expected %s, got %s", f->name, weir_type_name(f->type),
+                      json_type_word(j));
         goto done;
     }
 
     for (int i = 0; i < d->nfields; i++) {
-        if (out->v[i].type == WEIR_NULL && !d->rt->fields[i].nullable &&
-            d->rt->fields[i].type != WEIR_NULL) {
+        if (out->v[i].type == WEIR_NULL && !d->rt->fields[i].nullable && d->rt->fields[i].type != WEIR_NULL) {
             rc = weir_err(reason, reason_size, "missing required field '%s'", d->rt->fields[i].name);
             goto done;
         }
@@ -613,8 +606,7 @@ done:
 #define FAST_OK 0
 #define FAST_NO 1
 
-static inline const char *skip_ws(const char *p, const char *e)
-{
+static inline const char *skip_ws(const char *p, const char *e) {
     while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
@@ -622,8 +614,7 @@ static inline const char *skip_ws(const char *p, const char *e)
 
 /* A string body without escapes or control characters, valid UTF-8;
  * p is after the opening quote. @returns the closing quote or NULL. */
-static inline const char *scan_plain_string(const char *p, const char *e)
-{
+static inline const char *scan_plain_string(const char *p, const char *e) {
     while (p < e) {
         uint8_t c = (uint8_t)*p;
         if (c == '"')
@@ -643,8 +634,7 @@ static inline const char *scan_plain_string(const char *p, const char *e)
 }
 
 /* A JSON number per RFC 8259 at p. @returns its end or NULL; *is_real. */
-static inline const char *scan_number(const char *p, const char *e, bool *is_real)
-{
+static inline const char *scan_number(const char *p, const char *e, bool *is_real) {
     *is_real = false;
     if (p < e && *p == '-')
         p++;
@@ -680,8 +670,7 @@ static inline const char *scan_number(const char *p, const char *e, bool *is_rea
     return p;
 }
 
-static int json_decode_fast(json_dec_t *d, const char *p, size_t len, weir_record_t *out)
-{
+static int json_decode_fast(json_dec_t *d, const char *p, size_t len, weir_record_t *out) {
     const char *e = p + len;
     if (++d->gen == 0) {
         memset(d->seen, 0, (size_t)d->nfields * sizeof(uint32_t));
@@ -812,16 +801,14 @@ end:
     if (skip_ws(p, e) != e)
         return FAST_NO;
     for (int i = 0; i < d->nfields; i++) {
-        if (out->v[i].type == WEIR_NULL && !d->rt->fields[i].nullable &&
-            d->rt->fields[i].type != WEIR_NULL)
+        if (out->v[i].type == WEIR_NULL && !d->rt->fields[i].nullable && d->rt->fields[i].type != WEIR_NULL)
             return FAST_NO;
     }
     return FAST_OK;
 }
 
-static int json_decode(json_dec_t *d, const void *buf, size_t len, weir_record_t *out,
-                       char *reason, size_t reason_size)
-{
+static int json_decode(json_dec_t *d, const void *buf, size_t len, weir_record_t *out, char *reason,
+                       size_t reason_size) {
     if (json_decode_fast(d, buf, len, out) == FAST_OK)
         return WEIR_OK;
     weir_record_clear(out);
@@ -837,8 +824,7 @@ static int json_decode(json_dec_t *d, const void *buf, size_t len, weir_record_t
 
 /* Read a zigzag varint. @returns bytes used, VARINT_TRUNCATED, or VARINT_BAD
  * (longer than 10 bytes or more than 64 bits). */
-static inline size_t get_varint(const uint8_t *p, size_t n, int64_t *out)
-{
+static inline size_t get_varint(const uint8_t *p, size_t n, int64_t *out) {
     uint64_t u = 0;
     for (size_t i = 0; i < 10; i++) {
         if (i == n)
@@ -859,26 +845,21 @@ typedef struct avro_dec {
     bool confluent;
 } avro_dec_t;
 
-static inline uint64_t load_le(const uint8_t *p, size_t w)
-{
+static inline uint64_t load_le(const uint8_t *p, size_t w) {
     uint64_t u = 0;
     for (size_t i = 0; i < w; i++)
         u |= (uint64_t)p[i] << (8 * i);
     return u;
 }
 
-static avro_dec_t *avro_dec_new(const weir_schema_t *schema, bool confluent)
-{
+static avro_dec_t *avro_dec_new(const weir_schema_t *schema, bool confluent) {
     avro_dec_t *d = weir_calloc(1, sizeof(*d));
     d->schema = schema;
     d->confluent = confluent;
     return d;
 }
 
-static void avro_dec_free(avro_dec_t *d)
-{
-    free(d);
-}
+static void avro_dec_free(avro_dec_t *d) { free(d); }
 
 /*
  * Decode the Avro binary encoding of a flat record (the only shape
@@ -890,16 +871,14 @@ static void avro_dec_free(avro_dec_t *d)
  * avro-c (which parses the schemas) is not on this path: its generic value
  * API cost about a fifth of a record's whole trip through the Kafka runtime.
  */
-static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t *out,
-                       char *reason, size_t reason_size)
-{
+static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t *out, char *reason,
+                       size_t reason_size) {
     const weir_schema_t *s = d->schema;
     const uint8_t *p = buf;
     size_t n = len;
     if (d->confluent) {
         if (n < CONFLUENT_HDR || p[0] != 0)
-            return weir_err(reason, reason_size,
-                            "invalid Avro: no Confluent header (magic byte 0 + 4-byte schema id)");
+            return weir_err(reason, reason_size, "invalid Avro: no Confluent header (magic byte 0 + 4-byte schema id)");
         p += CONFLUENT_HDR;
         n -= CONFLUENT_HDR;
     }
@@ -918,8 +897,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
             if (x == f->null_branch)
                 continue; /* already null */
             if (x != f->value_branch)
-                return weir_err(reason, reason_size,
-                                "invalid Avro: field '%s': union branch %" PRId64 " out of range",
+                return weir_err(reason, reason_size, "invalid Avro: field '%s': union branch %" PRId64 " out of range",
                                 f->name, x);
         }
         switch (f->kind) {
@@ -927,8 +905,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
             if (pos >= n)
                 goto truncated;
             if (p[pos] > 1)
-                return weir_err(reason, reason_size,
-                                "invalid Avro: field '%s': boolean byte 0x%02x is not 0 or 1",
+                return weir_err(reason, reason_size, "invalid Avro: field '%s': boolean byte 0x%02x is not 0 or 1",
                                 f->name, p[pos]);
             weir_set_bool(v, p[pos] != 0);
             pos++;
@@ -941,8 +918,7 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
                 goto bad_varint;
             pos += k;
             if (f->kind == AK_INT && (x < INT32_MIN || x > INT32_MAX))
-                return weir_err(reason, reason_size,
-                                "invalid Avro: field '%s': %" PRId64 " out of range for int",
+                return weir_err(reason, reason_size, "invalid Avro: field '%s': %" PRId64 " out of range for int",
                                 f->name, x);
             weir_set_long(v, x);
             break;
@@ -974,12 +950,11 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
                 goto bad_varint;
             pos += k;
             if (x < 0)
-                return weir_err(reason, reason_size,
-                                "invalid Avro: field '%s': negative length %" PRId64, f->name, x);
+                return weir_err(reason, reason_size, "invalid Avro: field '%s': negative length %" PRId64, f->name, x);
             if ((uint64_t)x > n - pos)
                 return weir_err(reason, reason_size,
-                                "invalid Avro: field '%s': message truncated (length %" PRId64
-                                ", %zu bytes left)", f->name, x, n - pos);
+                                "invalid Avro: field '%s': message truncated (length %" PRId64 ", %zu bytes left)",
+                                f->name, x, n - pos);
             if (f->kind == AK_STRING) {
                 weir_set_str(v, WEIR_STRING, arena_copy(&out->arena, p + pos, (size_t)x), (size_t)x);
             } else {
@@ -1002,26 +977,21 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
                 goto bad_varint;
             pos += k;
             if (x < 0 || x >= f->nsymbols)
-                return weir_err(reason, reason_size,
-                                "invalid Avro: field '%s': enum index %" PRId64 " out of range",
+                return weir_err(reason, reason_size, "invalid Avro: field '%s': enum index %" PRId64 " out of range",
                                 f->name, x);
             weir_set_str(v, WEIR_STRING, f->symbols[x], f->symlen[x]);
             break;
         }
         continue;
     truncated:
-        return weir_err(reason, reason_size, "invalid Avro: field '%s': message truncated",
-                        f->name);
+        return weir_err(reason, reason_size, "invalid Avro: field '%s': message truncated", f->name);
     bad_varint:
-        return weir_err(reason, reason_size, "invalid Avro: field '%s': varint longer than 64 bits",
-                        f->name);
+        return weir_err(reason, reason_size, "invalid Avro: field '%s': varint longer than 64 bits", f->name);
     }
     if (pos != n)
-        return weir_err(reason, reason_size, "invalid Avro: %zu trailing bytes after the record",
-                        n - pos);
+        return weir_err(reason, reason_size, "invalid Avro: %zu trailing bytes after the record", n - pos);
     return WEIR_OK;
 }
-
 
 /* ------------------------------------------------------------------------ */
 /* 6. Avro encoder                                                           */
@@ -1029,13 +999,12 @@ static int avro_decode(avro_dec_t *d, const void *buf, size_t len, weir_record_t
 
 typedef struct avro_enc {
     const weir_schema_t *schema;
-    int *slot;            /**< per schema field: rt slot, or -1 (always null) */
+    int *slot; /**< per schema field: rt slot, or -1 (always null) */
     bool confluent;
     uint8_t header[CONFLUENT_HDR];
 } avro_enc_t;
 
-static bool avro_compatible(akind_t k, weir_type_t t)
-{
+static bool avro_compatible(akind_t k, weir_type_t t) {
     switch (k) {
     case AK_BOOL: return t == WEIR_BOOL;
     case AK_INT:
@@ -1050,15 +1019,13 @@ static bool avro_compatible(akind_t k, weir_type_t t)
     return false;
 }
 
-static void avro_enc_free(avro_enc_t *e)
-{
+static void avro_enc_free(avro_enc_t *e) {
     free(e->slot);
     free(e);
 }
 
-static avro_enc_t *avro_enc_new(const weir_schema_t *s, const weir_rowtype_t *rt, bool confluent,
-                                int32_t schema_id, char *errstr, size_t errstr_size)
-{
+static avro_enc_t *avro_enc_new(const weir_schema_t *s, const weir_rowtype_t *rt, bool confluent, int32_t schema_id,
+                                char *errstr, size_t errstr_size) {
     avro_enc_t *e = weir_calloc(1, sizeof(*e));
     e->schema = s;
     e->confluent = confluent;
@@ -1074,8 +1041,7 @@ static avro_enc_t *avro_enc_new(const weir_schema_t *s, const weir_rowtype_t *rt
         e->slot[i] = slot;
         if (slot < 0) {
             if (!f->is_union) {
-                weir_err(errstr, errstr_size,
-                         "schema %s: field '%s' is not produced by node and is not nullable",
+                weir_err(errstr, errstr_size, "schema %s: field '%s' is not produced by node and is not nullable",
                          s->path, f->name);
                 goto fail;
             }
@@ -1084,15 +1050,13 @@ static avro_enc_t *avro_enc_new(const weir_schema_t *s, const weir_rowtype_t *rt
         weir_type_t t = rt->fields[slot].type;
         if (t == WEIR_NULL) {
             if (!f->is_union) {
-                weir_err(errstr, errstr_size,
-                         "schema %s: field '%s' is %s but the node always produces null",
-                         s->path, f->name, akind_name(f->kind));
+                weir_err(errstr, errstr_size, "schema %s: field '%s' is %s but the node always produces null", s->path,
+                         f->name, akind_name(f->kind));
                 goto fail;
             }
         } else if (!avro_compatible(f->kind, t)) {
-            weir_err(errstr, errstr_size,
-                     "schema %s: field '%s' is %s in the schema but the node produces %s",
-                     s->path, f->name, akind_name(f->kind), weir_type_name(t));
+            weir_err(errstr, errstr_size, "schema %s: field '%s' is %s in the schema but the node produces %s", s->path,
+                     f->name, akind_name(f->kind), weir_type_name(t));
             goto fail;
         }
     }
@@ -1103,8 +1067,7 @@ fail:
 }
 
 /* Append the zigzag varint of x; the caller has reserved 10 bytes. */
-static inline void put_varint(weir_buf_t *out, int64_t x)
-{
+static inline void put_varint(weir_buf_t *out, int64_t x) {
     uint64_t u = ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
     uint8_t *p = out->p + out->len;
     size_t k = 0;
@@ -1116,8 +1079,7 @@ static inline void put_varint(weir_buf_t *out, int64_t x)
     out->len += k;
 }
 
-static inline void put_le(weir_buf_t *out, uint64_t u, size_t w)
-{
+static inline void put_le(weir_buf_t *out, uint64_t u, size_t w) {
     uint8_t *p = out->p + out->len;
     for (size_t i = 0; i < w; i++)
         p[i] = (uint8_t)(u >> (8 * i));
@@ -1125,15 +1087,13 @@ static inline void put_le(weir_buf_t *out, uint64_t u, size_t w)
 }
 
 /* Append field i's Avro binary encoding of v to out. */
-static int avro_put_field(const avro_enc_t *e, int i, const weir_value_t *v, weir_buf_t *out,
-                          char *reason, size_t reason_size)
-{
+static int avro_put_field(const avro_enc_t *e, int i, const weir_value_t *v, weir_buf_t *out, char *reason,
+                          size_t reason_size) {
     const sfield_t *f = &e->schema->f[i];
     weir_buf_reserve(out, 20);
     if (v->type == WEIR_NULL) {
         if (!f->is_union)
-            return weir_err(reason, reason_size,
-                            "field '%s' is null but not nullable in the schema", f->name);
+            return weir_err(reason, reason_size, "field '%s' is null but not nullable in the schema", f->name);
         put_varint(out, f->null_branch);
         return WEIR_OK;
     }
@@ -1149,8 +1109,8 @@ static int avro_put_field(const avro_enc_t *e, int i, const weir_value_t *v, wei
         if (v->type != WEIR_LONG)
             goto type_fail;
         if (v->u.i < INT32_MIN || v->u.i > INT32_MAX)
-            return weir_err(reason, reason_size, "field '%s': %" PRId64 " is out of range for Avro int",
-                            f->name, v->u.i);
+            return weir_err(reason, reason_size, "field '%s': %" PRId64 " is out of range for Avro int", f->name,
+                            v->u.i);
         put_varint(out, v->u.i);
         break;
     case AK_LONG:
@@ -1187,8 +1147,7 @@ static int avro_put_field(const avro_enc_t *e, int i, const weir_value_t *v, wei
         if (v->type != WEIR_BYTES)
             goto type_fail;
         if ((int64_t)v->u.s.n != f->fixed_size)
-            return weir_err(reason, reason_size,
-                            "field '%s': %zu bytes for fixed %s of size %" PRId64, f->name,
+            return weir_err(reason, reason_size, "field '%s': %zu bytes for fixed %s of size %" PRId64, f->name,
                             v->u.s.n, f->type_name, f->fixed_size);
         weir_buf_append(out, v->u.s.p, v->u.s.n);
         break;
@@ -1203,22 +1162,20 @@ static int avro_put_field(const avro_enc_t *e, int i, const weir_value_t *v, wei
             }
         }
         if (sym < 0)
-            return weir_err(reason, reason_size, "field '%s': '%.*s' is not a symbol of enum %s",
-                            f->name, (int)(v->u.s.n > 64 ? 64 : v->u.s.n), v->u.s.p, f->type_name);
+            return weir_err(reason, reason_size, "field '%s': '%.*s' is not a symbol of enum %s", f->name,
+                            (int)(v->u.s.n > 64 ? 64 : v->u.s.n), v->u.s.p, f->type_name);
         put_varint(out, sym);
         break;
     }
     }
     return WEIR_OK;
 type_fail:
-    return weir_err(reason, reason_size, "field '%s': %s value for Avro %s", f->name,
-                    weir_type_name(v->type), akind_name(f->kind));
+    return weir_err(reason, reason_size, "field '%s': %s value for Avro %s", f->name, weir_type_name(v->type),
+                    akind_name(f->kind));
 }
 
 /* The Avro binary encoding, written directly (see avro_decode for why not avro-c). */
-static int avro_encode(avro_enc_t *e, const weir_record_t *rec, weir_buf_t *out, char *reason,
-                       size_t reason_size)
-{
+static int avro_encode(avro_enc_t *e, const weir_record_t *rec, weir_buf_t *out, char *reason, size_t reason_size) {
     const weir_schema_t *s = e->schema;
     static const weir_value_t null_value = {.type = WEIR_NULL};
     size_t start = out->len;
@@ -1234,20 +1191,17 @@ static int avro_encode(avro_enc_t *e, const weir_record_t *rec, weir_buf_t *out,
     return WEIR_OK;
 }
 
-
 /* ------------------------------------------------------------------------ */
 /* 7. decoder / encoder objects                                              */
 /* ------------------------------------------------------------------------ */
 
-static bool rowtype_equal(const weir_rowtype_t *a, const weir_rowtype_t *b)
-{
+static bool rowtype_equal(const weir_rowtype_t *a, const weir_rowtype_t *b) {
     if (a == b)
         return true;
     if (a->nfields != b->nfields)
         return false;
     for (int i = 0; i < a->nfields; i++) {
-        if (strcmp(a->fields[i].name, b->fields[i].name) != 0 ||
-            a->fields[i].type != b->fields[i].type ||
+        if (strcmp(a->fields[i].name, b->fields[i].name) != 0 || a->fields[i].type != b->fields[i].type ||
             a->fields[i].nullable != b->fields[i].nullable)
             return false;
     }
@@ -1261,10 +1215,8 @@ struct weir_decoder {
     avro_dec_t *avro;
 };
 
-weir_decoder_t *weir_decoder_new(weir_format_t fmt, const weir_schema_t *schema,
-                                 const weir_rowtype_t *rt, bool confluent, char *errstr,
-                                 size_t errstr_size)
-{
+weir_decoder_t *weir_decoder_new(weir_format_t fmt, const weir_schema_t *schema, const weir_rowtype_t *rt,
+                                 bool confluent, char *errstr, size_t errstr_size) {
     if (rt == NULL && schema != NULL)
         rt = schema->rt;
     if (rt == NULL) {
@@ -1288,8 +1240,7 @@ weir_decoder_t *weir_decoder_new(weir_format_t fmt, const weir_schema_t *schema,
         goto fail;
     }
     if (!rowtype_equal(rt, schema->rt)) {
-        weir_err(errstr, errstr_size, "decoder: the row type is not that of schema %s",
-                 schema->path);
+        weir_err(errstr, errstr_size, "decoder: the row type is not that of schema %s", schema->path);
         goto fail;
     }
     d->avro = avro_dec_new(schema, confluent);
@@ -1308,9 +1259,7 @@ fail:
  * stay valid until out is cleared, decoded into again or freed. Avro enum
  * symbols point into the schema.
  */
-int weir_decode(weir_decoder_t *d, const void *buf, size_t len, weir_record_t *out,
-                char *reason, size_t reason_size)
-{
+int weir_decode(weir_decoder_t *d, const void *buf, size_t len, weir_record_t *out, char *reason, size_t reason_size) {
     if (out->rt == NULL || out->rt->nfields != d->rt->nfields || out->cap < d->rt->nfields)
         return weir_err(reason, reason_size, "record has %d fields, the decoder produces %d",
                         out->rt ? out->rt->nfields : -1, d->rt->nfields);
@@ -1322,8 +1271,7 @@ int weir_decode(weir_decoder_t *d, const void *buf, size_t len, weir_record_t *o
     return avro_decode(d->avro, buf, len, out, reason, reason_size);
 }
 
-void weir_decoder_destroy(weir_decoder_t *d)
-{
+void weir_decoder_destroy(weir_decoder_t *d) {
     if (d == NULL)
         return;
     if (d->json != NULL)
@@ -1340,10 +1288,8 @@ struct weir_encoder {
     avro_enc_t *avro;
 };
 
-weir_encoder_t *weir_encoder_new(weir_format_t fmt, const weir_schema_t *schema,
-                                 const weir_rowtype_t *rt, bool confluent, int32_t schema_id,
-                                 char *errstr, size_t errstr_size)
-{
+weir_encoder_t *weir_encoder_new(weir_format_t fmt, const weir_schema_t *schema, const weir_rowtype_t *rt,
+                                 bool confluent, int32_t schema_id, char *errstr, size_t errstr_size) {
     if (rt == NULL && schema != NULL)
         rt = schema->rt;
     if (rt == NULL) {
@@ -1374,9 +1320,8 @@ fail:
     return NULL;
 }
 
-int weir_encode(weir_encoder_t *e, const weir_record_t *rec, const char *extra_key,
-                const char *extra_val, weir_buf_t *out, char *reason, size_t reason_size)
-{
+int weir_encode(weir_encoder_t *e, const weir_record_t *rec, const char *extra_key, const char *extra_val,
+                weir_buf_t *out, char *reason, size_t reason_size) {
     if (rec->rt == NULL || rec->rt->nfields != e->rt->nfields || rec->cap < e->rt->nfields)
         return weir_err(reason, reason_size, "record has %d fields, the encoder expects %d",
                         rec->rt ? rec->rt->nfields : -1, e->rt->nfields);
@@ -1385,8 +1330,7 @@ int weir_encode(weir_encoder_t *e, const weir_record_t *rec, const char *extra_k
     return avro_encode(e->avro, rec, out, reason, reason_size);
 }
 
-void weir_encoder_destroy(weir_encoder_t *e)
-{
+void weir_encoder_destroy(weir_encoder_t *e) {
     if (e == NULL)
         return;
     if (e->json != NULL)

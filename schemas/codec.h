@@ -46,9 +46,8 @@ typedef struct weir_decoder weir_decoder_t;
  *        AVRO needs schema (whose row type must be rt); JSON needs only rt
  *        (schema may be NULL).
  */
-weir_decoder_t *weir_decoder_new(weir_format_t fmt, const weir_schema_t *schema,
-                                 const weir_rowtype_t *rt, bool confluent, char *errstr,
-                                 size_t errstr_size);
+weir_decoder_t *weir_decoder_new(weir_format_t fmt, const weir_schema_t *schema, const weir_rowtype_t *rt,
+                                 bool confluent, char *errstr, size_t errstr_size);
 /**
  * @brief Decode one message into out (cleared first; metadata untouched).
  *        Strings in out point into buf or into out's arena: buf must outlive
@@ -59,8 +58,7 @@ weir_decoder_t *weir_decoder_new(weir_format_t fmt, const weir_schema_t *schema,
  *          JSON: unknown fields are ignored; a long is accepted for a double
  *          field; a missing nullable field is null.
  */
-int weir_decode(weir_decoder_t *d, const void *buf, size_t len, weir_record_t *out,
-                char *reason, size_t reason_size);
+int weir_decode(weir_decoder_t *d, const void *buf, size_t len, weir_record_t *out, char *reason, size_t reason_size);
 void weir_decoder_destroy(weir_decoder_t *d);
 
 /** Encoder: record of row type rt -> bytes. One per task (not thread-safe). */
@@ -73,17 +71,16 @@ typedef struct weir_encoder weir_encoder_t;
  *        fields of rt absent from the schema are not written.
  *        JSON: writes every field of rt in slot order.
  */
-weir_encoder_t *weir_encoder_new(weir_format_t fmt, const weir_schema_t *schema,
-                                 const weir_rowtype_t *rt, bool confluent, int32_t schema_id,
-                                 char *errstr, size_t errstr_size);
+weir_encoder_t *weir_encoder_new(weir_format_t fmt, const weir_schema_t *schema, const weir_rowtype_t *rt,
+                                 bool confluent, int32_t schema_id, char *errstr, size_t errstr_size);
 /**
  * @brief Append the encoding of rec to out. For JSON, when extra_key is not
  *        NULL a first member "extra_key": "extra_val" is written (file mode's
  *        "node" field).
  * @returns WEIR_OK or WEIR_ERR (reason set; e.g. a non-finite double in JSON is written as null, not an error).
  */
-int weir_encode(weir_encoder_t *e, const weir_record_t *rec, const char *extra_key,
-                const char *extra_val, weir_buf_t *out, char *reason, size_t reason_size);
+int weir_encode(weir_encoder_t *e, const weir_record_t *rec, const char *extra_key, const char *extra_val,
+                weir_buf_t *out, char *reason, size_t reason_size);
 void weir_encoder_destroy(weir_encoder_t *e);
 
 #endif

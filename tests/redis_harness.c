@@ -59,8 +59,8 @@ static bool spawn(h_redis_t *r) {
         mkdir(r->dir, 0755);
         snprintf(r->log, sizeof(r->log), "%s/redis.log", r->dir);
     }
-    char *argv[] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", r->dir, "--daemonize", "no", NULL};
+    char *argv[] = {"/usr/bin/redis-server", "--port", port,    "--bind", "127.0.0.1",   "--save", "",
+                    "--appendonly",          "no",     "--dir", r->dir,   "--daemonize", "no",     NULL};
     const char *bin = getenv("REDIS_SERVER");
     if (bin && *bin)
         argv[0] = (char *)bin;

@@ -16,11 +16,11 @@
 
 /** A redis-server process. */
 typedef struct h_redis {
-    pid_t pid;       /**< 0 when not running */
-    int port;        /**< loopback port (kept across restarts) */
-    char url[64];    /**< redis://127.0.0.1:PORT */
-    char dir[512];   /**< its working directory (under h_tmpdir()) */
-    char log[600];   /**< its stdout + stderr */
+    pid_t pid;     /**< 0 when not running */
+    int port;      /**< loopback port (kept across restarts) */
+    char url[64];  /**< redis://127.0.0.1:PORT */
+    char dir[512]; /**< its working directory (under h_tmpdir()) */
+    char log[600]; /**< its stdout + stderr */
 } h_redis_t;
 
 /** @brief Start redis-server on a free loopback port; asserts it answers PING within 10 s. */
@@ -39,7 +39,8 @@ bool h_redis_ping(int port, int timeout_ms);
 
 /** @brief A fresh connection to the server for test-side commands (asserts). Free with redisFree. */
 redisContext *h_redis_connect(const h_redis_t *r);
-/** @brief Run one command on a fresh connection (hiredis format); asserts a non-error reply. Free with freeReplyObject. */
+/** @brief Run one command on a fresh connection (hiredis format); asserts a non-error reply. Free with freeReplyObject.
+ */
 redisReply *h_redis_cmd(const h_redis_t *r, const char *fmt, ...);
 /** @returns a numeric field of INFO (e.g. "used_memory"), or -1. */
 long long h_redis_info(const h_redis_t *r, const char *field);

@@ -15,9 +15,9 @@
 #include "pipeline.h"
 #include "task.h"
 
-#define PARAM_TOL 1e-3   /* absolute, or relative for |x| > 1 */
+#define PARAM_TOL 1e-3 /* absolute, or relative for |x| > 1 */
 #define LLF_TOL 1e-3
-#define FC_TOL 1e-3      /* relative */
+#define FC_TOL 1e-3 /* relative */
 
 static const ref_series_t *find_series(const char *name) {
     for (size_t i = 0; i < WEIR_ARRAY_SIZE(ref_series); i++)
@@ -63,8 +63,8 @@ Test(arima_model, loglik_and_css_at_fixed_params) {
         cr_assert(fabs(ll - f->loglik) < 1e-6, "%s case %zu: loglik %.10f, statsmodels %.10f", f->series, i, ll,
                   f->loglik);
         double css = arima_css(&f->spec, s->y, s->n, f->params, NULL);
-        cr_assert(fabs(css - f->css) <= 1e-9 * f->css, "%s case %zu: css %.10g, reference %.10g", f->series, i,
-                  css, f->css);
+        cr_assert(fabs(css - f->css) <= 1e-9 * f->css, "%s case %zu: css %.10g, reference %.10g", f->series, i, css,
+                  f->css);
     }
 }
 
@@ -91,8 +91,8 @@ Test(arima_model, fits_match_statsmodels) {
         for (int j = 0; j < r->nparams; j++) {
             double e = rel_err(fit.params[j], r->params[j]);
             worst_p = fmax(worst_p, e);
-            cr_assert(e < PARAM_TOL, "%s (%d,%d,%d) param %d: %.8g vs statsmodels %.8g", what, r->spec.p,
-                      r->spec.d, r->spec.q, j, fit.params[j], r->params[j]);
+            cr_assert(e < PARAM_TOL, "%s (%d,%d,%d) param %d: %.8g vs statsmodels %.8g", what, r->spec.p, r->spec.d,
+                      r->spec.q, j, fit.params[j], r->params[j]);
         }
         worst_ll = fmax(worst_ll, fabs(fit.loglik - r->loglik));
         cr_assert(fabs(fit.loglik - r->loglik) < LLF_TOL, "%s: loglik %.8f vs %.8f", what, fit.loglik, r->loglik);
@@ -123,7 +123,8 @@ Test(arima_model, fits_match_statsmodels) {
             }
         }
     }
-    fprintf(stderr, "arima vs statsmodels over %zu fits: max param err %.2e, max |dloglik| %.2e, max forecast rel err %.2e\n",
+    fprintf(stderr,
+            "arima vs statsmodels over %zu fits: max param err %.2e, max |dloglik| %.2e, max forecast rel err %.2e\n",
             WEIR_ARRAY_SIZE(ref_fits), worst_p, worst_ll, worst_fc);
 }
 

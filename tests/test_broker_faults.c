@@ -51,8 +51,8 @@ static void produce_range(const char *bootstrap, int from, int to) {
 /* A plain HTTP/1.0 GET on loopback; returns the whole response (malloc'ed). */
 static char *http_get(int port, const char *path) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect to the metrics port %d", port);
     char req[256];
     int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
@@ -97,9 +97,20 @@ Test(broker_faults, broker_down_and_request_errors_lose_nothing, .timeout = 240)
                "sinks:\n  - {input: m, kafka: {topic: f.out}}\n");
     fclose(f);
     const char *log = h_path("weir.log");
-    char *argv[] = {(char *)h_weir_bin(), "run", (char *)pipe, "--brokers", b.bootstrap, "--commit-interval", "1s",
-                    "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
-                    "--metrics-port", "0", NULL};
+    char *argv[] = {(char *)h_weir_bin(),
+                    "run",
+                    (char *)pipe,
+                    "--brokers",
+                    b.bootstrap,
+                    "--commit-interval",
+                    "1s",
+                    "-X",
+                    "session.timeout.ms=6000",
+                    "-X",
+                    "heartbeat.interval.ms=500",
+                    "--metrics-port",
+                    "0",
+                    NULL};
     pid_t w = h_spawn(argv, NULL, log);
     cr_assert(h_wait_for_text(log, "assigned partitions: f.in", 30000), "weir was assigned nothing");
 

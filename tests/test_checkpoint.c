@@ -211,7 +211,9 @@ Test(checkpoint, corrupt_chunk_same_length) {
 Test(checkpoint, missing_chunk) { corrupt_case("HDEL weir:pl:t:0:ckpt:1 %s", "chunk:2", "chunk:2 of 4 is missing"); }
 Test(checkpoint, truncated_last_chunk) { corrupt_case("HSET weir:pl:t:0:ckpt:1 chunk:3 %s", "12345", "truncated"); }
 Test(checkpoint, wrong_crc) { corrupt_case("HSET weir:pl:t:0:ckpt:1 crc32 %s", "12345", "CRC-32 mismatch"); }
-Test(checkpoint, unknown_version) { corrupt_case("HSET weir:pl:t:0:ckpt:1 version %s", "99", "unknown checkpoint version"); }
+Test(checkpoint, unknown_version) {
+    corrupt_case("HSET weir:pl:t:0:ckpt:1 version %s", "99", "unknown checkpoint version");
+}
 Test(checkpoint, wrong_size) { corrupt_case("HSET weir:pl:t:0:ckpt:1 size %s", "17", "more than the 17 bytes"); }
 Test(checkpoint, meta_missing) { corrupt_case("HDEL weir:pl:t:0:ckpt:1 %s", "version", "no version field"); }
 Test(checkpoint, meta_malformed) { corrupt_case("HSET weir:pl:t:0:ckpt:1 next_offset %s", "ten", "next_offset"); }
@@ -526,10 +528,9 @@ Test(checkpoint, list_many_keys_scans_pages) {
 /* ---- URLs, AUTH, ACL users, databases ------------------------------------ */
 
 Test(checkpoint, bad_urls) {
-    static const char *const bad[] = {"http://x:1",           "redis://",          "redis://:6379",
-                                      "redis://h:0",          "redis://h:99999",   "redis://h:12x",
-                                      "redis://h:1/x",        "redis://user@h:1",  "redis://[::1:1",
-                                      "redis://a:%zz@h:1",    "rediss://h:1",      NULL};
+    static const char *const bad[] = {"http://x:1",      "redis://",          "redis://:6379", "redis://h:0",
+                                      "redis://h:99999", "redis://h:12x",     "redis://h:1/x", "redis://user@h:1",
+                                      "redis://[::1:1",  "redis://a:%zz@h:1", "rediss://h:1",  NULL};
     for (int i = 0; bad[i]; i++)
         cr_assert_null(weir_ckpt_new(bad[i], "pl", errstr, sizeof(errstr)), "accepted '%s'", bad[i]);
     cr_assert_null(weir_ckpt_new(NULL, "pl", errstr, sizeof(errstr)));
@@ -644,10 +645,10 @@ Test(checkpoint, weir_state_command) {
     cr_assert_eq(h_count_text(out, "sensor.readings"), 3, "%s", s);
     free(s);
 
-    cr_assert_eq(run_state(out, err,
-                           (const char *[]){"--redis", r.url, "--pipeline", "demo", "dump", "sensor.readings", "0",
-                                            NULL}),
-                 0);
+    cr_assert_eq(
+        run_state(out, err,
+                  (const char *[]){"--redis", r.url, "--pipeline", "demo", "dump", "sensor.readings", "0", NULL}),
+        0);
     s = h_read_file(out);
     cr_assert(strstr(s, "\"key\": \"weir:demo:sensor.readings:0:ckpt:2\""), "%s", s);
     cr_assert(strstr(s, "\"next_offset\": 200") && strstr(s, "\"verified\": true"), "%s", s);
@@ -673,10 +674,10 @@ Test(checkpoint, weir_state_command) {
 
     /* a corrupt checkpoint: meta still shown, verified false, exit 1 */
     freeReplyObject(h_redis_cmd(&r, "HSET weir:demo:sensor.readings:1:ckpt:1 crc32 1"));
-    cr_assert_eq(run_state(out, err,
-                           (const char *[]){"--redis", r.url, "--pipeline", "demo", "dump", "sensor.readings", "1",
-                                            NULL}),
-                 1);
+    cr_assert_eq(
+        run_state(out, err,
+                  (const char *[]){"--redis", r.url, "--pipeline", "demo", "dump", "sensor.readings", "1", NULL}),
+        1);
     s = h_read_file(out);
     cr_assert(strstr(s, "\"verified\": false") && strstr(s, "CRC-32 mismatch") && strstr(s, "\"crc32\": 1"), "%s", s);
     free(s);
@@ -708,9 +709,11 @@ Test(checkpoint, state_dump_with_pipeline_file_shows_operator_state) {
     h_redis_start(&r);
     const char *file = h_path("dump.yaml");
     FILE *f = fopen(file, "w");
-    fprintf(f, "pipeline: dumpme\n"
-               "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
-               "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 10s, aggregate: {n: count(), s: sum(v)}}\n");
+    fprintf(
+        f,
+        "pipeline: dumpme\n"
+        "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
+        "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 10s, aggregate: {n: count(), s: sum(v)}}\n");
     fclose(f);
     /* A real task snapshot of that pipeline after three records. */
     weir_pipeline_t *pl = weir_pipeline_load(file, errstr, sizeof(errstr));
@@ -718,7 +721,11 @@ Test(checkpoint, state_dump_with_pipeline_file_shows_operator_state) {
     weir_task_t *t = weir_task_new(pl, ignore_sink, NULL, NULL);
     weir_record_t rec;
     weir_record_init(&rec, pl->source.rt);
-    const struct { const char *k; int64_t ts; double v; } in[] = {{"a", 1000, 1.5}, {"a", 2000, 2.0}, {"b", 3000, 5.0}};
+    const struct {
+        const char *k;
+        int64_t ts;
+        double v;
+    } in[] = {{"a", 1000, 1.5}, {"a", 2000, 2.0}, {"b", 3000, 5.0}};
     for (size_t i = 0; i < 3; i++) {
         weir_record_clear(&rec);
         rec.v[0] = weir_v_str(in[i].k, 1);
@@ -732,11 +739,13 @@ Test(checkpoint, state_dump_with_pipeline_file_shows_operator_state) {
     char *fp = weir_pipeline_fingerprint(pl);
     weir_ckpt_t *c = open_store(&r, "dumpme");
     int64_t n;
-    cr_assert_eq(weir_ckpt_write(c, "t", 0, 3, fp, snap.p, snap.len, &n, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+    cr_assert_eq(weir_ckpt_write(c, "t", 0, 3, fp, snap.p, snap.len, &n, errstr, sizeof(errstr)), WEIR_OK, "%s",
+                 errstr);
 
     const char *out = h_path("dump.out"), *err = h_path("dump.err");
-    cr_assert_eq(run_state(out, err, (const char *[]){"--redis", r.url, "--file", file, "dump", "t", "0", "--node", "w", NULL}),
-                 0, "%s", h_read_file(err));
+    cr_assert_eq(
+        run_state(out, err, (const char *[]){"--redis", r.url, "--file", file, "dump", "t", "0", "--node", "w", NULL}),
+        0, "%s", h_read_file(err));
     json_error_t je;
     json_t *j = json_load_file(out, 0, &je);
     cr_assert_not_null(j, "%s", h_read_file(out));
@@ -759,9 +768,11 @@ Test(checkpoint, state_dump_with_pipeline_file_shows_operator_state) {
     /* A changed pipeline is refused with the reason instead of a wrong reading. */
     const char *file2 = h_path("dump2.yaml");
     f = fopen(file2, "w");
-    fprintf(f, "pipeline: dumpme\n"
-               "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
-               "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 20s, aggregate: {n: count(), s: sum(v)}}\n");
+    fprintf(
+        f,
+        "pipeline: dumpme\n"
+        "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
+        "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 20s, aggregate: {n: count(), s: sum(v)}}\n");
     fclose(f);
     cr_assert_eq(run_state(out, err, (const char *[]){"--redis", r.url, "--file", file2, "dump", "t", "0", NULL}), 0);
     cr_assert(h_count_text(out, "node 'w' was reconfigured") == 1, "%s", h_read_file(out));

@@ -23,14 +23,12 @@
 static char errstr[WEIR_ERRSTR_SIZE];
 static char reason[WEIR_ERRSTR_SIZE];
 
-static const char *src_root(void)
-{
+static const char *src_root(void) {
     const char *s = getenv("WEIR_SRC");
     return s && *s ? s : ".";
 }
 
-static weir_schema_t *load_repo_schema(const char *name)
-{
+static weir_schema_t *load_repo_schema(const char *name) {
     char path[1024];
     snprintf(path, sizeof(path), "%s/schemas/%s", src_root(), name);
     weir_schema_t *s = weir_schema_load(path, errstr, sizeof(errstr));
@@ -39,8 +37,7 @@ static weir_schema_t *load_repo_schema(const char *name)
 }
 
 /* Write text to a fresh temporary .avsc file; the path is in a static buffer. */
-static const char *tmp_schema(const char *text)
-{
+static const char *tmp_schema(const char *text) {
     static char path[64];
     snprintf(path, sizeof(path), "/tmp/weir_test_codec_XXXXXX");
     int fd = mkstemp(path);
@@ -51,8 +48,7 @@ static const char *tmp_schema(const char *text)
     return path;
 }
 
-static weir_schema_t *load_text(const char *text)
-{
+static weir_schema_t *load_text(const char *text) {
     const char *path = tmp_schema(text);
     weir_schema_t *s = weir_schema_load(path, errstr, sizeof(errstr));
     unlink(path);
@@ -60,8 +56,7 @@ static weir_schema_t *load_text(const char *text)
 }
 
 /* Load text expecting failure; errstr must contain every given fragment. */
-static void expect_load_error(const char *text, const char *frag1, const char *frag2)
-{
+static void expect_load_error(const char *text, const char *frag1, const char *frag2) {
     const char *path = tmp_schema(text);
     weir_schema_t *s = weir_schema_load(path, errstr, sizeof(errstr));
     unlink(path);
@@ -72,18 +67,15 @@ static void expect_load_error(const char *text, const char *frag1, const char *f
         cr_assert(strstr(errstr, frag2) != NULL, "error '%s' lacks '%s'", errstr, frag2);
 }
 
-static bool str_is(const weir_value_t *v, const char *s)
-{
+static bool str_is(const weir_value_t *v, const char *s) {
     return v->type == WEIR_STRING && v->u.s.n == strlen(s) && memcmp(v->u.s.p, s, v->u.s.n) == 0;
 }
 
-static bool bytes_is(const weir_value_t *v, const void *p, size_t n)
-{
+static bool bytes_is(const weir_value_t *v, const void *p, size_t n) {
     return v->type == WEIR_BYTES && v->u.s.n == n && memcmp(v->u.s.p, p, n) == 0;
 }
 
-static bool value_eq(const weir_value_t *a, const weir_value_t *b)
-{
+static bool value_eq(const weir_value_t *a, const weir_value_t *b) {
     if (a->type != b->type)
         return false;
     switch (a->type) {
@@ -91,25 +83,22 @@ static bool value_eq(const weir_value_t *a, const weir_value_t *b)
     case WEIR_BOOL: return a->u.b == b->u.b;
     case WEIR_LONG: return a->u.i == b->u.i;
     case WEIR_DOUBLE:
-        return (isnan(a->u.d) && isnan(b->u.d)) ||
-               (a->u.d == b->u.d && signbit(a->u.d) == signbit(b->u.d));
+        return (isnan(a->u.d) && isnan(b->u.d)) || (a->u.d == b->u.d && signbit(a->u.d) == signbit(b->u.d));
     case WEIR_STRING:
     case WEIR_BYTES: return a->u.s.n == b->u.s.n && memcmp(a->u.s.p, b->u.s.p, a->u.s.n) == 0;
     }
     return false;
 }
 
-static void assert_records_equal(const weir_record_t *a, const weir_record_t *b)
-{
+static void assert_records_equal(const weir_record_t *a, const weir_record_t *b) {
     cr_assert_eq(a->rt->nfields, b->rt->nfields);
     for (int i = 0; i < a->rt->nfields; i++)
-        cr_assert(value_eq(&a->v[i], &b->v[i]), "field '%s' differs (types %s/%s)",
-                  a->rt->fields[i].name, weir_type_name(a->v[i].type), weir_type_name(b->v[i].type));
+        cr_assert(value_eq(&a->v[i], &b->v[i]), "field '%s' differs (types %s/%s)", a->rt->fields[i].name,
+                  weir_type_name(a->v[i].type), weir_type_name(b->v[i].type));
 }
 
 /* An independent Avro writer for the tests: zigzag varints per the spec. */
-static void put_long(weir_buf_t *b, int64_t v)
-{
+static void put_long(weir_buf_t *b, int64_t v) {
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
     while (z >= 0x80) {
         weir_buf_putc(b, (char)(0x80 | (z & 0x7F)));
@@ -118,16 +107,14 @@ static void put_long(weir_buf_t *b, int64_t v)
     weir_buf_putc(b, (char)z);
 }
 
-static void put_double(weir_buf_t *b, double d)
-{
+static void put_double(weir_buf_t *b, double d) {
     uint64_t u;
     memcpy(&u, &d, 8);
     for (int i = 0; i < 8; i++)
         weir_buf_putc(b, (char)(u >> (8 * i))); /* little-endian */
 }
 
-static char *buf_str(weir_buf_t *b)
-{
+static char *buf_str(weir_buf_t *b) {
     static char s[8192];
     size_t n = b->len < sizeof(s) - 1 ? b->len : sizeof(s) - 1;
     memcpy(s, b->p, n);
@@ -156,8 +143,7 @@ static const char *ALL_TYPES =
     "{\"name\":\"ne\",\"type\":[\"null\",\"Color\"]}"
     "]}";
 
-static void fill_all(weir_record_t *r)
-{
+static void fill_all(weir_record_t *r) {
     static const char bytes[] = {0, 'a', (char)0xff, '"', '\n'};
     r->v[0] = weir_v_bool(true);
     r->v[1] = weir_v_long(-2147483648LL);
@@ -177,15 +163,13 @@ static void fill_all(weir_record_t *r)
     r->v[15] = weir_v_str("RED", 3);
 }
 
-static void fill_nulls(weir_record_t *r)
-{
+static void fill_nulls(weir_record_t *r) {
     fill_all(r);
     for (int i = 10; i < 16; i++)
         r->v[i] = weir_v_null();
 }
 
-static void fill_reading(weir_record_t *r, bool with_pressure)
-{
+static void fill_reading(weir_record_t *r, bool with_pressure) {
     r->v[0] = weir_v_str("s-0042", 6);
     r->v[1] = weir_v_long(1700000000000LL);
     r->v[2] = weir_v_double(21.5);
@@ -195,8 +179,7 @@ static void fill_reading(weir_record_t *r, bool with_pressure)
 }
 
 /* The hand-assembled Avro encoding of fill_reading's record. */
-static void reading_bytes(weir_buf_t *b, bool with_pressure)
-{
+static void reading_bytes(weir_buf_t *b, bool with_pressure) {
     /* sensor_id: length 6 -> zigzag 12 = 0x0c */
     static const uint8_t id[] = {0x0c, 's', '-', '0', '0', '4', '2'};
     weir_buf_append(b, id, sizeof(id));
@@ -221,8 +204,7 @@ static void reading_bytes(weir_buf_t *b, bool with_pressure)
 /* schemas                                                                   */
 /* ------------------------------------------------------------------------ */
 
-Test(schema, load_every_repo_schema)
-{
+Test(schema, load_every_repo_schema) {
     char dir[1024];
     snprintf(dir, sizeof(dir), "%s/schemas", src_root());
     DIR *d = opendir(dir);
@@ -235,14 +217,12 @@ Test(schema, load_every_repo_schema)
             continue;
         weir_schema_t *s = load_repo_schema(de->d_name);
         cr_assert_gt(weir_schema_rowtype(s)->nfields, 0, "%s has no fields", de->d_name);
-        cr_assert(strncmp(weir_schema_name(s), "weir.", 5) == 0, "%s: name %s", de->d_name,
-                  weir_schema_name(s));
+        cr_assert(strncmp(weir_schema_name(s), "weir.", 5) == 0, "%s: name %s", de->d_name, weir_schema_name(s));
         /* every schema can drive both codecs */
-        weir_decoder_t *dec = weir_decoder_new(WEIR_FMT_AVRO, s, weir_schema_rowtype(s), false,
-                                               errstr, sizeof(errstr));
+        weir_decoder_t *dec = weir_decoder_new(WEIR_FMT_AVRO, s, weir_schema_rowtype(s), false, errstr, sizeof(errstr));
         cr_assert_not_null(dec, "%s: %s", de->d_name, errstr);
-        weir_encoder_t *enc = weir_encoder_new(WEIR_FMT_AVRO, s, weir_schema_rowtype(s), false, 0,
-                                               errstr, sizeof(errstr));
+        weir_encoder_t *enc =
+            weir_encoder_new(WEIR_FMT_AVRO, s, weir_schema_rowtype(s), false, 0, errstr, sizeof(errstr));
         cr_assert_not_null(enc, "%s: %s", de->d_name, errstr);
         weir_encoder_destroy(enc);
         weir_decoder_destroy(dec);
@@ -253,16 +233,18 @@ Test(schema, load_every_repo_schema)
     cr_assert_geq(n, 5, "expected at least 5 schemas, found %d", n);
 }
 
-Test(schema, sensor_reading_row_type)
-{
+Test(schema, sensor_reading_row_type) {
     weir_schema_t *s = load_repo_schema("sensor_reading.avsc");
     const weir_rowtype_t *rt = weir_schema_rowtype(s);
     cr_assert_str_eq(weir_schema_name(s), "weir.SensorReading");
     cr_assert(strstr(weir_schema_path(s), "sensor_reading.avsc") != NULL);
-    static const struct { const char *name; weir_type_t type; bool nullable; } want[] = {
-        {"sensor_id", WEIR_STRING, false}, {"ts", WEIR_LONG, false},
-        {"temperature", WEIR_DOUBLE, false}, {"humidity", WEIR_DOUBLE, false},
-        {"pressure", WEIR_DOUBLE, true}, {"site", WEIR_STRING, false},
+    static const struct {
+        const char *name;
+        weir_type_t type;
+        bool nullable;
+    } want[] = {
+        {"sensor_id", WEIR_STRING, false}, {"ts", WEIR_LONG, false},        {"temperature", WEIR_DOUBLE, false},
+        {"humidity", WEIR_DOUBLE, false},  {"pressure", WEIR_DOUBLE, true}, {"site", WEIR_STRING, false},
     };
     cr_assert_eq(rt->nfields, 6);
     for (int i = 0; i < 6; i++) {
@@ -273,8 +255,7 @@ Test(schema, sensor_reading_row_type)
     weir_schema_destroy(s);
 }
 
-Test(schema, sensor_enriched_row_type)
-{
+Test(schema, sensor_enriched_row_type) {
     weir_schema_t *s = load_repo_schema("sensor_enriched.avsc");
     const weir_rowtype_t *rt = weir_schema_rowtype(s);
     cr_assert_eq(rt->nfields, 8);
@@ -286,8 +267,7 @@ Test(schema, sensor_enriched_row_type)
     weir_schema_destroy(s);
 }
 
-Test(schema, forecast_is_flat_with_json_string)
-{
+Test(schema, forecast_is_flat_with_json_string) {
     weir_schema_t *s = load_repo_schema("forecast.avsc");
     const weir_rowtype_t *rt = weir_schema_rowtype(s);
     int f = weir_rowtype_find(rt, "forecast");
@@ -297,13 +277,15 @@ Test(schema, forecast_is_flat_with_json_string)
     weir_schema_destroy(s);
 }
 
-Test(schema, type_mapping)
-{
+Test(schema, type_mapping) {
     weir_schema_t *s = load_text(ALL_TYPES);
     cr_assert_not_null(s, "%s", errstr);
     const weir_rowtype_t *rt = weir_schema_rowtype(s);
-    static const struct { weir_type_t type; bool nullable; } want[] = {
-        {WEIR_BOOL, false},   {WEIR_LONG, false},  {WEIR_LONG, false},   {WEIR_DOUBLE, false},
+    static const struct {
+        weir_type_t type;
+        bool nullable;
+    } want[] = {
+        {WEIR_BOOL, false},   {WEIR_LONG, false},   {WEIR_LONG, false},  {WEIR_DOUBLE, false},
         {WEIR_DOUBLE, false}, {WEIR_STRING, false}, {WEIR_BYTES, false}, {WEIR_BYTES, false},
         {WEIR_STRING, false}, {WEIR_STRING, false}, {WEIR_BOOL, true},   {WEIR_LONG, true},
         {WEIR_DOUBLE, true},  {WEIR_STRING, true},  {WEIR_BYTES, true},  {WEIR_STRING, true},
@@ -319,28 +301,25 @@ Test(schema, type_mapping)
 
 #define REC(fields) "{\"type\":\"record\",\"name\":\"R\",\"fields\":[" fields "]}"
 
-Test(schema, unsupported_types_name_path_and_field)
-{
+Test(schema, unsupported_types_name_path_and_field) {
     expect_load_error(REC("{\"name\":\"a\",\"type\":\"long\"},"
                           "{\"name\":\"xs\",\"type\":{\"type\":\"array\",\"items\":\"double\"}}"),
                       "field 'xs'", "unsupported Avro type array");
-    expect_load_error(REC("{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"long\"}}"),
-                      "field 'm'", "unsupported Avro type map");
+    expect_load_error(REC("{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"long\"}}"), "field 'm'",
+                      "unsupported Avro type map");
     expect_load_error(REC("{\"name\":\"sub\",\"type\":{\"type\":\"record\",\"name\":\"S\","
                           "\"fields\":[{\"name\":\"x\",\"type\":\"long\"}]}}"),
                       "field 'sub'", "unsupported Avro type record");
-    expect_load_error(REC("{\"name\":\"u\",\"type\":[\"null\",\"string\",\"long\"]}"),
-                      "field 'u'", "unsupported Avro type union");
+    expect_load_error(REC("{\"name\":\"u\",\"type\":[\"null\",\"string\",\"long\"]}"), "field 'u'",
+                      "unsupported Avro type union");
     expect_load_error(REC("{\"name\":\"u\",\"type\":[\"string\",\"long\"]}"), "field 'u'",
                       "unsupported Avro type union");
-    expect_load_error(REC("{\"name\":\"u\",\"type\":[\"null\",{\"type\":\"array\",\"items\":\"long\"}]}"),
-                      "field 'u'", "unsupported Avro type array");
-    expect_load_error(REC("{\"name\":\"n\",\"type\":\"null\"}"), "field 'n'",
-                      "unsupported Avro type null");
+    expect_load_error(REC("{\"name\":\"u\",\"type\":[\"null\",{\"type\":\"array\",\"items\":\"long\"}]}"), "field 'u'",
+                      "unsupported Avro type array");
+    expect_load_error(REC("{\"name\":\"n\",\"type\":\"null\"}"), "field 'n'", "unsupported Avro type null");
 }
 
-Test(schema, top_level_and_syntax_errors)
-{
+Test(schema, top_level_and_syntax_errors) {
     expect_load_error("\"string\"", "must be a record", "string");
     expect_load_error("{\"type\":\"array\",\"items\":\"long\"}", "must be a record", "array");
     expect_load_error("{\"type\":\"record\",\"name\":\"R\",\"fields\":[", "invalid Avro schema", NULL);
@@ -351,8 +330,7 @@ Test(schema, top_level_and_syntax_errors)
     cr_assert(strstr(errstr, "/nonexistent/x.avsc") != NULL, "%s", errstr);
 }
 
-Test(schema, format_parse)
-{
+Test(schema, format_parse) {
     weir_format_t f = WEIR_FMT_JSON;
     cr_assert_eq(weir_format_parse("avro", &f), WEIR_OK);
     cr_assert_eq(f, WEIR_FMT_AVRO);
@@ -376,8 +354,7 @@ typedef struct fixture {
     weir_buf_t buf;
 } fixture_t;
 
-static void fx_open(fixture_t *fx, weir_schema_t *s, weir_format_t fmt, bool confluent)
-{
+static void fx_open(fixture_t *fx, weir_schema_t *s, weir_format_t fmt, bool confluent) {
     memset(fx, 0, sizeof(*fx));
     fx->s = s;
     fx->rt = weir_schema_rowtype(s);
@@ -389,8 +366,7 @@ static void fx_open(fixture_t *fx, weir_schema_t *s, weir_format_t fmt, bool con
     weir_record_init(&fx->out, fx->rt);
 }
 
-static void fx_close(fixture_t *fx)
-{
+static void fx_close(fixture_t *fx) {
     weir_record_free(&fx->in);
     weir_record_free(&fx->out);
     weir_buf_free(&fx->buf);
@@ -399,8 +375,7 @@ static void fx_close(fixture_t *fx)
     weir_schema_destroy(fx->s);
 }
 
-static void fx_roundtrip(fixture_t *fx)
-{
+static void fx_roundtrip(fixture_t *fx) {
     weir_buf_reset(&fx->buf);
     int rc = weir_encode(fx->enc, &fx->in, NULL, NULL, &fx->buf, reason, sizeof(reason));
     cr_assert_eq(rc, WEIR_OK, "encode: %s", reason);
@@ -411,8 +386,7 @@ static void fx_roundtrip(fixture_t *fx)
 
 /* Decode from an exact-size heap copy, so that a sanitizer build catches any
  * read past the end of the message. */
-static int decode(fixture_t *fx, const void *p, size_t n)
-{
+static int decode(fixture_t *fx, const void *p, size_t n) {
     void *copy = malloc(n ? n : 1);
     memcpy(copy, p, n);
     reason[0] = '\0';
@@ -421,8 +395,7 @@ static int decode(fixture_t *fx, const void *p, size_t n)
     return rc;
 }
 
-Test(avro, roundtrip_every_type)
-{
+Test(avro, roundtrip_every_type) {
     fixture_t fx;
     weir_schema_t *s = load_text(ALL_TYPES);
     cr_assert_not_null(s, "%s", errstr);
@@ -436,8 +409,7 @@ Test(avro, roundtrip_every_type)
     fx_close(&fx);
 }
 
-Test(avro, roundtrip_sensor_reading_and_hand_bytes)
-{
+Test(avro, roundtrip_sensor_reading_and_hand_bytes) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_AVRO, false);
     for (int p = 0; p < 2; p++) {
@@ -446,8 +418,7 @@ Test(avro, roundtrip_sensor_reading_and_hand_bytes)
         fill_reading(&fx.in, p);
         /* our encoder writes exactly the spec's bytes */
         weir_buf_reset(&fx.buf);
-        cr_assert_eq(weir_encode(fx.enc, &fx.in, NULL, NULL, &fx.buf, reason, sizeof(reason)),
-                     WEIR_OK, "%s", reason);
+        cr_assert_eq(weir_encode(fx.enc, &fx.in, NULL, NULL, &fx.buf, reason, sizeof(reason)), WEIR_OK, "%s", reason);
         cr_assert_eq(fx.buf.len, want.len);
         cr_assert(memcmp(fx.buf.p, want.p, want.len) == 0, "encoded bytes differ");
         /* and the independently assembled bytes decode to the values */
@@ -469,13 +440,21 @@ Test(avro, roundtrip_sensor_reading_and_hand_bytes)
     fx_close(&fx);
 }
 
-Test(avro, zigzag_vectors_from_the_spec)
-{
+Test(avro, zigzag_vectors_from_the_spec) {
     /* Avro spec: 0->00, -1->01, 1->02, -2->03, 2->04, -64->7f, 64->80 01 */
-    static const struct { int64_t v; uint8_t b[10]; size_t n; } vec[] = {
-        {0, {0x00}, 1},         {-1, {0x01}, 1},         {1, {0x02}, 1},
-        {-2, {0x03}, 1},        {2, {0x04}, 1},          {-64, {0x7f}, 1},
-        {64, {0x80, 0x01}, 2},  {INT64_MAX, {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 10},
+    static const struct {
+        int64_t v;
+        uint8_t b[10];
+        size_t n;
+    } vec[] = {
+        {0, {0x00}, 1},
+        {-1, {0x01}, 1},
+        {1, {0x02}, 1},
+        {-2, {0x03}, 1},
+        {2, {0x04}, 1},
+        {-64, {0x7f}, 1},
+        {64, {0x80, 0x01}, 2},
+        {INT64_MAX, {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 10},
         {INT64_MIN, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 10},
     };
     fixture_t fx;
@@ -500,8 +479,7 @@ Test(avro, zigzag_vectors_from_the_spec)
     fx_close(&fx);
 }
 
-Test(avro, confluent_header)
-{
+Test(avro, confluent_header) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_AVRO, true);
     fill_reading(&fx.in, true);
@@ -524,8 +502,7 @@ Test(avro, confluent_header)
     fx_close(&fx);
 }
 
-Test(avro, truncated_messages_name_the_field)
-{
+Test(avro, truncated_messages_name_the_field) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_AVRO, false);
     weir_buf_t msg = {0};
@@ -549,8 +526,7 @@ Test(avro, truncated_messages_name_the_field)
     fx_close(&fx);
 }
 
-Test(avro, bad_values_name_the_field)
-{
+Test(avro, bad_values_name_the_field) {
     fixture_t fx;
     weir_schema_t *s = load_text(ALL_TYPES);
     cr_assert_not_null(s);
@@ -615,16 +591,14 @@ Test(avro, bad_values_name_the_field)
 
 /* xorshift64*, deterministic */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-static uint64_t rnd(void)
-{
+static uint64_t rnd(void) {
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return rng_state * 2685821657736338717ULL;
 }
 
-Test(avro, random_bytes_never_crash)
-{
+Test(avro, random_bytes_never_crash) {
     fixture_t fx;
     weir_schema_t *s = load_text(ALL_TYPES);
     cr_assert_not_null(s);
@@ -664,8 +638,7 @@ Test(avro, random_bytes_never_crash)
     fx_close(&fx);
 }
 
-Test(avro, sensor_reading_random_bytes_never_crash)
-{
+Test(avro, sensor_reading_random_bytes_never_crash) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_AVRO, true);
     uint8_t m[64];
@@ -681,8 +654,7 @@ Test(avro, sensor_reading_random_bytes_never_crash)
     fx_close(&fx);
 }
 
-Test(avro, large_string_grows_the_buffer)
-{
+Test(avro, large_string_grows_the_buffer) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_AVRO, false);
     size_t n = 300000;
@@ -704,8 +676,7 @@ Test(avro, large_string_grows_the_buffer)
     fx_close(&fx);
 }
 
-Test(avro, decoded_strings_survive_the_next_decode_of_another_record)
-{
+Test(avro, decoded_strings_survive_the_next_decode_of_another_record) {
     /* strings are copied into the record's arena, so two records decoded
      * one after the other with the same decoder are both intact */
     fixture_t fx;
@@ -727,8 +698,7 @@ Test(avro, decoded_strings_survive_the_next_decode_of_another_record)
     fx_close(&fx);
 }
 
-Test(avro, encoder_checks_at_startup)
-{
+Test(avro, encoder_checks_at_startup) {
     weir_schema_t *s = load_repo_schema("sensor_enriched.avsc");
     weir_rowtype_t *rt = weir_rowtype_new();
     weir_rowtype_add(rt, "sensor_id", WEIR_STRING, false);
@@ -741,8 +711,7 @@ Test(avro, encoder_checks_at_startup)
     weir_encoder_t *e = weir_encoder_new(WEIR_FMT_AVRO, s, rt, false, 0, errstr, sizeof(errstr));
     cr_assert_null(e);
     char want[1024];
-    snprintf(want, sizeof(want),
-             "schema %s: field 'heat_alert' is not produced by node and is not nullable",
+    snprintf(want, sizeof(want), "schema %s: field 'heat_alert' is not produced by node and is not nullable",
              weir_schema_path(s));
     cr_assert_str_eq(errstr, want);
 
@@ -750,8 +719,7 @@ Test(avro, encoder_checks_at_startup)
     weir_rowtype_add(rt, "heat_alert", WEIR_STRING, false);
     e = weir_encoder_new(WEIR_FMT_AVRO, s, rt, false, 0, errstr, sizeof(errstr));
     cr_assert_null(e);
-    cr_assert(strstr(errstr, "field 'heat_alert'") != NULL && strstr(errstr, "boolean") != NULL,
-              "%s", errstr);
+    cr_assert(strstr(errstr, "field 'heat_alert'") != NULL && strstr(errstr, "boolean") != NULL, "%s", errstr);
     weir_rowtype_destroy(rt);
 
     /* the right row type; pressure (nullable) absent -> written as null; extra
@@ -779,8 +747,7 @@ Test(avro, encoder_checks_at_startup)
     r.v[7] = weir_v_str("s1", 2);
     weir_buf_t out = {0};
     cr_assert_eq(weir_encode(e, &r, NULL, NULL, &out, reason, sizeof(reason)), WEIR_OK, "%s", reason);
-    weir_decoder_t *d = weir_decoder_new(WEIR_FMT_AVRO, s, weir_schema_rowtype(s), false, errstr,
-                                         sizeof(errstr));
+    weir_decoder_t *d = weir_decoder_new(WEIR_FMT_AVRO, s, weir_schema_rowtype(s), false, errstr, sizeof(errstr));
     weir_record_t back;
     weir_record_init(&back, weir_schema_rowtype(s));
     cr_assert_eq(weir_decode(d, out.p, out.len, &back, reason, sizeof(reason)), WEIR_OK, "%s", reason);
@@ -810,11 +777,11 @@ Test(avro, encoder_checks_at_startup)
     weir_schema_destroy(s);
 }
 
-Test(avro, encoder_runtime_errors)
-{
-    weir_schema_t *s = load_text(REC("{\"name\":\"i\",\"type\":\"int\"},"
-                                     "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\",\"B\"]}},"
-                                     "{\"name\":\"fx\",\"type\":{\"type\":\"fixed\",\"name\":\"F\",\"size\":2}}"));
+Test(avro, encoder_runtime_errors) {
+    weir_schema_t *s =
+        load_text(REC("{\"name\":\"i\",\"type\":\"int\"},"
+                      "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\",\"B\"]}},"
+                      "{\"name\":\"fx\",\"type\":{\"type\":\"fixed\",\"name\":\"F\",\"size\":2}}"));
     cr_assert_not_null(s, "%s", errstr);
     fixture_t fx;
     fx_open(&fx, s, WEIR_FMT_AVRO, false);
@@ -841,8 +808,7 @@ Test(avro, encoder_runtime_errors)
     fx_close(&fx);
 }
 
-Test(avro, decoder_needs_matching_schema)
-{
+Test(avro, decoder_needs_matching_schema) {
     weir_schema_t *a = load_repo_schema("sensor_reading.avsc");
     weir_schema_t *b = load_repo_schema("sensor_enriched.avsc");
     cr_assert_null(weir_decoder_new(WEIR_FMT_AVRO, a, weir_schema_rowtype(b), false, errstr, sizeof(errstr)));
@@ -862,15 +828,12 @@ Test(avro, decoder_needs_matching_schema)
 /* JSON                                                                      */
 /* ------------------------------------------------------------------------ */
 
-static void json_encode_str(fixture_t *fx, const char *key, const char *val)
-{
+static void json_encode_str(fixture_t *fx, const char *key, const char *val) {
     weir_buf_reset(&fx->buf);
-    cr_assert_eq(weir_encode(fx->enc, &fx->in, key, val, &fx->buf, reason, sizeof(reason)), WEIR_OK,
-                 "%s", reason);
+    cr_assert_eq(weir_encode(fx->enc, &fx->in, key, val, &fx->buf, reason, sizeof(reason)), WEIR_OK, "%s", reason);
 }
 
-Test(json, roundtrip_every_type)
-{
+Test(json, roundtrip_every_type) {
     fixture_t fx;
     weir_schema_t *s = load_text(ALL_TYPES);
     cr_assert_not_null(s, "%s", errstr);
@@ -880,8 +843,17 @@ Test(json, roundtrip_every_type)
     fill_nulls(&fx.in);
     fx_roundtrip(&fx);
     /* doubles that need 17 digits, tiny and huge ones, -0.0 */
-    static const double ds[] = {0.1, 1.0 / 3, 2.0 / 3, 1e-300, 5e-324, 1.7976931348623157e308,
-                                -0.0, 123456789012345678.0, 20.0, 1e21, 0.30000000000000004};
+    static const double ds[] = {0.1,
+                                1.0 / 3,
+                                2.0 / 3,
+                                1e-300,
+                                5e-324,
+                                1.7976931348623157e308,
+                                -0.0,
+                                123456789012345678.0,
+                                20.0,
+                                1e21,
+                                0.30000000000000004};
     for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {
         fill_all(&fx.in);
         fx.in.v[4] = weir_v_double(ds[k]);
@@ -891,21 +863,18 @@ Test(json, roundtrip_every_type)
     fx_close(&fx);
 }
 
-Test(json, encoder_exact_output)
-{
+Test(json, encoder_exact_output) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_JSON, false);
     fill_reading(&fx.in, false);
     fx.in.v[2] = weir_v_double(20.0);
     json_encode_str(&fx, "node", "enrich");
-    cr_assert_str_eq(buf_str(&fx.buf),
-                     "{\"node\":\"enrich\",\"sensor_id\":\"s-0042\",\"ts\":1700000000000,"
-                     "\"temperature\":20.0,\"humidity\":45.25,\"pressure\":null,\"site\":\"lab\"}");
+    cr_assert_str_eq(buf_str(&fx.buf), "{\"node\":\"enrich\",\"sensor_id\":\"s-0042\",\"ts\":1700000000000,"
+                                       "\"temperature\":20.0,\"humidity\":45.25,\"pressure\":null,\"site\":\"lab\"}");
     fill_reading(&fx.in, true);
     json_encode_str(&fx, NULL, NULL);
-    cr_assert_str_eq(buf_str(&fx.buf),
-                     "{\"sensor_id\":\"s-0042\",\"ts\":1700000000000,\"temperature\":21.5,"
-                     "\"humidity\":45.25,\"pressure\":1013.2,\"site\":\"lab\"}");
+    cr_assert_str_eq(buf_str(&fx.buf), "{\"sensor_id\":\"s-0042\",\"ts\":1700000000000,\"temperature\":21.5,"
+                                       "\"humidity\":45.25,\"pressure\":1013.2,\"site\":\"lab\"}");
     /* appends; NaN and Inf are written as null */
     fx.in.v[2] = weir_v_double(NAN);
     fx.in.v[3] = weir_v_double(-INFINITY);
@@ -914,44 +883,61 @@ Test(json, encoder_exact_output)
     weir_buf_reset(&fx.buf);
     weir_buf_puts(&fx.buf, "> ");
     cr_assert_eq(weir_encode(fx.enc, &fx.in, NULL, NULL, &fx.buf, reason, sizeof(reason)), WEIR_OK);
-    cr_assert_str_eq(buf_str(&fx.buf),
-                     "> {\"sensor_id\":\"s-0042\",\"ts\":-5,\"temperature\":null,"
-                     "\"humidity\":null,\"pressure\":null,\"site\":\"lab\"}");
+    cr_assert_str_eq(buf_str(&fx.buf), "> {\"sensor_id\":\"s-0042\",\"ts\":-5,\"temperature\":null,"
+                                       "\"humidity\":null,\"pressure\":null,\"site\":\"lab\"}");
     fx_close(&fx);
 }
 
-static const char *json_of(const weir_value_t *v)
-{
+static const char *json_of(const weir_value_t *v) {
     static weir_buf_t b;
     weir_buf_reset(&b);
     weir_json_append_value(&b, v);
     return buf_str(&b);
 }
 
-Test(json, value_formatting)
-{
+Test(json, value_formatting) {
     cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_NULL}), "null");
     cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_BOOL, .u.b = true}), "true");
     cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_BOOL, .u.b = false}), "false");
     cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_LONG, .u.i = 0}), "0");
     cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_LONG, .u.i = INT64_MIN}), "-9223372036854775808");
     cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_LONG, .u.i = INT64_MAX}), "9223372036854775807");
-    static const struct { double d; const char *s; } dv[] = {
-        {20.0, "20.0"}, {-3.0, "-3.0"}, {0.0, "0.0"}, {-0.0, "-0.0"}, {0.1, "0.1"},
-        {1.5, "1.5"}, {1013.2, "1013.2"}, {1.0 / 3, "0.33333333333333331"},
-        {0.30000000000000004, "0.30000000000000004"}, {1e300, "1e+300"}, {1e21, "1e+21"},
-        {123456789012345.0, "123456789012345.0"}, {1234567890123456789.0, "1.2345678901234568e+18"},
-        {5e-324, "4.94065645841247e-324"}, {NAN, "null"}, {INFINITY, "null"}, {-INFINITY, "null"},
+    static const struct {
+        double d;
+        const char *s;
+    } dv[] = {
+        {20.0, "20.0"},
+        {-3.0, "-3.0"},
+        {0.0, "0.0"},
+        {-0.0, "-0.0"},
+        {0.1, "0.1"},
+        {1.5, "1.5"},
+        {1013.2, "1013.2"},
+        {1.0 / 3, "0.33333333333333331"},
+        {0.30000000000000004, "0.30000000000000004"},
+        {1e300, "1e+300"},
+        {1e21, "1e+21"},
+        {123456789012345.0, "123456789012345.0"},
+        {1234567890123456789.0, "1.2345678901234568e+18"},
+        {5e-324, "4.94065645841247e-324"},
+        {NAN, "null"},
+        {INFINITY, "null"},
+        {-INFINITY, "null"},
     };
     for (size_t k = 0; k < sizeof(dv) / sizeof(dv[0]); k++)
-        cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_DOUBLE, .u.d = dv[k].d}), dv[k].s,
-                         "double %zu", k);
+        cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_DOUBLE, .u.d = dv[k].d}), dv[k].s, "double %zu", k);
     weir_value_t s = weir_v_str("a\"b\\c\n\t\r\x01\x1f/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 20);
     cr_assert_str_eq(json_of(&s), "\"a\\\"b\\\\c\\n\\t\\r\\u0001\\u001f/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
     /* invalid UTF-8 becomes U+FFFD; NUL is escaped */
-    weir_value_t bad = weir_v_str("x\xff" "y\xc3" "\x00z\xed\xa0\x80", 9);
+    weir_value_t bad = weir_v_str("x\xff"
+                                  "y\xc3"
+                                  "\x00z\xed\xa0\x80",
+                                  9);
     cr_assert_str_eq(json_of(&bad), "\"x\\ufffdy\\ufffd\\u0000z\\ufffd\\ufffd\\ufffd\"");
-    weir_value_t by = {.type = WEIR_BYTES, .u.s = {"\x00" "A\xff\x80\"\\", 6}};
+    weir_value_t by = {.type = WEIR_BYTES,
+                       .u.s = {"\x00"
+                               "A\xff\x80\"\\",
+                               6}};
     cr_assert_str_eq(json_of(&by), "\"\\u0000A\\u00ff\\u0080\\\"\\\\\"");
     weir_buf_t b = {0};
     weir_json_append_str(&b, "", 0);
@@ -961,8 +947,7 @@ Test(json, value_formatting)
     weir_buf_free(&b);
 }
 
-Test(json, decode_values_and_leniency)
-{
+Test(json, decode_values_and_leniency) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_JSON, false);
     const char *m = "{\"site\":\"lab\",\"unknown\":[1,{\"x\":2}],\"ts\":1700000000000.0,"
@@ -974,7 +959,7 @@ Test(json, decode_values_and_leniency)
     cr_assert_eq(fx.out.v[1].type, WEIR_LONG);
     cr_assert_eq(fx.out.v[1].u.i, 1700000000000LL); /* integral real accepted for long */
     cr_assert_eq(fx.out.v[2].type, WEIR_DOUBLE);
-    cr_assert_eq(fx.out.v[2].u.d, 21.0); /* integer accepted for double */
+    cr_assert_eq(fx.out.v[2].u.d, 21.0);       /* integer accepted for double */
     cr_assert_eq(fx.out.v[4].type, WEIR_NULL); /* missing nullable */
     cr_assert(str_is(&fx.out.v[5], "lab"));
     /* explicit null for a nullable field; whitespace around */
@@ -991,14 +976,12 @@ Test(json, decode_values_and_leniency)
     fx_close(&fx);
 }
 
-static void expect_json_error(fixture_t *fx, const char *m, const char *want)
-{
+static void expect_json_error(fixture_t *fx, const char *m, const char *want) {
     cr_assert_eq(decode(fx, m, strlen(m)), WEIR_ERR, "decoded: %s", m);
     cr_assert(strstr(reason, want) != NULL, "for %s: got '%s', want '%s'", m, reason, want);
 }
 
-Test(json, decode_errors)
-{
+Test(json, decode_errors) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_JSON, false);
     expect_json_error(&fx, "{\"sensor_id\":\"a\",", "invalid JSON at line 1 column ");
@@ -1020,8 +1003,9 @@ Test(json, decode_errors)
                       "field 'ts': expected long, got bool");
     expect_json_error(&fx, "{\"sensor_id\":\"a\",\"ts\":1,\"temperature\":1,\"humidity\":{},\"site\":\"b\"}",
                       "field 'humidity': expected double, got object");
-    expect_json_error(&fx, "{\"sensor_id\":\"a\",\"ts\":1,\"temperature\":1,\"humidity\":2,\"pressure\":\"x\",\"site\":\"b\"}",
-                      "field 'pressure': expected double, got string");
+    expect_json_error(
+        &fx, "{\"sensor_id\":\"a\",\"ts\":1,\"temperature\":1,\"humidity\":2,\"pressure\":\"x\",\"site\":\"b\"}",
+        "field 'pressure': expected double, got string");
     expect_json_error(&fx, "{\"ts\":1,\"temperature\":1,\"humidity\":2,\"site\":\"b\"}",
                       "missing required field 'sensor_id'");
     expect_json_error(&fx, "{\"sensor_id\":null,\"ts\":1,\"temperature\":1,\"humidity\":2,\"site\":\"b\"}",
@@ -1035,8 +1019,7 @@ Test(json, decode_errors)
     fx_close(&fx);
 }
 
-Test(json, decode_bool_and_bytes)
-{
+Test(json, decode_bool_and_bytes) {
     weir_rowtype_t *rt = weir_rowtype_new();
     weir_rowtype_add(rt, "flag", WEIR_BOOL, false);
     weir_rowtype_add(rt, "raw", WEIR_BYTES, true);
@@ -1047,7 +1030,10 @@ Test(json, decode_bool_and_bytes)
     const char *m = "{\"flag\":true,\"raw\":\"\\u0000A\\u00ff\xc2\x80\"}";
     cr_assert_eq(weir_decode(d, m, strlen(m), &r, reason, sizeof(reason)), WEIR_OK, "%s", reason);
     cr_assert_eq(r.v[0].u.b, true);
-    cr_assert(bytes_is(&r.v[1], "\x00" "A\xff\x80", 4));
+    cr_assert(bytes_is(&r.v[1],
+                       "\x00"
+                       "A\xff\x80",
+                       4));
     m = "{\"flag\":false,\"raw\":\"\\u20ac\"}";
     cr_assert_eq(weir_decode(d, m, strlen(m), &r, reason, sizeof(reason)), WEIR_ERR);
     cr_assert(strstr(reason, "field 'raw'") != NULL, "%s", reason);
@@ -1059,8 +1045,7 @@ Test(json, decode_bool_and_bytes)
     weir_rowtype_destroy(rt);
 }
 
-Test(json, many_fields_hash_lookup)
-{
+Test(json, many_fields_hash_lookup) {
     /* enough fields to exercise collisions in the name table */
     weir_rowtype_t *rt = weir_rowtype_new();
     char name[16];
@@ -1087,8 +1072,7 @@ Test(json, many_fields_hash_lookup)
     weir_rowtype_destroy(rt);
 }
 
-Test(json, random_bytes_never_crash)
-{
+Test(json, random_bytes_never_crash) {
     fixture_t fx;
     fx_open(&fx, load_repo_schema("sensor_reading.avsc"), WEIR_FMT_JSON, false);
     static const char alphabet[] = "{}[]\":,0123456789.-eE truefalsnul\\u\x80\xff";
@@ -1110,8 +1094,7 @@ Test(json, random_bytes_never_crash)
  * fast path never takes, so the second decode always goes through jansson.
  * Both must agree on success, values and (non-syntax) error messages.
  */
-Test(json, fast_path_agrees_with_jansson)
-{
+Test(json, fast_path_agrees_with_jansson) {
     weir_rowtype_t *rt = weir_rowtype_new();
     weir_rowtype_add(rt, "s", WEIR_STRING, false);
     weir_rowtype_add(rt, "l", WEIR_LONG, false);
@@ -1123,13 +1106,56 @@ Test(json, fast_path_agrees_with_jansson)
     cr_assert_not_null(dec);
     static const char *keys[] = {"s", "l", "d", "b", "by", "ns", "zz", "\\u0073", "l"};
     static const char *vals[] = {
-        "\"abc\"", "\"\"", "\"h\\u00e9\"", "\"\\u0000\"", "\"\xc3\xa9\"", "\"\xff\"", "\"\xc3\"",
-        "\"\xed\xa0\x80\"", "\"a\x01\"", "\"\\u00ff\"", "\"\\u0100\"", "\"\\ud83d\\ude00\"", "0", "-0",
-        "17", "-17", "123456789012345678", "-123456789012345678", "1234567890123456789",
-        "9223372036854775807", "9223372036854775808", "-9223372036854775808", "1.0", "1.5", "-0.0",
-        "1e3", "1E+3", "2.5e-3", "1e400", "1e-400", "01", "1.", ".5", "-", "1e", "+1", "true",
-        "false", "null", "tru", "nul", "nullx", "[]", "{}", "[1,{\"a\":2}]",
-        "1.7976931348623157e308", "4.9e-324", "9007199254740993.0", "1e18", "-1e19",
+        "\"abc\"",
+        "\"\"",
+        "\"h\\u00e9\"",
+        "\"\\u0000\"",
+        "\"\xc3\xa9\"",
+        "\"\xff\"",
+        "\"\xc3\"",
+        "\"\xed\xa0\x80\"",
+        "\"a\x01\"",
+        "\"\\u00ff\"",
+        "\"\\u0100\"",
+        "\"\\ud83d\\ude00\"",
+        "0",
+        "-0",
+        "17",
+        "-17",
+        "123456789012345678",
+        "-123456789012345678",
+        "1234567890123456789",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "1.0",
+        "1.5",
+        "-0.0",
+        "1e3",
+        "1E+3",
+        "2.5e-3",
+        "1e400",
+        "1e-400",
+        "01",
+        "1.",
+        ".5",
+        "-",
+        "1e",
+        "+1",
+        "true",
+        "false",
+        "null",
+        "tru",
+        "nul",
+        "nullx",
+        "[]",
+        "{}",
+        "[1,{\"a\":2}]",
+        "1.7976931348623157e308",
+        "4.9e-324",
+        "9007199254740993.0",
+        "1e18",
+        "-1e19",
     };
     static const char *ws[] = {"", "", " ", "\n\t ", "\r\n"};
     weir_record_t r1, r2;
@@ -1167,8 +1193,7 @@ Test(json, fast_path_agrees_with_jansson)
             static const char *opt[] = {"d", "b", "by", "ns", "zz"};
             int no = (int)(rnd() % 3);
             for (int m = 0; m < no; m++)
-                weir_buf_printf(&members, ",\"%s\":%s", opt[rnd() % 5],
-                                vals[rnd() % (sizeof(vals) / sizeof(vals[0]))]);
+                weir_buf_printf(&members, ",\"%s\":%s", opt[rnd() % 5], vals[rnd() % (sizeof(vals) / sizeof(vals[0]))]);
         }
         weir_buf_append(&plain, members.p, members.len);
         if (members.len)
@@ -1189,8 +1214,8 @@ Test(json, fast_path_agrees_with_jansson)
         int rc2 = weir_decode(dec, c2, forced.len, &r2, reason2, sizeof(reason2));
         free(c1);
         free(c2);
-        cr_assert_eq(rc1, rc2, "disagree on %s: '%s' vs '%s'", buf_str(&plain),
-                     rc1 ? reason : "ok", rc2 ? reason2 : "ok");
+        cr_assert_eq(rc1, rc2, "disagree on %s: '%s' vs '%s'", buf_str(&plain), rc1 ? reason : "ok",
+                     rc2 ? reason2 : "ok");
         if (rc1 == WEIR_OK) {
             assert_records_equal(&r1, &r2);
             agreed_ok++;
@@ -1212,8 +1237,7 @@ Test(json, fast_path_agrees_with_jansson)
 /* ------------------------------------------------------------------------ */
 
 /* A random value of field i of ALL_TYPES (null for the nullable ones now and then). */
-static void random_all(weir_record_t *r, char strbuf[][40])
-{
+static void random_all(weir_record_t *r, char strbuf[][40]) {
     static const char *colors[] = {"RED", "GREEN", "BLUE"};
     static const int64_t edges[] = {0, -1, 1, 63, -64, 64, INT64_MAX, INT64_MIN, 1LL << 35};
     for (int i = 0; i < 16; i++) {
@@ -1231,22 +1255,29 @@ static void random_all(weir_record_t *r, char strbuf[][40])
         if (isnan(d))
             d = 0.25;
         switch (i) {
-        case 0: case 10: r->v[i] = weir_v_bool(rnd() % 2); break;
+        case 0:
+        case 10: r->v[i] = weir_v_bool(rnd() % 2); break;
         case 1: r->v[i] = weir_v_long((int32_t)rnd()); break;
-        case 2: case 11: r->v[i] = weir_v_long(big); break;
+        case 2:
+        case 11: r->v[i] = weir_v_long(big); break;
         case 3: r->v[i] = weir_v_double((float)(d > 1e30 || d < -1e30 ? 1.0 / 3 : d)); break;
-        case 4: case 12: r->v[i] = weir_v_double(d); break;
-        case 5: case 13: r->v[i] = weir_v_str(strbuf[i], n); break;
-        case 6: case 14: r->v[i] = (weir_value_t){.type = WEIR_BYTES, .u.s = {strbuf[i], n}}; break;
+        case 4:
+        case 12: r->v[i] = weir_v_double(d); break;
+        case 5:
+        case 13: r->v[i] = weir_v_str(strbuf[i], n); break;
+        case 6:
+        case 14: r->v[i] = (weir_value_t){.type = WEIR_BYTES, .u.s = {strbuf[i], n}}; break;
         case 7: r->v[i] = (weir_value_t){.type = WEIR_BYTES, .u.s = {strbuf[i], 4}}; break;
-        default: r->v[i] = weir_v_str(colors[rnd() % 3], 0); r->v[i].u.s.n = strlen(r->v[i].u.s.p); break;
+        default:
+            r->v[i] = weir_v_str(colors[rnd() % 3], 0);
+            r->v[i].u.s.n = strlen(r->v[i].u.s.p);
+            break;
         }
     }
 }
 
 /* Set avro-c's generic value from r (the same mapping as ALL_TYPES). */
-static void avro_c_set(avro_value_t *rec, const weir_record_t *r, const int *null_branch)
-{
+static void avro_c_set(avro_value_t *rec, const weir_record_t *r, const int *null_branch) {
     for (int i = 0; i < 16; i++) {
         avro_value_t fv, bv, *dst = &fv;
         cr_assert_eq(avro_value_get_by_index(rec, (size_t)i, &fv, NULL), 0);
@@ -1263,17 +1294,22 @@ static void avro_c_set(avro_value_t *rec, const weir_record_t *r, const int *nul
         }
         char tmp[64];
         switch (i) {
-        case 0: case 10: avro_value_set_boolean(dst, v->u.b); break;
+        case 0:
+        case 10: avro_value_set_boolean(dst, v->u.b); break;
         case 1: avro_value_set_int(dst, (int32_t)v->u.i); break;
-        case 2: case 11: avro_value_set_long(dst, v->u.i); break;
+        case 2:
+        case 11: avro_value_set_long(dst, v->u.i); break;
         case 3: avro_value_set_float(dst, (float)v->u.d); break;
-        case 4: case 12: avro_value_set_double(dst, v->u.d); break;
-        case 5: case 13:
+        case 4:
+        case 12: avro_value_set_double(dst, v->u.d); break;
+        case 5:
+        case 13:
             memcpy(tmp, v->u.s.p, v->u.s.n);
             tmp[v->u.s.n] = '\0';
             avro_value_set_string_len(dst, tmp, v->u.s.n + 1);
             break;
-        case 6: case 14: avro_value_set_bytes(dst, (void *)v->u.s.p, v->u.s.n); break;
+        case 6:
+        case 14: avro_value_set_bytes(dst, (void *)v->u.s.p, v->u.s.n); break;
         case 7: avro_value_set_fixed(dst, (void *)v->u.s.p, 4); break;
         default: {
             int sym = !strcmp(v->u.s.p, "RED") ? 0 : !strcmp(v->u.s.p, "GREEN") ? 1 : 2;
@@ -1283,8 +1319,7 @@ static void avro_c_set(avro_value_t *rec, const weir_record_t *r, const int *nul
     }
 }
 
-Test(avro, bytes_identical_to_avro_c_on_random_records)
-{
+Test(avro, bytes_identical_to_avro_c_on_random_records) {
     fixture_t fx;
     weir_schema_t *s = load_text(ALL_TYPES);
     cr_assert_not_null(s, "%s", errstr);
@@ -1306,8 +1341,8 @@ Test(avro, bytes_identical_to_avro_c_on_random_records)
         size_t wn = (size_t)avro_writer_tell(w);
         avro_writer_free(w);
         weir_buf_reset(&fx.buf);
-        cr_assert_eq(weir_encode(fx.enc, &fx.in, NULL, NULL, &fx.buf, reason, sizeof(reason)), WEIR_OK,
-                     "record %d: %s", iter, reason);
+        cr_assert_eq(weir_encode(fx.enc, &fx.in, NULL, NULL, &fx.buf, reason, sizeof(reason)), WEIR_OK, "record %d: %s",
+                     iter, reason);
         cr_assert_eq(fx.buf.len, wn, "record %d: %zu bytes, avro-c wrote %zu", iter, fx.buf.len, wn);
         cr_assert(memcmp(fx.buf.p, want, wn) == 0, "record %d: bytes differ from avro-c's", iter);
         /* avro-c's bytes decode to the record (weir's decoder never reads past wn: exact copy) */

@@ -28,12 +28,22 @@
 
 /* ---- values in tables ------------------------------------------------------------------------ */
 
-#define NUL {.type = WEIR_NULL}
-#define L(x) {.type = WEIR_LONG, .u.i = (x)}
-#define D(x) {.type = WEIR_DOUBLE, .u.d = (x)}
-#define B(x) {.type = WEIR_BOOL, .u.b = (x)}
-#define S(x) {.type = WEIR_STRING, .u.s = {(x), sizeof(x) - 1}}
-#define X(x) {.type = WEIR_BYTES, .u.s = {(x), sizeof(x) - 1}}
+#define NUL                                                                                                            \
+    { .type = WEIR_NULL }
+#define L(x)                                                                                                           \
+    { .type = WEIR_LONG, .u.i = (x) }
+#define D(x)                                                                                                           \
+    { .type = WEIR_DOUBLE, .u.d = (x) }
+#define B(x)                                                                                                           \
+    { .type = WEIR_BOOL, .u.b = (x) }
+#define S(x)                                                                                                           \
+    {                                                                                                                  \
+        .type = WEIR_STRING, .u.s = {(x), sizeof(x) - 1 }                                                              \
+    }
+#define X(x)                                                                                                           \
+    {                                                                                                                  \
+        .type = WEIR_BYTES, .u.s = {(x), sizeof(x) - 1 }                                                               \
+    }
 
 #define T_ WEIR_BOOL
 #define L_ WEIR_LONG
@@ -62,23 +72,23 @@ static const struct {
     bool nullable;
     weir_value_t dflt;
 } fields[] = {
-    {"i", WEIR_LONG, false, L(7)},                  /* 0 */
-    {"j", WEIR_LONG, false, L(-3)},                 /* 1 */
-    {"n", WEIR_LONG, true, NUL},                    /* 2 */
-    {"d", WEIR_DOUBLE, false, D(2.5)},              /* 3 */
-    {"e", WEIR_DOUBLE, false, D(-0.5)},             /* 4 */
-    {"dn", WEIR_DOUBLE, true, NUL},                 /* 5 */
-    {"s", WEIR_STRING, false, S("abc")},            /* 6 */
-    {"t", WEIR_STRING, false, S("abd")},            /* 7 */
-    {"sn", WEIR_STRING, true, NUL},                 /* 8 */
-    {"b", WEIR_BOOL, false, B(true)},               /* 9 */
-    {"p", WEIR_BOOL, true, NUL},                    /* 10 */
-    {"q", WEIR_BOOL, true, NUL},                    /* 11 */
-    {"x", WEIR_BYTES, true, NUL},                   /* 12 */
-    {"temperature", WEIR_DOUBLE, false, D(21.5)},   /* 13 */
-    {"a.b", WEIR_LONG, false, L(42)},               /* 14 */
-    {"weird name", WEIR_STRING, false, S("w")},     /* 15 */
-    {"nil", WEIR_NULL, true, NUL},                  /* 16: a column that is always null */
+    {"i", WEIR_LONG, false, L(7)},                /* 0 */
+    {"j", WEIR_LONG, false, L(-3)},               /* 1 */
+    {"n", WEIR_LONG, true, NUL},                  /* 2 */
+    {"d", WEIR_DOUBLE, false, D(2.5)},            /* 3 */
+    {"e", WEIR_DOUBLE, false, D(-0.5)},           /* 4 */
+    {"dn", WEIR_DOUBLE, true, NUL},               /* 5 */
+    {"s", WEIR_STRING, false, S("abc")},          /* 6 */
+    {"t", WEIR_STRING, false, S("abd")},          /* 7 */
+    {"sn", WEIR_STRING, true, NUL},               /* 8 */
+    {"b", WEIR_BOOL, false, B(true)},             /* 9 */
+    {"p", WEIR_BOOL, true, NUL},                  /* 10 */
+    {"q", WEIR_BOOL, true, NUL},                  /* 11 */
+    {"x", WEIR_BYTES, true, NUL},                 /* 12 */
+    {"temperature", WEIR_DOUBLE, false, D(21.5)}, /* 13 */
+    {"a.b", WEIR_LONG, false, L(42)},             /* 14 */
+    {"weird name", WEIR_STRING, false, S("w")},   /* 15 */
+    {"nil", WEIR_NULL, true, NUL},                /* 16: a column that is always null */
 };
 
 static weir_rowtype_t *rt;
@@ -120,8 +130,7 @@ static bool same_value(const weir_value_t *got, const weir_value_t *want) {
     case WEIR_LONG: return got->u.i == want->u.i;
     case WEIR_DOUBLE: return same_double(got->u.d, want->u.d);
     default:
-        return got->u.s.n == want->u.s.n &&
-               (want->u.s.n == 0 || memcmp(got->u.s.p, want->u.s.p, want->u.s.n) == 0);
+        return got->u.s.n == want->u.s.n && (want->u.s.n == 0 || memcmp(got->u.s.p, want->u.s.p, want->u.s.n) == 0);
     }
 }
 
@@ -131,9 +140,7 @@ static void fmt_value(const weir_value_t *v, char *buf, size_t size) {
     case WEIR_BOOL: snprintf(buf, size, "%s", v->u.b ? "true" : "false"); break;
     case WEIR_LONG: snprintf(buf, size, "%" PRId64, v->u.i); break;
     case WEIR_DOUBLE: snprintf(buf, size, "%.17g", v->u.d); break;
-    default:
-        snprintf(buf, size, "%s'%.*s'", v->type == WEIR_BYTES ? "b" : "", (int)v->u.s.n, v->u.s.p);
-        break;
+    default: snprintf(buf, size, "%s'%.*s'", v->type == WEIR_BYTES ? "b" : "", (int)v->u.s.n, v->u.s.p); break;
     }
 }
 
@@ -161,12 +168,11 @@ static void run_eval_cases(const eval_case_t *rows, size_t nrows, bool honours_r
         char gs[128], ws[128];
         fmt_value(&got, gs, sizeof(gs));
         fmt_value(&c->want, ws, sizeof(ws));
-        cr_expect(same_value(&got, &c->want), "[%s] = %s (%s), want %s (%s)", c->src, gs,
-                  weir_type_name(got.type), ws, weir_type_name(c->want.type));
+        cr_expect(same_value(&got, &c->want), "[%s] = %s (%s), want %s (%s)", c->src, gs, weir_type_name(got.type), ws,
+                  weir_type_name(c->want.type));
         /* a non-null result has the static type; a null one is allowed by nullable */
         if (got.type != WEIR_NULL)
-            cr_expect_eq(got.type, weir_expr_type(e), "[%s] run-time type differs from static type",
-                         c->src);
+            cr_expect_eq(got.type, weir_expr_type(e), "[%s] run-time type differs from static type", c->src);
         else if (honours_rowtype)
             cr_expect(weir_expr_nullable(e), "[%s] evaluated to null but nullable() is false", c->src);
         weir_arena_free(&arena);
@@ -272,7 +278,7 @@ static const eval_case_t arith_rows[] = {
     {"i / 2", D_, D(3.5)},
     {"6 / 3", D_, D(2.0)},
     {"i % 3", L_, L(1)},
-    {"i % j", L_, L(1)},   /* sign of the dividend, as C */
+    {"i % j", L_, L(1)}, /* sign of the dividend, as C */
     {"-i % 3", L_, L(-1)},
     {"j % 2", L_, L(-1)},
     {"7 % -3", L_, L(1)},
@@ -326,8 +332,8 @@ static const eval_case_t overflow_rows[] = {
     {"j % -1", L_, L(0), {{"j", L(INT64_MIN)}}},
     {"i % j", L_, L(0), {{"i", L(INT64_MIN)}, {"j", L(-1)}}},
     {"j / -1", D_, D(9223372036854775808.0), {{"j", L(INT64_MIN)}}},
-    {"i * i", L_, L(0), {{"i", L(4294967296)}}},                       /* 2^64 */
-    {"i * i", L_, L(-9223372036709301616), {{"i", L(3037000500)}}},    /* 3037000500^2 - 2^64 */
+    {"i * i", L_, L(0), {{"i", L(4294967296)}}},                    /* 2^64 */
+    {"i * i", L_, L(-9223372036709301616), {{"i", L(3037000500)}}}, /* 3037000500^2 - 2^64 */
     {"9223372036854775807 + 1", L_, L(INT64_MIN)},
     {"-9223372036854775808 - 1", L_, L(INT64_MAX)},
     {"-(-9223372036854775808)", L_, L(INT64_MIN)},
@@ -360,16 +366,10 @@ Test(expr, division_by_zero_is_null, .init = setup, .fini = teardown) { RUN(divz
 /* ---- infinities stay; NaN only becomes null where documented --------------------------------- */
 
 static const eval_case_t inf_rows[] = {
-    {"d * 1e308", D_, D(INFINITY)},
-    {"-d * 1e308", D_, D(-INFINITY)},
-    {"1e308 * 10", D_, D(INFINITY)},
-    {"exp(1000)", D_, D(INFINITY)},
-    {"exp(d * 1000)", D_, D(INFINITY)},
-    {"exp(-d * 1000)", D_, D(0.0)},
+    {"d * 1e308", D_, D(INFINITY)},        {"-d * 1e308", D_, D(-INFINITY)},   {"1e308 * 10", D_, D(INFINITY)},
+    {"exp(1000)", D_, D(INFINITY)},        {"exp(d * 1000)", D_, D(INFINITY)}, {"exp(-d * 1000)", D_, D(0.0)},
     {"d * 1e308 - d * 1e308", D_, D(NAN)}, /* IEEE: inf - inf */
-    {"d * 1e308 > 1e308", T_, B(true)},
-    {"pow(0, -1)", D_, D(INFINITY)},
-    {"pow(10, 400)", D_, D(INFINITY)},
+    {"d * 1e308 > 1e308", T_, B(true)},    {"pow(0, -1)", D_, D(INFINITY)},    {"pow(10, 400)", D_, D(INFINITY)},
     {"1 / (d * 1e308)", D_, D(0.0)},
 };
 
@@ -686,29 +686,14 @@ Test(expr, is_null, .init = setup, .fini = teardown) { RUN(isnull_rows); }
 /* ---- null propagation ------------------------------------------------------------------------ */
 
 static const eval_case_t null_rows[] = {
-    {"n + 1", L_, NUL},
-    {"1 + n", L_, NUL},
-    {"n * 0", L_, NUL},
-    {"n - n", L_, NUL},
-    {"n % 2", L_, NUL},
-    {"n / 2", D_, NUL},
-    {"-n", L_, NUL},
-    {"dn + d", D_, NUL},
-    {"i + dn", D_, NUL},
-    {"-dn", D_, NUL},
-    {"(n + 1) * 2 + i", L_, NUL},
-    {"1 + null", L_, NUL},
-    {"null + 1.5", D_, NUL},
-    {"null / 1", D_, NUL},
-    {"null % 2", L_, NUL},
-    {"null % 2.0", D_, NUL},
-    {"null + null", N_, NUL},
-    {"-null", N_, NUL},
-    {"i + nil", L_, NUL},
-    {"sqrt(null)", D_, NUL},
-    {"pow(null, 2)", D_, NUL},
-    {"max(null, s)", S_, NUL},
-    {"upper(sn) = 'A'", T_, NUL},
+    {"n + 1", L_, NUL},        {"1 + n", L_, NUL},           {"n * 0", L_, NUL},
+    {"n - n", L_, NUL},        {"n % 2", L_, NUL},           {"n / 2", D_, NUL},
+    {"-n", L_, NUL},           {"dn + d", D_, NUL},          {"i + dn", D_, NUL},
+    {"-dn", D_, NUL},          {"(n + 1) * 2 + i", L_, NUL}, {"1 + null", L_, NUL},
+    {"null + 1.5", D_, NUL},   {"null / 1", D_, NUL},        {"null % 2", L_, NUL},
+    {"null % 2.0", D_, NUL},   {"null + null", N_, NUL},     {"-null", N_, NUL},
+    {"i + nil", L_, NUL},      {"sqrt(null)", D_, NUL},      {"pow(null, 2)", D_, NUL},
+    {"max(null, s)", S_, NUL}, {"upper(sn) = 'A'", T_, NUL},
 };
 
 Test(expr, null_propagation, .init = setup, .fini = teardown) { RUN(null_rows); }
@@ -941,14 +926,14 @@ static const nullable_case_t nullable_rows[] = {
     {"-i", false},
     {"i * d - 3", false},
     {"i / j", true},
-    {"i / 2", false},      /* a non-zero constant divisor never gives null */
+    {"i / 2", false}, /* a non-zero constant divisor never gives null */
     {"d / 0.5", false},
     {"i / 0", true},
     {"i % j", true},
     {"i % 3", false},
     {"d % 0.5", false},
     {"d % e", true},
-    {"1 / 2", false},      /* folded */
+    {"1 / 2", false}, /* folded */
     {"sqrt(d)", true},
     {"ln(d)", true},
     {"pow(d, 2)", true},
@@ -992,8 +977,8 @@ Test(expr, nullable, .init = setup, .fini = teardown) {
         cr_expect(e != NULL, "[%s] %s", c->src, err);
         if (!e)
             continue;
-        cr_expect_eq(weir_expr_nullable(e), c->nullable, "[%s] nullable %d, want %d", c->src,
-                     weir_expr_nullable(e), c->nullable);
+        cr_expect_eq(weir_expr_nullable(e), c->nullable, "[%s] nullable %d, want %d", c->src, weir_expr_nullable(e),
+                     c->nullable);
         weir_expr_destroy(e);
     }
 }
@@ -1072,8 +1057,13 @@ Test(expr, print, .init = setup, .fini = teardown) {
  * (fields printed as `name#slot:type` are not valid input, so this checks the
  * literals: strings, doubles and longs survive the round trip). */
 Test(expr, print_literals_round_trip, .init = setup, .fini = teardown) {
-    const char *srcs[] = {"'a\\'b\\\\c\\n\\t\\x01'", "0.30000000000000004", "1e-300",
-                          "123456789012345678", "2.5", "1e300 * 10 - 1", "'\\u00e9'"};
+    const char *srcs[] = {"'a\\'b\\\\c\\n\\t\\x01'",
+                          "0.30000000000000004",
+                          "1e-300",
+                          "123456789012345678",
+                          "2.5",
+                          "1e300 * 10 - 1",
+                          "'\\u00e9'"};
     for (size_t k = 0; k < sizeof(srcs) / sizeof(srcs[0]); k++) {
         char err[WEIR_ERRSTR_SIZE], *p1 = NULL, *p2 = NULL;
         size_t n1, n2;
@@ -1155,8 +1145,12 @@ Test(expr, case_mapping_uses_the_arena, .init = setup, .fini = teardown) {
 }
 
 Test(expr, no_arena_use_without_case_mapping, .init = setup, .fini = teardown) {
-    const char *srcs[] = {"temperature > -40 and temperature < 125", "s < t", "max(s, t)",
-                          "coalesce(sn, s)", "i * d + sqrt(d)", "n is null or p"};
+    const char *srcs[] = {"temperature > -40 and temperature < 125",
+                          "s < t",
+                          "max(s, t)",
+                          "coalesce(sn, s)",
+                          "i * d + sqrt(d)",
+                          "n is null or p"};
     weir_record_t r;
     make_record(&r, NULL, 0);
     for (size_t k = 0; k < sizeof(srcs) / sizeof(srcs[0]); k++) {
@@ -1192,8 +1186,7 @@ Test(expr, string_results_are_borrowed, .init = setup, .fini = teardown) {
 /* ---- evaluation does not allocate ------------------------------------------------------------ */
 
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
-    __has_feature(memory_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
 #define WEIR_TEST_SANITIZED 1
 #endif
 #endif
@@ -1255,8 +1248,7 @@ Test(expr, eval_does_not_allocate, .init = setup, .fini = teardown) {
             weir_arena_reset(&arena);
         }
         counting = 0;
-        cr_expect_eq(allocations, 0, "[%s] allocated %ld times in 1000 evaluations", srcs[k],
-                     allocations);
+        cr_expect_eq(allocations, 0, "[%s] allocated %ld times in 1000 evaluations", srcs[k], allocations);
         weir_expr_destroy(e);
     }
     weir_arena_free(&arena);
@@ -1316,10 +1308,50 @@ Test(expr, shared_across_threads, .init = setup, .fini = teardown) {
 
 Test(expr, random_input_never_crashes, .init = setup, .fini = teardown) {
     static const char *atoms[] = {
-        "i", "d", "s", "n", "p", "b", "x", "nil", "1", "2.5", "0", "'a'", "\"b\"", "null", "true",
-        "+", "-", "*", "/", "%", "=", "<>", "<", ">=", "and", "or", "not", "is", "(", ")", ",",
-        "abs(", "min(", "coalesce(", "lower(", "pow(", "'", "`", "\\", "@", "1e", " ",
-        "9223372036854775808", "\xc3\xa9",
+        "i",
+        "d",
+        "s",
+        "n",
+        "p",
+        "b",
+        "x",
+        "nil",
+        "1",
+        "2.5",
+        "0",
+        "'a'",
+        "\"b\"",
+        "null",
+        "true",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "=",
+        "<>",
+        "<",
+        ">=",
+        "and",
+        "or",
+        "not",
+        "is",
+        "(",
+        ")",
+        ",",
+        "abs(",
+        "min(",
+        "coalesce(",
+        "lower(",
+        "pow(",
+        "'",
+        "`",
+        "\\",
+        "@",
+        "1e",
+        " ",
+        "9223372036854775808",
+        "\xc3\xa9",
     };
     uint64_t seed = 88172645463325252ULL;
     int compiled = 0;
@@ -1335,8 +1367,7 @@ Test(expr, random_input_never_crashes, .init = setup, .fini = teardown) {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             const char *atom = atoms[seed % (sizeof(atoms) / sizeof(atoms[0]))];
-            len += (size_t)snprintf(src + len, sizeof(src) - len, "%s%s", atom,
-                                    (seed >> 32) & 1 ? " " : "");
+            len += (size_t)snprintf(src + len, sizeof(src) - len, "%s%s", atom, (seed >> 32) & 1 ? " " : "");
         }
         char err[WEIR_ERRSTR_SIZE] = "";
         weir_expr_t *e = weir_expr_compile(src, rt, err, sizeof(err));

@@ -71,7 +71,8 @@ static int part_of_sensor(const ds_t *d, int s) { return s / d->spp; }
 
 /* Temperature as the exact decimal text sent (two decimals, always positive). */
 static void temp_text(int s, int i, char *buf, size_t n) {
-    double t = 20.0 + 8.0 * sin(i / 300.0 + s) + 3.0 * (double)(((int64_t)i * 7919 + (int64_t)s * 104729) % 1000) / 1000.0;
+    double t =
+        20.0 + 8.0 * sin(i / 300.0 + s) + 3.0 * (double)(((int64_t)i * 7919 + (int64_t)s * 104729) % 1000) / 1000.0;
     long c = lround(t * 100.0);
     snprintf(buf, n, "%ld.%02ld", c / 100, c % 100);
 }
@@ -86,8 +87,8 @@ static size_t value_of(const ds_t *d, int p, int i, char *buf, size_t n) {
     int s = sensor_of(d, p, i);
     char t[32];
     temp_text(s, i, t, sizeof(t));
-    return (size_t)snprintf(buf, n, "{\"sensor_id\":\"s-%03d\",\"ts\":%" PRId64 ",\"temperature\":%s,\"humidity\":%d}", s,
-                            ts_of(i), t, hum_of(s, i));
+    return (size_t)snprintf(buf, n, "{\"sensor_id\":\"s-%03d\",\"ts\":%" PRId64 ",\"temperature\":%s,\"humidity\":%d}",
+                            s, ts_of(i), t, hum_of(s, i));
 }
 
 /* A producer job: records [from, to) of every partition, interleaved across
@@ -329,8 +330,8 @@ static void read_topic(const char *bootstrap, const char *topic, int parts, idta
                 const void *v = NULL;
                 size_t vn = 0;
                 char id[512];
-                if (rd_kafka_message_headers(m, &h) == 0 && rd_kafka_header_get_last(h, "weir.id", &v, &vn) == 0 &&
-                    v && vn < sizeof(id)) {
+                if (rd_kafka_message_headers(m, &h) == 0 && rd_kafka_header_get_last(h, "weir.id", &v, &vn) == 0 && v &&
+                    vn < sizeof(id)) {
                     memcpy(id, v, vn);
                     id[vn] = 0;
                     tab_add(t, id, m->payload, m->len);
@@ -436,8 +437,7 @@ static void write_file(const char *path, const char *text) {
 static const char *analytics_yaml(const char *file, const char *name, const char *in, const char *out) {
     char y[4096];
     snprintf(y, sizeof(y),
-             "pipeline: %s\n" SOURCE_YAML
-             "nodes:\n"
+             "pipeline: %s\n" SOURCE_YAML "nodes:\n"
              "  - {name: per_5s, op: window, key: sensor_id, type: tumbling, size: 5s,\n"
              "     aggregate: {n: count(), mean_temp: mean(temperature), max_temp: max(temperature),\n"
              "                 mean_hum: mean(humidity)}}\n"
@@ -462,8 +462,7 @@ static const char *map_window_yaml(const char *file, const char *name, const cha
                                    const char *extra) {
     char y[4096];
     snprintf(y, sizeof(y),
-             "pipeline: %s\n" SOURCE_YAML
-             "nodes:\n"
+             "pipeline: %s\n" SOURCE_YAML "nodes:\n"
              "  - {name: enriched, op: map, set: {temp_f: \"temperature * 9 / 5 + 32\"}}\n"
              "  - {name: per_2s, op: window, key: sensor_id, type: tumbling, size: 2s,\n"
              "     aggregate: {n: count(), max_temp: max(temperature)}}\n"
@@ -528,8 +527,8 @@ static int log_checkpoint_lines(const char *path, const char *topic) {
         long long num, off, bytes;
         double ms;
         int used = 0;
-        if (sscanf(line, "%*s %15s %31s checkpoint %127s #%lld offset=%lld bytes=%lld ms=%lf%n", lv, comp, tp, &num, &off,
-                   &bytes, &ms, &used) == 7 &&
+        if (sscanf(line, "%*s %15s %31s checkpoint %127s #%lld offset=%lld bytes=%lld ms=%lf%n", lv, comp, tp, &num,
+                   &off, &bytes, &ms, &used) == 7 &&
             !strcmp(lv, "INFO") && !strcmp(comp, "checkpoint:") && !strncmp(tp, topic, strlen(topic)) &&
             tp[strlen(topic)] == '[' && num > 0 && off >= 0 && bytes > 0 && ms >= 0)
             n++;
@@ -586,8 +585,8 @@ static ckinfo_t ck_get(const h_redis_t *r, const char *pl, const char *topic, in
         freeReplyObject(rep);
     }
     if (n > 0) {
-        redisReply *rep = redisCommand(c, "HMGET weir:%s:%s:%d:ckpt:%lld next_offset created_ms", pl, topic, p,
-                                       (long long)n);
+        redisReply *rep =
+            redisCommand(c, "HMGET weir:%s:%s:%d:ckpt:%lld next_offset created_ms", pl, topic, p, (long long)n);
         cr_assert_not_null(rep, "redis: %s", c->errstr);
         if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[0]->type == REDIS_REPLY_STRING) {
             ci.n = n;
@@ -730,10 +729,10 @@ static const char *const CR_SINKS[] = {"windows", "regimes", "centroids", "forec
 Test(fault_tolerance, crash_sigkill_restart, .timeout = 150) {
     static const ds_t d = {.topic = "ft.in", .parts = 4, .spp = 10, .per_part = 50000}; /* 200k records */
     h_broker_t b;
-    const char *topics[] = {"--topic", "ft.in:4",        "--topic", "a.windows:4",   "--topic", "a.regimes:4",
-                            "--topic", "a.centroids:4",  "--topic", "a.forecasts:4", "--topic", "b.windows:4",
-                            "--topic", "b.regimes:4",    "--topic", "b.centroids:4", "--topic", "b.forecasts:4",
-                            "--topic", "a.dlq:1",        "--topic", "b.dlq:1",       NULL};
+    const char *topics[] = {"--topic", "ft.in:4",       "--topic", "a.windows:4",   "--topic", "a.regimes:4",
+                            "--topic", "a.centroids:4", "--topic", "a.forecasts:4", "--topic", "b.windows:4",
+                            "--topic", "b.regimes:4",   "--topic", "b.centroids:4", "--topic", "b.forecasts:4",
+                            "--topic", "a.dlq:1",       "--topic", "b.dlq:1",       NULL};
     h_broker_start(&b, topics);
     h_redis_t r;
     h_redis_start(&r);
@@ -744,8 +743,13 @@ Test(fault_tolerance, crash_sigkill_restart, .timeout = 150) {
     const char *redis_b = db_url(&r, 0);
 
     size_t total = (size_t)d.parts * d.per_part;
-    pjob_t job = {.bootstrap = b.bootstrap, .d = &d, .from = 0, .to = d.per_part, .rate = 4000,
-                  .enq_ms = calloc(total, sizeof(int64_t)), .offsets = calloc(total, sizeof(int64_t))};
+    pjob_t job = {.bootstrap = b.bootstrap,
+                  .d = &d,
+                  .from = 0,
+                  .to = d.per_part,
+                  .rate = 4000,
+                  .enq_ms = calloc(total, sizeof(int64_t)),
+                  .offsets = calloc(total, sizeof(int64_t))};
 
     /* Run B: unbounded, SIGKILLed CR_KILLS times, then a bounded final run. */
     wrun_t wb = {.yaml = yb, .bootstrap = b.bootstrap, .group = "ft-b", .redis = redis_b, .interval = "1s"};
@@ -791,8 +795,8 @@ Test(fault_tolerance, crash_sigkill_restart, .timeout = 150) {
         cr_assert(!job.done, "kill %d came after the end of the input: the test's timing is off", k);
         for (int p = 0; p < d.parts; p++) {
             ck[k][p] = ck_get(&r, "ft", d.topic, p, 0);
-            cr_assert_gt(ck[k][p].n, 0, "no checkpoint of ft.in[%d] in Redis after %s ran for seconds:\n%s", p,
-                         inst[k], log_tail(logs[k]));
+            cr_assert_gt(ck[k][p].n, 0, "no checkpoint of ft.in[%d] in Redis after %s ran for seconds:\n%s", p, inst[k],
+                         log_tail(logs[k]));
         }
         cr_assert_gt(log_checkpoint_lines(logs[k], "ft.in"), 0,
                      "%s logged no `INFO checkpoint: checkpoint TOPIC[P] #N offset=O bytes=B ms=T` line:\n%s", inst[k],
@@ -895,10 +899,11 @@ Test(fault_tolerance, crash_sigkill_restart, .timeout = 150) {
          * batches: at most one per replayed window end, plus one per kill. */
         for (int p = 0; p < d.parts; p++) {
             int wends = dup_windows[p] / d.spp + (dup_windows[p] % d.spp != 0);
-            cr_assert_leq(dup_seq[p], wends + CR_KILLS,
-                          "%s: %d duplicated sequence-numbered outputs of partition %d, but only %d window ends of that "
-                          "partition were replayed",
-                          tb, dup_seq[p], p, wends);
+            cr_assert_leq(
+                dup_seq[p], wends + CR_KILLS,
+                "%s: %d duplicated sequence-numbered outputs of partition %d, but only %d window ends of that "
+                "partition were replayed",
+                tb, dup_seq[p], p, wends);
         }
         tab_free(&A);
         tab_free(&B);
@@ -950,7 +955,11 @@ Test(fault_tolerance, rebalance_three_members, .timeout = 180) {
                   names[k], log_tail(logs[k]));
 
     size_t total = (size_t)d.parts * d.per_part;
-    pjob_t job = {.bootstrap = b.bootstrap, .d = &d, .from = 0, .to = d.per_part, .rate = 1500,
+    pjob_t job = {.bootstrap = b.bootstrap,
+                  .d = &d,
+                  .from = 0,
+                  .to = d.per_part,
+                  .rate = 1500,
                   .offsets = calloc(total, sizeof(int64_t))};
     pjob_start(&job); /* up to 53 s of input (each membership change takes the local broker 5-20 s);
                        * the rest goes at once 2 s after m3 joined */
@@ -1010,7 +1019,8 @@ Test(fault_tolerance, rebalance_three_members, .timeout = 180) {
     cr_assert_eq(h_wait(pid[4], 90000), 0, "m4 (final, --until-end) failed:\n%s", log_tail(logs[4]));
     for (int p = 0; p < d.parts; p++) {
         int64_t n, off;
-        cr_assert(log_restored(logs[4], d.topic, p, &n, &off), "m4 did not restore rb.in[%d]:\n%s", p, log_tail(logs[4]));
+        cr_assert(log_restored(logs[4], d.topic, p, &n, &off), "m4 did not restore rb.in[%d]:\n%s", p,
+                  log_tail(logs[4]));
         cr_assert_eq(off, end[p], "m4 restored rb.in[%d] at offset %" PRId64 ", its end is %" PRId64, p, off, end[p]);
     }
     cr_assert_eq(h_wait(ref, 90000), 0, "reference run failed:\n%s", log_tail(logr));
@@ -1061,7 +1071,8 @@ Test(fault_tolerance, rebalance_three_members, .timeout = 180) {
             int p;
             int64_t o;
             cr_assert(source_of(&d, e->id, 5000, &p, &o), "%s: cannot tell the source record of id %s", tb, e->id);
-            cr_assert(lost[p], "%s: id %s (source rb.in[%d]@%" PRId64 ") emitted %d times, but rb.in[%d] only moved by "
+            cr_assert(lost[p],
+                      "%s: id %s (source rb.in[%d]@%" PRId64 ") emitted %d times, but rb.in[%d] only moved by "
                       "revocation or SIGTERM, which checkpoint first (partitions lost: %s)",
                       tb, e->id, p, o, e->count, p, lost_list[0] ? lost_list : "none");
         }
@@ -1084,7 +1095,8 @@ Test(fault_tolerance, rebalance_three_members, .timeout = 180) {
  * bad_example) for the caller to assert on or report. */
 static void check_map_outputs(const ds_t *d, const char *pipe, const idtab_t *t, int upto, long *bad_ids,
                               char *bad_example, size_t bad_size) {
-    cr_assert_eq(t->no_header, 0, "%ld map outputs without a weir.id header, e.g. %s", t->no_header, t->first_no_header);
+    cr_assert_eq(t->no_header, 0, "%ld map outputs without a weir.id header, e.g. %s", t->no_header,
+                 t->first_no_header);
     size_t total = (size_t)d->parts * d->per_part;
     char *seen = calloc(total, 1);
     *bad_ids = 0;
@@ -1107,8 +1119,8 @@ static void check_map_outputs(const ds_t *d, const char *pipe, const idtab_t *t,
         seen[(size_t)p * d->per_part + i] = 1;
         double temp = temp_of(s, i);
         const char *jid = json_string_value(json_object_get(j, "id"));
-        cr_assert(jid && !strcmp(jid, e->id), "%s: the JSON record's \"id\" is %s, but its weir.id header is %s", e->val,
-                  jid ? jid : "(missing)", e->id);
+        cr_assert(jid && !strcmp(jid, e->id), "%s: the JSON record's \"id\" is %s, but its weir.id header is %s",
+                  e->val, jid ? jid : "(missing)", e->id);
         cr_assert_eq(json_number_value(json_object_get(j, "temperature")), temp, "%s", e->val);
         cr_assert_eq(json_number_value(json_object_get(j, "temp_f")), temp * 9 / 5 + 32, "%s", e->val);
         char want[256];
@@ -1187,9 +1199,10 @@ static void check_paused(const char *bootstrap, const char *log, int warn_before
     int64_t deadline = t_down + OUTAGE_MS - 1500;
     while (log_count(log, "checkpoint: Redis unavailable (", "WARN") <= warn_before && h_now_ms() < deadline)
         usleep(50000);
-    cr_assert_gt(log_count(log, "checkpoint: Redis unavailable (", "WARN"), warn_before,
-                 "%s: no `WARN checkpoint: Redis unavailable (...): consumption paused, retry in ...` line within %d ms:\n%s",
-                 what, OUTAGE_MS - 1500, log_tail(log));
+    cr_assert_gt(
+        log_count(log, "checkpoint: Redis unavailable (", "WARN"), warn_before,
+        "%s: no `WARN checkpoint: Redis unavailable (...): consumption paused, retry in ...` line within %d ms:\n%s",
+        what, OUTAGE_MS - 1500, log_tail(log));
     cr_assert(h_count_text(log, "consumption paused") > 0, "%s: the WARN line does not say `consumption paused`", what);
     usleep(300000);
     int64_t n0 = out_count(bootstrap, "ro.enriched");
@@ -1201,19 +1214,27 @@ static void check_paused(const char *bootstrap, const char *log, int warn_before
 Test(fault_tolerance, redis_outage, .timeout = 120) {
     static const ds_t d = {.topic = "ro.in", .parts = 4, .spp = 4, .per_part = 10000}; /* 40k records */
     h_broker_t b;
-    const char *topics[] = {"--topic", "ro.in:4", "--topic", "ro.enriched:4", "--topic", "ro.windows:4",
+    const char *topics[] = {"--topic", "ro.in:4",  "--topic", "ro.enriched:4", "--topic", "ro.windows:4",
                             "--topic", "ro.dlq:1", NULL};
     h_broker_start(&b, topics);
     h_redis_t r;
     h_redis_start(&r);
     const char *y = map_window_yaml("ro.yaml", "ro", "ro.in", "ro", NULL);
     const char *log = h_path("ro0");
-    wrun_t w = {.yaml = y, .bootstrap = b.bootstrap, .group = "ro", .instance = "ro0", .redis = db_url(&r, 0),
+    wrun_t w = {.yaml = y,
+                .bootstrap = b.bootstrap,
+                .group = "ro",
+                .instance = "ro0",
+                .redis = db_url(&r, 0),
                 .interval = "1s"};
     pid_t pid = weir_start(&w, log);
     cr_assert(h_wait_for_text(log, "assigned partitions: ro.in", 40000), "nothing assigned:\n%s", log_tail(log));
     size_t total = (size_t)d.parts * d.per_part;
-    pjob_t job = {.bootstrap = b.bootstrap, .d = &d, .from = 0, .to = d.per_part, .rate = 2000,
+    pjob_t job = {.bootstrap = b.bootstrap,
+                  .d = &d,
+                  .from = 0,
+                  .to = d.per_part,
+                  .rate = 2000,
                   .offsets = calloc(total, sizeof(int64_t))};
     pjob_start(&job); /* 20 s of input */
     cr_assert(wait_checkpoints(&r, "ro", d.topic, d.parts, NULL, 1, 10000), "no checkpoint of every partition:\n%s",
@@ -1294,7 +1315,7 @@ Test(fault_tolerance, redis_outage, .timeout = 120) {
 Test(fault_tolerance, exactly_once_crash, .timeout = 120) {
     static const ds_t d = {.topic = "eo.in", .parts = 4, .spp = 4, .per_part = 10000};
     h_broker_t b;
-    const char *topics[] = {"--topic", "eo.in:4", "--topic", "eo.enriched:4", "--topic", "eo.windows:4",
+    const char *topics[] = {"--topic", "eo.in:4",  "--topic", "eo.enriched:4", "--topic", "eo.windows:4",
                             "--topic", "eo.dlq:1", NULL};
     h_broker_start(&b, topics);
     h_redis_t r;
@@ -1304,12 +1325,20 @@ Test(fault_tolerance, exactly_once_crash, .timeout = 120) {
                                     "delivery: exactly_once\n"
                                     "checkpoint: {redis: \"redis://127.0.0.1:1/0\", interval: 1h}\n");
     const char *log0 = h_path("eo0"), *log1 = h_path("eo1");
-    wrun_t w = {.yaml = y, .bootstrap = b.bootstrap, .group = "eo", .instance = "eo0", .redis = db_url(&r, 0),
+    wrun_t w = {.yaml = y,
+                .bootstrap = b.bootstrap,
+                .group = "eo",
+                .instance = "eo0",
+                .redis = db_url(&r, 0),
                 .interval = "1s"};
     pid_t pid = weir_start(&w, log0);
     cr_assert(h_wait_for_text(log0, "assigned partitions: eo.in", 40000), "nothing assigned:\n%s", log_tail(log0));
     size_t total = (size_t)d.parts * d.per_part;
-    pjob_t job = {.bootstrap = b.bootstrap, .d = &d, .from = 0, .to = d.per_part, .rate = 3000,
+    pjob_t job = {.bootstrap = b.bootstrap,
+                  .d = &d,
+                  .from = 0,
+                  .to = d.per_part,
+                  .rate = 3000,
                   .offsets = calloc(total, sizeof(int64_t))};
     pjob_start(&job); /* ~13 s of input */
     /* Mid-stream, with several checkpoints (and transactions) behind us. */
@@ -1341,8 +1370,8 @@ Test(fault_tolerance, exactly_once_crash, .timeout = 120) {
     {
         int64_t m = com[0] == latest[0].next_offset ? latest[0].n : prev[0].n;
         int64_t fake = latest[0].n + 1;
-        freeReplyObject(h_redis_cmd(&r, "COPY weir:eo:eo.in:0:ckpt:%lld weir:eo:eo.in:0:ckpt:%lld", (long long)m,
-                                    (long long)fake));
+        freeReplyObject(
+            h_redis_cmd(&r, "COPY weir:eo:eo.in:0:ckpt:%lld weir:eo:eo.in:0:ckpt:%lld", (long long)m, (long long)fake));
         freeReplyObject(h_redis_cmd(&r, "HSET weir:eo:eo.in:0:ckpt:%lld next_offset %lld", (long long)fake,
                                     (long long)(com[0] + 100)));
         freeReplyObject(h_redis_cmd(&r, "SET weir:eo:eo.in:0:latest %lld", (long long)fake));
@@ -1406,7 +1435,7 @@ Test(fault_tolerance, exactly_once_crash, .timeout = 120) {
 Test(fault_tolerance, corrupt_checkpoint, .timeout = 120) {
     static const ds_t d = {.topic = "co.in", .parts = 4, .spp = 4, .per_part = 6000};
     h_broker_t b;
-    const char *topics[] = {"--topic", "co.in:4", "--topic", "co.enriched:4", "--topic", "co.windows:4",
+    const char *topics[] = {"--topic", "co.in:4",  "--topic", "co.enriched:4", "--topic", "co.windows:4",
                             "--topic", "co.dlq:1", NULL};
     h_broker_start(&b, topics);
     h_redis_t r;
@@ -1533,7 +1562,7 @@ Test(fault_tolerance, corrupt_checkpoint, .timeout = 120) {
 Test(fault_tolerance, sigterm_final_checkpoint, .timeout = 90) {
     static const ds_t d = {.topic = "st.in", .parts = 4, .spp = 4, .per_part = 4000};
     h_broker_t b;
-    const char *topics[] = {"--topic", "st.in:4", "--topic", "st.enriched:4", "--topic", "st.windows:4",
+    const char *topics[] = {"--topic", "st.in:4",  "--topic", "st.enriched:4", "--topic", "st.windows:4",
                             "--topic", "st.dlq:1", NULL};
     h_broker_start(&b, topics);
     h_redis_t r;
@@ -1543,7 +1572,11 @@ Test(fault_tolerance, sigterm_final_checkpoint, .timeout = 90) {
     int64_t *offsets = calloc(total, sizeof(int64_t));
     produce_range(b.bootstrap, &d, 0, 3000, offsets);
     const char *log0 = h_path("st0"), *log1 = h_path("st1");
-    wrun_t w = {.yaml = y, .bootstrap = b.bootstrap, .group = "st", .instance = "st0", .redis = db_url(&r, 0),
+    wrun_t w = {.yaml = y,
+                .bootstrap = b.bootstrap,
+                .group = "st",
+                .instance = "st0",
+                .redis = db_url(&r, 0),
                 .interval = "1h"};
     pid_t pid = weir_start(&w, log0);
     cr_assert(h_wait_for_text(log0, "assigned partitions: st.in", 40000), "nothing assigned:\n%s", log_tail(log0));

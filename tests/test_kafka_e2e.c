@@ -164,10 +164,10 @@ static void produce_all(const char *bootstrap) {
             n = encode_reading(&r, buf);
         }
         rd_kafka_resp_err_t e;
-        while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sensor.readings"), RD_KAFKA_V_KEY(r.sensor, strlen(r.sensor)),
-                                      RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                      RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END)) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sensor.readings"),
+                                      RD_KAFKA_V_KEY(r.sensor, strlen(r.sensor)), RD_KAFKA_V_VALUE(buf, n),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)(intptr_t)i),
+                                      RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(rk, 10);
         cr_assert_eq(e, 0);
         rd_kafka_poll(rk, 0);
@@ -175,7 +175,6 @@ static void produce_all(const char *bootstrap) {
     cr_assert_eq(rd_kafka_flush(rk, 30000), 0);
     rd_kafka_destroy(rk);
 }
-
 
 static enriched_t *outputs; /* indexed by ts - TS0 */
 static int bad_outputs;
@@ -215,7 +214,7 @@ static void on_output(const rd_kafka_message_t *m, void *arg) {
 typedef struct dlq_seen {
     int n;
     int bad;
-    int64_t *offsets;   /* per partition p: offsets recorded */
+    int64_t *offsets; /* per partition p: offsets recorded */
     int32_t *parts;
 } dlq_seen_t;
 
@@ -282,7 +281,8 @@ static void check_outputs(const char *where) {
 
 Test(kafka_e2e, two_members_filter_map_with_dead_letters, .timeout = 240) {
     h_broker_t b;
-    const char *topics[] = {"--topic", "sensor.readings:4", "--topic", "sensor.enriched:4", "--topic", "sensor.dlq:1", NULL};
+    const char *topics[] = {"--topic", "sensor.readings:4", "--topic", "sensor.enriched:4",
+                            "--topic", "sensor.dlq:1",      NULL};
     h_broker_start(&b, topics);
     const char *logs[2] = {h_path("member-a.log"), h_path("member-b.log")};
     pid_t members[2];
@@ -307,7 +307,8 @@ Test(kafka_e2e, two_members_filter_map_with_dead_letters, .timeout = 240) {
     int got = h_consume_topic(b.bootstrap, "sensor.enriched", 4, want, 60000, on_output, NULL);
     cr_assert_eq(bad_outputs, 0, "%d output records could not be decoded or had the wrong key", bad_outputs);
     cr_assert_eq(got, want, "output topic holds %d records, expected %d", got, want);
-    cr_assert_eq(bad_timestamps, 0, "%d outputs whose Kafka timestamp is not their record's event time", bad_timestamps);
+    cr_assert_eq(bad_timestamps, 0, "%d outputs whose Kafka timestamp is not their record's event time",
+                 bad_timestamps);
     check_outputs("kafka");
 
     dlq_seen_t d = {.offsets = calloc(N_RECORDS, sizeof(int64_t)), .parts = calloc(N_RECORDS, sizeof(int32_t))};
@@ -354,12 +355,14 @@ Test(kafka_e2e, file_mode_same_pipeline_same_output, .timeout = 120) {
         char pres[32] = "null";
         if (r.has_pressure)
             snprintf(pres, sizeof(pres), "%.17g", r.pressure);
-        fprintf(f, "{\"sensor_id\":\"%s\",\"ts\":%lld,\"temperature\":%.17g,\"humidity\":%.17g,\"pressure\":%s,\"site\":\"%s\"}\n",
+        fprintf(f,
+                "{\"sensor_id\":\"%s\",\"ts\":%lld,\"temperature\":%.17g,\"humidity\":%.17g,\"pressure\":%s,\"site\":"
+                "\"%s\"}\n",
                 r.sensor, (long long)r.ts, r.temperature, r.humidity, pres, r.site);
     }
     fclose(f);
-    char *argv[] = {(char *)h_weir_bin(), "run", (char *)pipeline_path(), "--input", (char *)in, "--output", (char *)out,
-                    "--dead-letter", (char *)dead, NULL};
+    char *argv[] = {(char *)h_weir_bin(), "run",       (char *)pipeline_path(), "--input",    (char *)in,
+                    "--output",           (char *)out, "--dead-letter",         (char *)dead, NULL};
     pid_t pid = h_spawn(argv, NULL, h_path("file.log"));
     cr_assert_eq(h_wait(pid, 60000), 0, "weir run (file mode) failed");
     outputs = calloc(N_RECORDS, sizeof(*outputs));
@@ -412,7 +415,8 @@ Test(kafka_e2e, file_mode_same_pipeline_same_output, .timeout = 120) {
 Test(kafka_e2e, start_up_errors_are_clear_and_fail_fast, .timeout = 60) {
     /* No broker at that address: a clear error and exit 1, not a hang. */
     const char *log = h_path("nobroker.log");
-    char *argv[] = {(char *)h_weir_bin(), "run", (char *)pipeline_path(), "--brokers", "127.0.0.1:1", "--until-end", NULL};
+    char *argv[] = {(char *)h_weir_bin(), "run", (char *)pipeline_path(), "--brokers", "127.0.0.1:1",
+                    "--until-end",        NULL};
     pid_t pid = h_spawn(argv, NULL, log);
     cr_assert_eq(h_wait(pid, 40000), 1, "weir run without a broker must exit 1");
     cr_assert(h_count_text(log, "cannot reach the Kafka cluster at 127.0.0.1:1") == 1);

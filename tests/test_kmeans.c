@@ -20,8 +20,8 @@ typedef struct centroids_out {
     char key[32];
     int64_t version, k, reseeded;
     double inertia;
-    int n;            /* features */
-    double c[16][4];  /* up to 16 clusters x 4 features */
+    int n;           /* features */
+    double c[16][4]; /* up to 16 clusters x 4 features */
     double w[16];
 } centroids_out_t;
 
@@ -30,7 +30,7 @@ typedef struct run {
     weir_task_t *t;
     weir_decoder_t *dec;
     weir_record_t rec;
-    weir_buf_t text;       /* every output, values printed exactly (%a), one line each */
+    weir_buf_t text; /* every output, values printed exactly (%a), one line each */
     int nassign;
     int64_t cluster[MAX_OUT];
     double distance[MAX_OUT];
@@ -222,7 +222,8 @@ Test(kmeans_config, non_numeric_feature) {
                        "      - name\n";
     const char *e = compile_error(yaml);
     cr_assert(e && strstr(e, "t.yaml:10:") && strstr(e, "features[1]: 'name' is string"), "%s", e);
-    yaml = "pipeline: t\nsource:\n  fields: {x: double}\nnodes:\n  - {name: km, op: kmeans, k: 2, features: [x, nope]}\n";
+    yaml =
+        "pipeline: t\nsource:\n  fields: {x: double}\nnodes:\n  - {name: km, op: kmeans, k: 2, features: [x, nope]}\n";
     e = compile_error(yaml);
     cr_assert(e && strstr(e, "t.yaml:5:") && strstr(e, "nope"), "%s", e);
 }
@@ -731,8 +732,9 @@ static void assert_model_equals(json_t *model, const centroids_out_t *co) {
         json_t *row = json_array_get(c, (size_t)i);
         cr_assert_eq((int)json_array_size(row), co->n);
         for (int q = 0; q < co->n; q++)
-            cr_assert(json_number_value(json_array_get(row, (size_t)q)) == co->c[i][q], "centroid %d[%d]: %.17g vs %.17g",
-                      i, q, json_number_value(json_array_get(row, (size_t)q)), co->c[i][q]);
+            cr_assert(json_number_value(json_array_get(row, (size_t)q)) == co->c[i][q],
+                      "centroid %d[%d]: %.17g vs %.17g", i, q, json_number_value(json_array_get(row, (size_t)q)),
+                      co->c[i][q]);
         cr_assert(json_number_value(json_array_get(w, (size_t)i)) == co->w[i]);
     }
 }
@@ -926,10 +928,21 @@ Test(kmeans_fmt, shortest_round_trip) {
     static const struct {
         double v;
         const char *want;
-    } cases[] = {{0.0, "0"}, {-0.0, "-0"}, {1.0, "1"}, {0.1, "0.1"}, {-3.25, "-3.25"}, {12, "12"}, {1e21, "1e21"},
-                 {1e-7, "1e-7"}, {123456.789, "123456.789"}, {0.000123, "0.000123"}, {5e-324, "5e-324"},
-                 {1.7976931348623157e308, "1.7976931348623157e308"}, {2.0 / 3, "0.6666666666666666"},
-                 {NAN, "null"}, {INFINITY, "null"}};
+    } cases[] = {{0.0, "0"},
+                 {-0.0, "-0"},
+                 {1.0, "1"},
+                 {0.1, "0.1"},
+                 {-3.25, "-3.25"},
+                 {12, "12"},
+                 {1e21, "1e21"},
+                 {1e-7, "1e-7"},
+                 {123456.789, "123456.789"},
+                 {0.000123, "0.000123"},
+                 {5e-324, "5e-324"},
+                 {1.7976931348623157e308, "1.7976931348623157e308"},
+                 {2.0 / 3, "0.6666666666666666"},
+                 {NAN, "null"},
+                 {INFINITY, "null"}};
     char buf[64];
     cr_assert_eq(weir_fmt_k_check(), INT32_MAX, "cached-power index differs from Grisu's at exponent %d",
                  weir_fmt_k_check());

@@ -10,9 +10,9 @@
 
 static char err[WEIR_ERRSTR_SIZE];
 
-#define HEAD                                                                                                 \
-    "pipeline: p\n"                                                                                          \
-    "source:\n"                                                                                              \
+#define HEAD                                                                                                           \
+    "pipeline: p\n"                                                                                                    \
+    "source:\n"                                                                                                        \
     "  fields: {id: string, t: double, n: long, note: string?}\n"
 
 static weir_pipeline_t *load(const char *yaml) { return weir_pipeline_load_string("p.yaml", yaml, err, sizeof(err)); }
@@ -50,19 +50,23 @@ Test(pipeline, errors_name_file_line_and_key) {
          "is part of a cycle"},
         {HEAD "nodes:\n  - {name: a, op: filter, input: nope, where: 't > 1'}\n", "p.yaml:5:34: unknown node 'nope'"},
         {HEAD "nodes:\n  - {name: a, op: map, set: {u: 'lower(t)'}}\n", "p.yaml:5:33: node 'a': set.u:"},
-        {HEAD "nodes:\n  - {name: a, op: map, drop: [nothere]}\n", "p.yaml:5:31: node 'a': drop: unknown field 'nothere'"},
+        {HEAD "nodes:\n  - {name: a, op: map, drop: [nothere]}\n",
+         "p.yaml:5:31: node 'a': drop: unknown field 'nothere'"},
         {HEAD "nodes:\n  - {name: a, op: map}\n", "node 'a': map needs 'set' or 'drop'"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: zz, kafka: {topic: o}}\n",
          "p.yaml:7:13: unknown node 'zz'"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: a}\n",
          "sinks[0]: needs 'kafka: {topic: NAME}'"},
-        {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: a, kafka: {topic: o}, format: xml}\n",
+        {HEAD
+         "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: a, kafka: {topic: o}, format: xml}\n",
          "format: expected avro or json, got 'xml'"},
-        {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: a, kafka: {topic: o}, format: avro}\n",
+        {HEAD
+         "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: a, kafka: {topic: o}, format: avro}\n",
          "format avro needs 'schema: FILE.avsc'"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: a.late, kafka: {topic: o}}\n",
          "node 'a' (filter) has no output 'late'"},
-        {"pipeline: p\nsource: {format: avro, schema: /nonexistent/x.avsc}\nnodes: [{name: a, op: filter, where: 'true'}]\n",
+        {"pipeline: p\nsource: {format: avro, schema: /nonexistent/x.avsc}\nnodes: [{name: a, op: filter, where: "
+         "'true'}]\n",
          "p.yaml:2:32: schema '/nonexistent/x.avsc' not found"},
         {"pipeline: p\nsource: {fields: {a: int}}\nnodes: [{name: a, op: filter, where: 'true'}]\n",
          "p.yaml:2:22: fields.a: unknown type 'int'"},
@@ -91,12 +95,13 @@ Test(pipeline, schema_mismatch_with_a_sink_fails_at_start_up) {
 }
 
 Test(pipeline, compiles_dag_with_resolved_types) {
-    weir_pipeline_t *pl = load(HEAD "  event_time: n\n"
-                                    "nodes:\n"
-                                    "  - {name: m, op: map, input: f, set: {t2: 't * 2', n: 'n + 1', flag: 'note is null'}, drop: [id]}\n"
-                                    "  - {name: f, op: filter, where: 't > 0'}\n"
-                                    "  - {name: g, op: filter, input: f, where: 'n % 2 = 0'}\n"
-                                    "sinks:\n  - {input: m, kafka: {topic: out}}\n  - {input: g, kafka: {topic: out2}}\n");
+    weir_pipeline_t *pl =
+        load(HEAD "  event_time: n\n"
+                  "nodes:\n"
+                  "  - {name: m, op: map, input: f, set: {t2: 't * 2', n: 'n + 1', flag: 'note is null'}, drop: [id]}\n"
+                  "  - {name: f, op: filter, where: 't > 0'}\n"
+                  "  - {name: g, op: filter, input: f, where: 'n % 2 = 0'}\n"
+                  "sinks:\n  - {input: m, kafka: {topic: out}}\n  - {input: g, kafka: {topic: out2}}\n");
     cr_assert_not_null(pl, "%s", err);
     cr_assert_eq(pl->nnodes, 3);
     /* Topological order: f before m and g although m is written first. */
@@ -152,11 +157,12 @@ static void sink_cb(void *opaque, int sink, const weir_record_t *rec) {
 }
 
 Test(pipeline, task_runs_the_graph) {
-    weir_pipeline_t *pl = load(HEAD "nodes:\n"
-                                    "  - {name: f, op: filter, where: 't > 0'}\n"
-                                    "  - {name: m, op: map, input: f, set: {t2: 't * 2', n: 'n + 1'}, drop: [id]}\n"
-                                    "  - {name: g, op: filter, input: f, where: 'n % 2 = 0'}\n"
-                                    "sinks:\n  - {input: m, kafka: {topic: out}}\n  - {input: g, kafka: {topic: out2}}\n");
+    weir_pipeline_t *pl =
+        load(HEAD "nodes:\n"
+                  "  - {name: f, op: filter, where: 't > 0'}\n"
+                  "  - {name: m, op: map, input: f, set: {t2: 't * 2', n: 'n + 1'}, drop: [id]}\n"
+                  "  - {name: g, op: filter, input: f, where: 'n % 2 = 0'}\n"
+                  "sinks:\n  - {input: m, kafka: {topic: out}}\n  - {input: g, kafka: {topic: out2}}\n");
     cr_assert_not_null(pl, "%s", err);
     collect_t c = {0};
     weir_task_t *t = weir_task_new(pl, sink_cb, NULL, &c);

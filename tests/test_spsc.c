@@ -11,14 +11,12 @@
 static size_t size_of(uint64_t i) { return (size_t)((i * 2654435761u) % 301); }
 static uint8_t byte_of(uint64_t i, size_t k) { return (uint8_t)(i * 31 + k * 7 + 1); }
 
-static void fill(uint8_t *p, uint64_t i)
-{
+static void fill(uint8_t *p, uint64_t i) {
     for (size_t k = 0; k < size_of(i); k++)
         p[k] = byte_of(i, k);
 }
 
-static bool check(const uint8_t *p, size_t n, uint64_t i)
-{
+static bool check(const uint8_t *p, size_t n, uint64_t i) {
     if (n != size_of(i))
         return false;
     for (size_t k = 0; k < n; k++)
@@ -27,8 +25,7 @@ static bool check(const uint8_t *p, size_t n, uint64_t i)
     return true;
 }
 
-Test(spsc, one_thread_order_contents_and_wrap)
-{
+Test(spsc, one_thread_order_contents_and_wrap) {
     weir_spsc_t *q = weir_spsc_new(4096);
     size_t n;
     cr_assert_null(weir_spsc_peek(q, &n), "a new ring is empty");
@@ -55,8 +52,7 @@ Test(spsc, one_thread_order_contents_and_wrap)
     weir_spsc_destroy(q);
 }
 
-Test(spsc, reserve_is_invisible_until_push)
-{
+Test(spsc, reserve_is_invisible_until_push) {
     weir_spsc_t *q = weir_spsc_new(4096);
     size_t n;
     memset(weir_spsc_reserve(q, 10), 7, 10);
@@ -76,8 +72,7 @@ typedef struct {
     atomic_bool stop, bad;
 } shared_t;
 
-static void *consumer(void *arg)
-{
+static void *consumer(void *arg) {
     shared_t *s = arg;
     uint64_t i = 0;
     while (i < s->count) {
@@ -98,8 +93,7 @@ static void *consumer(void *arg)
     return NULL;
 }
 
-Test(spsc, two_threads_small_ring_with_drains, .timeout = 60)
-{
+Test(spsc, two_threads_small_ring_with_drains, .timeout = 60) {
     shared_t s = {.q = weir_spsc_new(4096), .count = 300000};
     pthread_t th;
     pthread_create(&th, NULL, consumer, &s);
@@ -120,8 +114,7 @@ Test(spsc, two_threads_small_ring_with_drains, .timeout = 60)
     weir_spsc_destroy(s.q);
 }
 
-Test(spsc, wake_ends_a_wait_early)
-{
+Test(spsc, wake_ends_a_wait_early) {
     weir_spsc_t *q = weir_spsc_new(4096);
     weir_spsc_wake(q); /* no waiter: harmless */
     cr_assert(!weir_spsc_wait(q, 1), "empty ring: wait times out with false");

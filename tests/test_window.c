@@ -31,10 +31,10 @@ static int *param_indices(size_t n) {
 }
 
 typedef struct out_rec {
-    int key;           /* k<N> -> N; -1 for other keys */
+    int key; /* k<N> -> N; -1 for other keys */
     int64_t start, end, last_ts;
     bool final;
-    int64_t n, c;      /* count(), count(v) */
+    int64_t n, c; /* count(), count(v) */
     double s, m, lo, hi, sd, f, l;
     bool m_null, lo_null, sd_null;
 } out_rec_t;
@@ -42,9 +42,9 @@ typedef struct out_rec {
 typedef struct run {
     weir_pipeline_t *pl;
     weir_task_t *task;
-    weir_buf_t log;        /* one line per output, late record or reject */
-    bool full_json;        /* log main outputs as JSON (else compact) */
-    out_rec_t *outs;       /* parsed main outputs (when collect) */
+    weir_buf_t log;  /* one line per output, late record or reject */
+    bool full_json;  /* log main outputs as JSON (else compact) */
+    out_rec_t *outs; /* parsed main outputs (when collect) */
     size_t nouts, cap;
     bool collect;
 } run_t;
@@ -232,11 +232,11 @@ static const char *log_str(run_t *run) {
 
 typedef struct window_case {
     const char *name;
-    const char *cfg;     /* the window node's keys */
-    const char *ooo;     /* max_out_of_orderness */
+    const char *cfg; /* the window node's keys */
+    const char *ooo; /* max_out_of_orderness */
     bool late_sink;
     const char *events;
-    const char *expect;  /* the log, one line per output */
+    const char *expect; /* the log, one line per output */
 } window_case_t;
 
 #define AGG_SV "aggregate: {n: count(), s: sum(v)}"
@@ -261,13 +261,12 @@ static const window_case_t cases[] = {
      "a [0,10000) n=1 s=1 final\n"
      "reject w: late a@2000\n"
      "a [10000,20000) n=1 s=2 final\n"},
-    {"late_to_late_sink", "key: k, type: tumbling, size: 10s, " AGG_SV, "0", true,
-     "a@1000=1 a@15000=2 a@2000=3 !end",
+    {"late_to_late_sink", "key: k, type: tumbling, size: 10s, " AGG_SV, "0", true, "a@1000=1 a@15000=2 a@2000=3 !end",
      "a [0,10000) n=1 s=1 final\n"
      "late a@2000\n"
      "a [10000,20000) n=1 s=2 final\n"},
-    {"late_within_and_beyond_allowed_lateness", "key: k, type: tumbling, size: 10s, allowed_lateness: 5s, " AGG_SV,
-     "0", true, "a@1000=1 a@12000=2 a@2000=3 a@15000=4 a@3000=5 !end",
+    {"late_within_and_beyond_allowed_lateness", "key: k, type: tumbling, size: 10s, allowed_lateness: 5s, " AGG_SV, "0",
+     true, "a@1000=1 a@12000=2 a@2000=3 a@15000=4 a@3000=5 !end",
      "a [0,10000) n=2 s=4 final\n"
      "late a@3000\n"
      "a [10000,20000) n=2 s=6 final\n"},
@@ -363,8 +362,8 @@ ParameterizedTest(int *idx, window, table) {
     run_t run;
     run_open(&run, tc->cfg, tc->ooo, tc->late_sink);
     play(&run, tc->events);
-    cr_assert_str_eq(log_str(&run), tc->expect, "case %s:\n--- got ---\n%s--- want ---\n%s", tc->name,
-                     log_str(&run), tc->expect);
+    cr_assert_str_eq(log_str(&run), tc->expect, "case %s:\n--- got ---\n%s--- want ---\n%s", tc->name, log_str(&run),
+                     tc->expect);
     run_close(&run);
 }
 
@@ -381,15 +380,15 @@ Test(window, output_record_json_with_key_field_and_id) {
 
 Test(window, output_row_types) {
     run_t run;
-    run_open(&run, "key: k, type: tumbling, size: 1s, aggregate: {n: count(), s: sum(ts), m: mean(ts), x: max(v)}",
-             "0", true);
+    run_open(&run, "key: k, type: tumbling, size: 1s, aggregate: {n: count(), s: sum(ts), m: mean(ts), x: max(v)}", "0",
+             true);
     const weir_plan_t *plan = &run.pl->nodes[0].plan;
     cr_assert_eq(plan->nports, 2);
     cr_assert_str_eq(plan->ports[1].suffix, "late");
     cr_assert(plan->port_used[0] && plan->port_used[1] && !plan->port_used[2]);
     const weir_rowtype_t *rt = plan->ports[0].rt;
     const char *want[] = {"key", "k", "window_start", "window_end", "n", "s", "m", "x", "final", "id"};
-    const weir_type_t types[] = {WEIR_STRING, WEIR_STRING, WEIR_LONG, WEIR_LONG, WEIR_LONG,
+    const weir_type_t types[] = {WEIR_STRING, WEIR_STRING, WEIR_LONG,   WEIR_LONG, WEIR_LONG,
                                  WEIR_LONG,   WEIR_DOUBLE, WEIR_DOUBLE, WEIR_BOOL, WEIR_STRING};
     cr_assert_eq(rt->nfields, (int)WEIR_ARRAY_SIZE(want));
     for (size_t i = 0; i < WEIR_ARRAY_SIZE(want); i++) {
@@ -500,8 +499,8 @@ static void feed_ev(weir_task_t *t, const ev_t *e) {
     feed(t, k, e->ts, e->vnull, e->v);
 }
 
-#define REF_AGGS                                                                                               \
-    "aggregate: {n: count(), c: count(v), s: sum(v), m: mean(v), lo: min(v), hi: max(v), sd: stddev(v), "     \
+#define REF_AGGS                                                                                                       \
+    "aggregate: {n: count(), c: count(v), s: sum(v), m: mean(v), lo: min(v), hi: max(v), sd: stddev(v), "              \
     "f: first(v), l: last(v)}"
 
 /* ---- the reference implementation ---- */
@@ -718,8 +717,9 @@ static void compare(out_rec_t *got, size_t ngot, out_rec_t *want, size_t nwant, 
         cr_assert(g->key == w->key && g->start == w->start && g->end == w->end,
                   "%s: window %zu is k%d [%" PRId64 ",%" PRId64 "), reference k%d [%" PRId64 ",%" PRId64 ")", what, i,
                   g->key, g->start, g->end, w->key, w->start, w->end);
-        cr_assert(g->n == w->n && g->c == w->c, "%s: k%d@%" PRId64 ": count %" PRId64 "/%" PRId64 ", reference %" PRId64
-                  "/%" PRId64, what, g->key, g->start, g->n, g->c, w->n, w->c);
+        cr_assert(g->n == w->n && g->c == w->c,
+                  "%s: k%d@%" PRId64 ": count %" PRId64 "/%" PRId64 ", reference %" PRId64 "/%" PRId64, what, g->key,
+                  g->start, g->n, g->c, w->n, w->c);
         cr_assert(g->m_null == w->m_null && g->sd_null == w->sd_null && g->lo_null == w->lo_null, "%s: nulls", what);
         cr_assert(close_to(g->s, w->s), "%s: k%d@%" PRId64 ": sum %.17g vs %.17g", what, g->key, g->start, g->s, w->s);
         cr_assert(close_to(g->m, w->m), "%s: mean %.17g vs %.17g", what, g->m, w->m);
@@ -973,8 +973,8 @@ static void check_dump_survives_restore(run_t *run) {
     weir_buf_reset(&d2);
     dump_into(run, t, &d2);
     cr_assert_eq(d2.len, d1.len, "restored dump has %zu bytes, original %zu", d2.len, d1.len);
-    cr_assert(!memcmp(d1.p, d2.p, d1.len), "restored dump differs:\n%.*s\n---\n%.*s", (int)d1.len,
-              (const char *)d1.p, (int)d2.len, (const char *)d2.p);
+    cr_assert(!memcmp(d1.p, d2.p, d1.len), "restored dump differs:\n%.*s\n---\n%.*s", (int)d1.len, (const char *)d1.p,
+              (int)d2.len, (const char *)d2.p);
     weir_task_destroy(t);
     weir_buf_free(&d1);
     weir_buf_free(&d2);
@@ -1124,8 +1124,8 @@ static out_rec_t *dump_outs(const json_t *j, size_t *n) {
         /* Sorted by key bytes, then window_start. */
         if (prev_key) {
             int r = strcmp(prev_key, key);
-            cr_assert(r < 0 || (r == 0 && prev_start < start), "dump not sorted at %zu: %s/%" PRId64 " then %s/%" PRId64,
-                      i, prev_key, prev_start, key, start);
+            cr_assert(r < 0 || (r == 0 && prev_start < start),
+                      "dump not sorted at %zu: %s/%" PRId64 " then %s/%" PRId64, i, prev_key, prev_start, key, start);
         }
         prev_key = key;
         prev_start = start;
@@ -1149,9 +1149,9 @@ static out_rec_t *dump_outs(const json_t *j, size_t *n) {
 
 static bool out_same(const out_rec_t *a, const out_rec_t *b) {
     /* Doubles compared exactly: the dump shows what firing now would emit, bit for bit. */
-    return a->key == b->key && a->start == b->start && a->end == b->end && a->last_ts == b->last_ts &&
-           a->n == b->n && a->c == b->c && a->s == b->s && a->m == b->m && a->lo == b->lo && a->hi == b->hi &&
-           a->sd == b->sd && a->f == b->f && a->l == b->l && a->m_null == b->m_null && a->lo_null == b->lo_null &&
+    return a->key == b->key && a->start == b->start && a->end == b->end && a->last_ts == b->last_ts && a->n == b->n &&
+           a->c == b->c && a->s == b->s && a->m == b->m && a->lo == b->lo && a->hi == b->hi && a->sd == b->sd &&
+           a->f == b->f && a->l == b->l && a->m_null == b->m_null && a->lo_null == b->lo_null &&
            a->sd_null == b->sd_null;
 }
 

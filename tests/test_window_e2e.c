@@ -90,8 +90,9 @@ static void produce_all(const char *bootstrap) {
         const ev_t *e = &evs[i];
         char dev[16], buf[256];
         dev_name(e->key, dev, sizeof(dev));
-        int n = snprintf(buf, sizeof(buf), "{\"dev\":\"%s\",\"ts\":%" PRId64 ",\"seq\":%d,\"v\":%" PRId64 ",\"x\":%.17g}",
-                         dev, e->ts, i, e->v, e->x);
+        int n =
+            snprintf(buf, sizeof(buf), "{\"dev\":\"%s\",\"ts\":%" PRId64 ",\"seq\":%d,\"v\":%" PRId64 ",\"x\":%.17g}",
+                     dev, e->ts, i, e->v, e->x);
         rd_kafka_resp_err_t rc;
         while ((rc = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("win.in"), RD_KAFKA_V_KEY(dev, strlen(dev)),
                                        RD_KAFKA_V_VALUE(buf, (size_t)n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -262,8 +263,10 @@ static void on_window(const rd_kafka_message_t *m, void *arg) {
         bad(s, "bad window end, id or final flag", txt);
     else if (m->key_len != strlen(key) || memcmp(m->key, key, m->key_len))
         bad(s, "message key is not the window key", txt);
-    else if (json_integer_value(json_object_get(j, "n")) != w->n || json_integer_value(json_object_get(j, "total")) != w->sum ||
-             json_integer_value(json_object_get(j, "lo")) != w->lo || json_integer_value(json_object_get(j, "hi")) != w->hi)
+    else if (json_integer_value(json_object_get(j, "n")) != w->n ||
+             json_integer_value(json_object_get(j, "total")) != w->sum ||
+             json_integer_value(json_object_get(j, "lo")) != w->lo ||
+             json_integer_value(json_object_get(j, "hi")) != w->hi)
         bad(s, "count, sum, min or max differs", txt);
     else if (json_integer_value(json_object_get(j, "first")) != w->first ||
              json_integer_value(json_object_get(j, "last")) != w->last)
@@ -297,7 +300,6 @@ static void on_late(const rd_kafka_message_t *m, void *arg) {
     free(txt);
 }
 
-
 static const char pipeline[] =
     "pipeline: e2e-windows\n"
     "source:\n"
@@ -330,8 +332,8 @@ static const char pipeline[] =
 
 Test(window_e2e, keyed_windows_per_partition_through_broker, .timeout = 300) {
     h_broker_t b;
-    const char *topics[] = {"--topic", "win.in:4", "--topic", "win.out:4", "--topic", "win.late:1",
-                            "--topic", "win.dlq:1", NULL};
+    const char *topics[] = {"--topic",    "win.in:4", "--topic",   "win.out:4", "--topic",
+                            "win.late:1", "--topic",  "win.dlq:1", NULL};
     h_broker_start(&b, topics);
     gen();
     produce_all(b.bootstrap);

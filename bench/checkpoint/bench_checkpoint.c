@@ -198,6 +198,7 @@ int main(int argc, char **argv) {
     weir_pipeline_destroy(pl);
     return 0;
 usage:
-    fprintf(stderr, "usage: bench_checkpoint --redis redis://127.0.0.1:PORT [--keys N] [--reps R] [--bytes-per-key B]\n");
+    fprintf(stderr,
+            "usage: bench_checkpoint --redis redis://127.0.0.1:PORT [--keys N] [--reps R] [--bytes-per-key B]\n");
     return 2;
 }

@@ -18,15 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static void set(rd_kafka_conf_t *c, const char *k, const char *v)
-{
+static void set(rd_kafka_conf_t *c, const char *k, const char *v) {
     char e[512];
     if (rd_kafka_conf_set(c, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
         fprintf(stderr, "passthrough: %s=%s: %s\n", k, v, e);
@@ -35,8 +33,7 @@ static void set(rd_kafka_conf_t *c, const char *k, const char *v)
 }
 
 /* A client of the given type from "key=value" pairs (NULL-terminated). */
-static rd_kafka_t *client(rd_kafka_type_t type, const char *const *kv)
-{
+static rd_kafka_t *client(rd_kafka_type_t type, const char *const *kv) {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     for (; kv[0]; kv += 2)
         set(c, kv[0], kv[1]);
@@ -50,8 +47,7 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *const *kv)
 }
 
 /* Decimal digits of v at p; @returns the length. */
-static size_t put_u64(char *p, unsigned long long v)
-{
+static size_t put_u64(char *p, unsigned long long v) {
     char tmp[24];
     size_t n = 0;
     do {
@@ -63,8 +59,7 @@ static size_t put_u64(char *p, unsigned long long v)
     return n;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: passthrough BROKERS IN_TOPIC PARTITIONS OUT_TOPIC N [--no-header]\n");
         return 2;
@@ -76,9 +71,19 @@ int main(int argc, char **argv)
     char group[64];
     snprintf(group, sizeof(group), "passthrough-%d", (int)getpid());
 
-    const char *consumer_conf[] = {"bootstrap.servers", brokers, "group.id", group, "auto.offset.reset", "earliest",
-                                   "enable.auto.commit", "false", "enable.auto.offset.store", "false",
-                                   "queued.min.messages", "1000000", NULL};
+    const char *consumer_conf[] = {"bootstrap.servers",
+                                   brokers,
+                                   "group.id",
+                                   group,
+                                   "auto.offset.reset",
+                                   "earliest",
+                                   "enable.auto.commit",
+                                   "false",
+                                   "enable.auto.offset.store",
+                                   "false",
+                                   "queued.min.messages",
+                                   "1000000",
+                                   NULL};
     rd_kafka_t *consumer = client(RD_KAFKA_CONSUMER, consumer_conf);
     rd_kafka_poll_set_consumer(consumer);
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
@@ -87,9 +92,9 @@ int main(int argc, char **argv)
     rd_kafka_assign(consumer, parts);
     rd_kafka_topic_partition_list_destroy(parts);
 
-    const char *producer_conf[] = {"bootstrap.servers", brokers, "enable.idempotence", "true", "linger.ms", "5",
-                                   "delivery.report.only.error", "true", "queue.buffering.max.messages", "1000000",
-                                   NULL};
+    const char *producer_conf[] = {
+        "bootstrap.servers",          brokers, "enable.idempotence",           "true",    "linger.ms", "5",
+        "delivery.report.only.error", "true",  "queue.buffering.max.messages", "1000000", NULL};
     rd_kafka_t *producer = client(RD_KAFKA_PRODUCER, producer_conf);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(producer, out, NULL);
 

@@ -31,8 +31,8 @@
 #include "task.h"
 
 static uint64_t sink_count;
-static double op_sum;     /* sum of the emitted distances (port 0) */
-static uint64_t op_hash;  /* FNV-1a over the emitted clusters and distance bits, in order */
+static double op_sum;    /* sum of the emitted distances (port 0) */
+static uint64_t op_hash; /* FNV-1a over the emitted clusters and distance bits, in order */
 
 static void on_sink(void *opaque, int sink, const weir_record_t *rec) {
     (void)opaque;
@@ -103,8 +103,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--data"))
             data = argv[i + 1];
         else {
-            fprintf(stderr, "usage: %s --k K [--data FILE --n N --d D] [--batch B] [--repeat R] [--emit-every E] "
-                            "[--standardize 0|1]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s --k K [--data FILE --n N --d D] [--batch B] [--repeat R] [--emit-every E] "
+                    "[--standardize 0|1]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -118,8 +120,9 @@ int main(int argc, char **argv) {
     weir_buf_puts(&y, "}\nnodes:\n  - {name: km, op: kmeans, features: [");
     for (int j = 0; j < d; j++)
         weir_buf_printf(&y, "%sf%d", j ? ", " : "", j);
-    weir_buf_printf(&y, "], k: %d, batch: %d, decay: 0.9, emit_centroids_every: %d, standardize: %s}\nsinks:\n"
-                        "  - {input: km, kafka: {topic: a}}\n  - {input: km.centroids, kafka: {topic: c}}\n",
+    weir_buf_printf(&y,
+                    "], k: %d, batch: %d, decay: 0.9, emit_centroids_every: %d, standardize: %s}\nsinks:\n"
+                    "  - {input: km, kafka: {topic: a}}\n  - {input: km.centroids, kafka: {topic: c}}\n",
                     k, batch, emit_every, standardize ? "true" : "false");
     weir_buf_putc(&y, '\0');
     char errstr[WEIR_ERRSTR_SIZE];
@@ -169,9 +172,15 @@ int main(int argc, char **argv) {
     }
 
     /* 2. The model alone: project + assign + observe, update every `batch` points. */
-    kmeans_params_t p = {.k = k, .d = d, .metric = KMEANS_EUCLIDEAN, .standardize = standardize != 0,
-                         .decay = 0.9, .dead_fraction = 1e-8,
-                         .init_size = 10 * k > 100 ? 10 * k : 100, .init_iterations = 100, .init_runs = 10};
+    kmeans_params_t p = {.k = k,
+                         .d = d,
+                         .metric = KMEANS_EUCLIDEAN,
+                         .standardize = standardize != 0,
+                         .decay = 0.9,
+                         .dead_fraction = 1e-8,
+                         .init_size = 10 * k > 100 ? 10 * k : 100,
+                         .init_iterations = 100,
+                         .init_runs = 10};
     double best_core = 0, checksum = 0;
     double sum = 0;
     for (int rep = 0; rep < repeat; rep++) {
@@ -202,8 +211,8 @@ int main(int argc, char **argv) {
     }
     printf("k=%d d=%d n=%d batch=%d emit_every=%d init_ms=%.1f op_points_s=%.0f core_points_s=%.0f dist_s=%.0f "
            "pf_dist_s=%.0f op_pf_dist_s=%.0f simd=%s checksum=%a op_checksum=%a op_hash=%016llx\n",
-           k, d, n, batch, emit_every, init_ms, best_op, best_core, best_core * k, best_core * k * d,
-           best_op * k * d, kmeans_simd_name(), checksum, op_checksum, (unsigned long long)op_hash0);
+           k, d, n, batch, emit_every, init_ms, best_op, best_core, best_core * k, best_core * k * d, best_op * k * d,
+           kmeans_simd_name(), checksum, op_checksum, (unsigned long long)op_hash0);
     weir_record_free(&rec);
     weir_pipeline_destroy(pl);
     weir_buf_free(&y);

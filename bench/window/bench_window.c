@@ -196,7 +196,8 @@ int main(int argc, char **argv) {
         rc = run_case(argv[i], &o, &in);
     return rc;
 usage:
-    fprintf(stderr, "usage: bench_window [-n RECORDS] [-k KEYS] [-t SPAN_S] [-s] tumbling:SIZE_S | sliding:SIZE_S:SLIDE_S ...\n"
-                    "       bench_window gen [-n RECORDS] [-k KEYS] [-t SPAN_S] > input.jsonl\n");
+    fprintf(stderr,
+            "usage: bench_window [-n RECORDS] [-k KEYS] [-t SPAN_S] [-s] tumbling:SIZE_S | sliding:SIZE_S:SLIDE_S ...\n"
+            "       bench_window gen [-n RECORDS] [-k KEYS] [-t SPAN_S] > input.jsonl\n");
     return 2;
 }

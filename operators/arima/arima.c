@@ -31,35 +31,35 @@ typedef struct arima_conf {
     weir_expr_t *key, *value, *ts;
     arima_spec_t spec;
     bool every_point;
-    double z_anomaly;         /* normal quantile for anomaly_threshold */
+    double z_anomaly; /* normal quantile for anomaly_threshold */
     double z80, z95;
-    int s_key, s_ts, s_model, s_loglik, s_aic, s_aicc, s_bic, s_nobs, s_conv, s_iter, s_fc, s_lo80, s_hi80,
-        s_lo95, s_hi95, s_error, s_id; /* port 0 slots */
+    int s_key, s_ts, s_model, s_loglik, s_aic, s_aicc, s_bic, s_nobs, s_conv, s_iter, s_fc, s_lo80, s_hi80, s_lo95,
+        s_hi95, s_error, s_id;                                                     /* port 0 slots */
     int p_key, p_ts, p_id, p_actual, p_fc, p_se, p_lo, p_hi, p_z, p_anom, p_error; /* port 1 slots */
 } arima_conf_t;
 
 /** Per-key series state. */
 typedef struct series {
-    char *key;                /**< owned, NUL-terminated */
+    char *key; /**< owned, NUL-terminated */
     size_t key_len;
-    double *buf;              /**< ring buffer of `history` values */
-    int head;                 /**< index of the oldest value */
-    int count;                /**< values held */
-    uint64_t total;           /**< values seen */
-    int since_fit;            /**< values since the last fit attempt */
-    bool fitted_once;         /**< a fit was attempted */
-    bool have_model;          /**< fit/ks hold a usable model */
-    arima_fit_t fit;          /**< last successful fit */
-    arima_kstate_t ks;        /**< Kalman prediction for the next value */
+    double *buf;       /**< ring buffer of `history` values */
+    int head;          /**< index of the oldest value */
+    int count;         /**< values held */
+    uint64_t total;    /**< values seen */
+    int since_fit;     /**< values since the last fit attempt */
+    bool fitted_once;  /**< a fit was attempted */
+    bool have_model;   /**< fit/ks hold a usable model */
+    arima_fit_t fit;   /**< last successful fit */
+    arima_kstate_t ks; /**< Kalman prediction for the next value */
 } series_t;
 
 typedef struct arima_ctx {
     const weir_plan_t *plan;
-    series_t **slots;         /* open-addressing hash table */
+    series_t **slots; /* open-addressing hash table */
     size_t cap, n;
     weir_record_t out, pts;
     weir_arena_t scratch;
-    double *work;             /* history values in order, for fitting */
+    double *work; /* history values in order, for fitting */
     weir_buf_t json;
 } arima_ctx_t;
 
@@ -74,8 +74,7 @@ static const weir_config_map_t arima_config_map[] = {
      "n | c | t | ct as statsmodels means them (default c when d = 0, n otherwise; t with d = 1 is a drift)"},
     {WEIR_CM_LONG, "horizon", "10", false, offsetof(arima_conf_t, horizon), "forecast steps per fit"},
     {WEIR_CM_LONG, "history", "500", false, offsetof(arima_conf_t, history), "values kept per key (ring buffer)"},
-    {WEIR_CM_LONG, "refit_every", "10", false, offsetof(arima_conf_t, refit_every),
-     "refit after this many new values"},
+    {WEIR_CM_LONG, "refit_every", "10", false, offsetof(arima_conf_t, refit_every), "refit after this many new values"},
     {WEIR_CM_LONG, "min_points", "30", false, offsetof(arima_conf_t, min_points), "values needed for the first fit"},
     {WEIR_CM_STR, "emit", "fits", false, offsetof(arima_conf_t, emit_src),
      "fits | every_point (also one record per value on port 'points')"},
@@ -97,11 +96,9 @@ static void arima_plan_destroy(void *p) {
 static int parse_order(const weir_plan_t *plan, arima_conf_t *conf, char *errstr, size_t errstr_size) {
     const weir_cfg_t *o = weir_cfg_get(plan->cfg, "order");
     if (!o)
-        return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': arima needs 'order: [p, d, q]'",
-                              plan->name);
+        return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': arima needs 'order: [p, d, q]'", plan->name);
     if (o->kind == WEIR_CFG_SCALAR && !strcmp(o->scalar, "auto"))
-        return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: 'auto' is not implemented yet",
-                              plan->name);
+        return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: 'auto' is not implemented yet", plan->name);
     if (o->kind != WEIR_CFG_SEQ || o->n != 3)
         return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: expected [p, d, q]", plan->name);
     int64_t v[3];
@@ -112,8 +109,8 @@ static int parse_order(const weir_plan_t *plan, arima_conf_t *conf, char *errstr
     conf->spec.d = (int)v[1];
     conf->spec.q = (int)v[2];
     if (v[0] < 0 || v[0] > ARIMA_MAX_P || v[2] < 0 || v[2] > ARIMA_MAX_Q || v[1] < 0 || v[1] > ARIMA_MAX_D)
-        return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: p and q must be 0..%d and d 0..%d",
-                              plan->name, ARIMA_MAX_P, ARIMA_MAX_D);
+        return weir_cfg_error(o, errstr, errstr_size, "node '%s': order: p and q must be 0..%d and d 0..%d", plan->name,
+                              ARIMA_MAX_P, ARIMA_MAX_D);
     conf->spec.trend = conf->spec.d == 0 ? ARIMA_TREND_C : ARIMA_TREND_N;
     if (conf->trend_src) {
         static const char *names[] = {"n", "c", "t", "ct"};
@@ -167,8 +164,8 @@ static int arima_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) 
         return weir_cfg_error(plan->cfg, errstr, errstr_size,
                               "node '%s': min_points must be at least %d for this order", plan->name, need);
     if (conf->history < conf->min_points || conf->history > 10000000)
-        return weir_cfg_error(plan->cfg, errstr, errstr_size,
-                              "node '%s': history must be >= min_points (and <= 1e7)", plan->name);
+        return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': history must be >= min_points (and <= 1e7)",
+                              plan->name);
     if (conf->refit_every < 1)
         return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': refit_every must be >= 1", plan->name);
     if (!(conf->anomaly_threshold > 0 && conf->anomaly_threshold < 1))
@@ -226,8 +223,9 @@ static int arima_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) 
 static void arima_describe(const weir_plan_t *plan, FILE *fp) {
     const arima_conf_t *conf = plan->conf;
     static const char *tn[] = {"n", "c", "t", "ct"};
-    fprintf(fp, "    order: [%d, %d, %d]  trend: %s  horizon: %lld  history: %lld  refit_every: %lld"
-                "  min_points: %lld  emit: %s\n",
+    fprintf(fp,
+            "    order: [%d, %d, %d]  trend: %s  horizon: %lld  history: %lld  refit_every: %lld"
+            "  min_points: %lld  emit: %s\n",
             conf->spec.p, conf->spec.d, conf->spec.q, tn[conf->spec.trend], (long long)conf->horizon,
             (long long)conf->history, (long long)conf->refit_every, (long long)conf->min_points,
             conf->every_point ? "every_point" : "fits");
@@ -379,8 +377,8 @@ static void emit_fit(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *
     out->v[conf->s_iter] = weir_v_long(fit->iterations);
     out->v[conf->s_id] = make_id(ctx, out, s, ts);
     if (fit->error[0])
-        out->v[conf->s_error] = weir_v_str(weir_arena_strndup(&out->arena, fit->error, strlen(fit->error)),
-                                           strlen(fit->error));
+        out->v[conf->s_error] =
+            weir_v_str(weir_arena_strndup(&out->arena, fit->error, strlen(fit->error)), strlen(fit->error));
     if (ok) {
         weir_buf_t *b = &ctx->json;
         weir_buf_reset(b);
@@ -419,8 +417,8 @@ static void emit_fit(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *
     weir_emit(em, 0, out);
 }
 
-static void emit_point(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, const series_t *s,
-                       double y, bool have, double yhat, double var, int64_t ts) {
+static void emit_point(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, const series_t *s, double y,
+                       bool have, double yhat, double var, int64_t ts) {
     const arima_conf_t *conf = ctx->plan->conf;
     weir_record_t *r = &ctx->pts;
     weir_record_clear(r);

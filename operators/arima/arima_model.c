@@ -26,13 +26,9 @@
 /* Unconstrained AR/MA coordinates are kept in [-U_MAX, U_MAX] (|pacf| < 0.99999). */
 #define U_MAX 220.0
 
-int arima_k_trend(arima_trend_t trend) {
-    return trend == ARIMA_TREND_CT ? 2 : trend == ARIMA_TREND_N ? 0 : 1;
-}
+int arima_k_trend(arima_trend_t trend) { return trend == ARIMA_TREND_CT ? 2 : trend == ARIMA_TREND_N ? 0 : 1; }
 
-int arima_nparams(const arima_spec_t *spec) {
-    return arima_k_trend(spec->trend) + spec->p + spec->q + 1;
-}
+int arima_nparams(const arima_spec_t *spec) { return arima_k_trend(spec->trend) + spec->p + spec->q + 1; }
 
 /* Steady-state pieces shared by the filters: PZ = P Z' (Z sums the first nz
  * states) and F = Z P Z'. Returns F. */
@@ -63,9 +59,8 @@ int arima_spec_check(const arima_spec_t *spec, char *errstr, size_t errstr_size)
     }
     /* statsmodels: trend terms of lower order than d vanish under differencing. */
     if ((has_const(spec->trend) && spec->d > 0) || (has_drift(spec->trend) && spec->d > 1)) {
-        snprintf(errstr, errstr_size,
-                 "trend terms of lower order than d are not allowed (d = %d: use trend 'n'%s)", spec->d,
-                 spec->d == 1 ? " or 't' for a drift" : "");
+        snprintf(errstr, errstr_size, "trend terms of lower order than d are not allowed (d = %d: use trend 'n'%s)",
+                 spec->d, spec->d == 1 ? " or 't' for a drift" : "");
         return -1;
     }
     return 0;
@@ -149,8 +144,8 @@ static double trend_mean(const double *beta, arima_trend_t trend, double t) {
 
 /* CSS on an already differenced series w (length nw) with differenced
  * regressor means mu (length nw, may be NULL). */
-static double css_core(int p, int q, const double *phi, const double *theta, const double *w, const double *mu,
-                       int nw, double *e) {
+static double css_core(int p, int q, const double *phi, const double *theta, const double *w, const double *mu, int nw,
+                       double *e) {
     double sse = 0;
     for (int t = 0; t < nw; t++) {
         if (t < p) {
@@ -560,10 +555,10 @@ void arima_psi_weights(const arima_spec_t *spec, const double *params, int nw, d
 /* Inverse standard normal CDF (Acklam's rational approximation refined by
  * one Halley step with erfc: full double precision). */
 static double norm_ppf(double p) {
-    static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+    static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
                                1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
     static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-                               6.680131188771972e+01,  -1.328068155288572e+01};
+                               6.680131188771972e+01, -1.328068155288572e+01};
     static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
                                -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
     static const double dd[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
@@ -629,7 +624,6 @@ static void t_sandwich(int d, int r, int p, const double *phi, const double *X, 
     for (int i = 0; i < m; i++)
         t_vec(d, r, p, phi, W + i * m, Y + i * m);
 }
-
 
 /* Relative tolerance under which dP counts as converged (only the gradient
  * depends on it; the likelihood's own switch is KF_STEADY_TOL on P). */
@@ -775,8 +769,7 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
                 daf[i] = dak[i] + dPZ[i] * c1 + PZ[i] * (c2 - c3);
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < m; j++)
-                    dPf[i * m + j] =
-                        dPk[i * m + j] - (dPZ[i] * PZ[j] + PZ[i] * dPZ[j]) * finv + PZ[i] * PZ[j] * c4;
+                    dPf[i * m + j] = dPk[i * m + j] - (dPZ[i] * PZ[j] + PZ[i] * dPZ[j]) * finv + PZ[i] * PZ[j] * c4;
             t_sandwich(d, r, p, phi, dPf, dW, dPn);
             t_vec(d, r, p, phi, daf, dak);
             if (k >= kt && k < kt + p) { /* dT = e_{d+j} e_d' */
@@ -924,10 +917,10 @@ static double kf_score(const arima_spec_t *spec, const double *params, const dou
 
 typedef struct fit_problem {
     const arima_spec_t *spec;
-    const double *y;      /* scaled series */
-    int n, ne;            /* ne = n - d likelihood terms */
-    double diffuse;       /* scaled diffuse variance */
-    int kt, k;            /* trend terms, coordinates (all parameters, sigma2 as log) */
+    const double *y; /* scaled series */
+    int n, ne;       /* ne = n - d likelihood terms */
+    double diffuse;  /* scaled diffuse variance */
+    int kt, k;       /* trend terms, coordinates (all parameters, sigma2 as log) */
     int nevals, ngrads;
 } fit_problem_t;
 
@@ -1107,7 +1100,6 @@ static void hr_start(int p, int q, const double *z, int nw, double *ar, double *
 out:
     free(X);
 }
-
 
 /* f(x) = -loglik / ne at the transformed coordinates x; with g, also its
  * gradient; with H, also the Fisher information in x (J' I J / ne). */
@@ -1320,8 +1312,8 @@ static void fill_criteria(const arima_spec_t *spec, int n, arima_fit_t *out) {
     out->bic = -2 * out->loglik + k * log(ne);
 }
 
-int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_t *warm,
-              const arima_opts_t *opts, arima_fit_t *out, arima_kstate_t *ks) {
+int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_t *warm, const arima_opts_t *opts,
+              arima_fit_t *out, arima_kstate_t *ks) {
     arima_opts_t o = opts ? *opts : (arima_opts_t){0};
     if (o.maxeval <= 0)
         o.maxeval = 2000;
@@ -1402,8 +1394,8 @@ int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_
         ys[i] = y[i] / scale;
     for (int t = 0; t < nw; t++)
         w[t] /= scale;
-    fit_problem_t fp = {.spec = spec, .y = ys, .n = n, .ne = nw, .k = k, .kt = kt,
-                        .diffuse = ARIMA_DIFFUSE_VARIANCE / (scale * scale)};
+    fit_problem_t fp = {
+        .spec = spec, .y = ys, .n = n, .ne = nw, .k = k, .kt = kt, .diffuse = ARIMA_DIFFUSE_VARIANCE / (scale * scale)};
     double x[ARIMA_MAX_PARAMS] = {0}, params[ARIMA_MAX_PARAMS];
     double fmin;
     bool started = false;

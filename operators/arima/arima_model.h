@@ -70,41 +70,41 @@ typedef struct arima_spec {
 
 /** A state-space model built from a parameter vector (see arima_ssm_build). */
 typedef struct arima_ssm {
-    int m;                                  /**< state dimension d + r */
+    int m; /**< state dimension d + r */
     int d, r;
-    double T[ARIMA_MAX_M * ARIMA_MAX_M];    /**< transition, row-major m x m */
-    double R[ARIMA_MAX_M];                  /**< selection (one disturbance) */
-    double sigma2;                          /**< disturbance variance */
-    double beta[2];                         /**< const, drift (0 if absent) */
+    double T[ARIMA_MAX_M * ARIMA_MAX_M]; /**< transition, row-major m x m */
+    double R[ARIMA_MAX_M];               /**< selection (one disturbance) */
+    double sigma2;                       /**< disturbance variance */
+    double beta[2];                      /**< const, drift (0 if absent) */
 } arima_ssm_t;
 
 /** Kalman filter state: the one-step prediction of the next observation's state. */
 typedef struct arima_kstate {
     int m;
-    double a[ARIMA_MAX_M];                  /**< predicted state mean */
-    double P[ARIMA_MAX_M * ARIMA_MAX_M];    /**< predicted state covariance */
-    double t;                               /**< trend time index of the next observation (1-based) */
-    bool steady;                            /**< P has converged: updates keep P */
+    double a[ARIMA_MAX_M];               /**< predicted state mean */
+    double P[ARIMA_MAX_M * ARIMA_MAX_M]; /**< predicted state covariance */
+    double t;                            /**< trend time index of the next observation (1-based) */
+    bool steady;                         /**< P has converged: updates keep P */
 } arima_kstate_t;
 
 /** Result of a fit. */
 typedef struct arima_fit {
-    int nparams;                            /**< length of params (incl. sigma2) */
-    double params[ARIMA_MAX_PARAMS];        /**< statsmodels order, original units */
+    int nparams;                     /**< length of params (incl. sigma2) */
+    double params[ARIMA_MAX_PARAMS]; /**< statsmodels order, original units */
     double loglik;
     double aic, aicc, bic;
-    int nobs;                               /**< observations used (n, as statsmodels' nobs) */
+    int nobs; /**< observations used (n, as statsmodels' nobs) */
     bool converged;
-    int iterations;                         /**< likelihood+gradient evaluations */
-    int nevals;                             /**< likelihood evaluations in all */
-    char error[128];                        /**< "" on success, else the reason */
+    int iterations;  /**< likelihood+gradient evaluations */
+    int nevals;      /**< likelihood evaluations in all */
+    char error[128]; /**< "" on success, else the reason */
 } arima_fit_t;
 
 /** Fitting options. Zero-initialised means the defaults. */
 typedef struct arima_opts {
-    int maxeval;                            /**< likelihood evaluations (default 2000) */
-    double ftol_rel;                        /**< relative tolerance on -loglik (default 1e-11) */
-    bool no_css;                            /**< unused since the CSS stage was dropped (kept for source compatibility) */
+    int maxeval;     /**< likelihood evaluations (default 2000) */
+    double ftol_rel; /**< relative tolerance on -loglik (default 1e-11) */
+    bool no_css;     /**< unused since the CSS stage was dropped (kept for source compatibility) */
 } arima_opts_t;
 
 /** @returns the number of trend terms (0, 1 or 2). */
@@ -191,8 +191,8 @@ void arima_psi_weights(const arima_spec_t *spec, const double *params, int nw, d
  * @returns 0, or -1 with out->error set (too few points, constant series,
  *          NaN, optimiser failure). out is always filled as far as possible.
  */
-int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_t *warm,
-              const arima_opts_t *opts, arima_fit_t *out, arima_kstate_t *ks);
+int arima_fit(const arima_spec_t *spec, const double *y, int n, const arima_fit_t *warm, const arima_opts_t *opts,
+              arima_fit_t *out, arima_kstate_t *ks);
 
 /** @brief Normal quantile for a central interval of coverage level (0.95 -> 1.959964). */
 double arima_z_quantile(double level);

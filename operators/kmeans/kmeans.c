@@ -35,19 +35,19 @@
 typedef struct kmeans_conf {
     /* filled by the config map */
     int64_t k;
-    double decay;            /* NAN when not given */
-    double half_life;        /* NAN when not given */
+    double decay;     /* NAN when not given */
+    double half_life; /* NAN when not given */
     const char *time_unit;
     const char *scope;
-    const char *key_field;   /* NULL: the record key */
+    const char *key_field; /* NULL: the record key */
     bool standardize;
-    int64_t init_size;       /* -1: max(10 k, 100) */
+    int64_t init_size; /* -1: max(10 k, 100) */
     int64_t init_iterations;
     int64_t init_runs;
     int64_t seed;
     const char *distance;
     double dead_fraction;
-    int64_t emit_every;      /* emit_centroids_every */
+    int64_t emit_every; /* emit_centroids_every */
     /* compiled */
     int d;                   /* number of features */
     weir_expr_t **features;  /* d compiled expressions */
@@ -66,42 +66,41 @@ typedef struct kmeans_conf {
 /* One model: the task's, or one key's. */
 typedef struct km_slot {
     kmeans_model_t m;
-    bool has_key;            /* false: the task model, or the model of records without a key */
-    char *key;               /* owned */
+    bool has_key; /* false: the task model, or the model of records without a key */
+    char *key;    /* owned */
     size_t key_len;
     uint64_t hash;
-    weir_record_t *held;     /* records waiting for initialisation (init_size of them, lazily) */
+    weir_record_t *held; /* records waiting for initialisation (init_size of them, lazily) */
     int nheld;
-    int64_t max_ts;          /* latest event time seen by this model */
-    bool win_set;            /* batch: window: the open batch has a window_end */
+    int64_t max_ts; /* latest event time seen by this model */
+    bool win_set;   /* batch: window: the open batch has a window_end */
     int64_t win_end;
-    bool pending;            /* in ctx->pending */
-    double last_inertia;     /* inertia_batch and re-seeds of the latest update (emit_centroids_every > 1) */
+    bool pending;        /* in ctx->pending */
+    double last_inertia; /* inertia_batch and re-seeds of the latest update (emit_centroids_every > 1) */
     int last_reseeded;
 } km_slot_t;
 
 typedef struct kmeans_ctx {
     const weir_plan_t *plan;
     const kmeans_conf_t *conf;
-    km_slot_t **slots;       /* in creation order (snapshot order) */
+    km_slot_t **slots; /* in creation order (snapshot order) */
     int nslots, slots_cap;
-    uint32_t *index;         /* open addressing: slot index + 1, 0 = empty */
-    uint32_t index_cap;      /* power of two */
-    km_slot_t **pending;     /* batch: window: models with an open windowed batch, in order */
+    uint32_t *index;     /* open addressing: slot index + 1, 0 = empty */
+    uint32_t index_cap;  /* power of two */
+    km_slot_t **pending; /* batch: window: models with an open windowed batch, in order */
     int npending, pending_cap;
-    int64_t pending_min;     /* <= every pending win_end (lower bound; O(1) watermark check) */
-    double *x;               /* d raw features of the record in hand */
-    weir_record_t out;       /* port 0, reused */
-    weir_record_t cent;      /* port 1, reused */
-    weir_buf_t cbuf, wbuf;   /* JSON text of centroids and weights, reused */
-    weir_arena_t scratch;    /* string temporaries of feature expressions */
-    char keybuf[32];         /* a long key as text */
-    uint64_t reseeds;        /* dead clusters re-seeded, all models */
+    int64_t pending_min;   /* <= every pending win_end (lower bound; O(1) watermark check) */
+    double *x;             /* d raw features of the record in hand */
+    weir_record_t out;     /* port 0, reused */
+    weir_record_t cent;    /* port 1, reused */
+    weir_buf_t cbuf, wbuf; /* JSON text of centroids and weights, reused */
+    weir_arena_t scratch;  /* string temporaries of feature expressions */
+    char keybuf[32];       /* a long key as text */
+    uint64_t reseeds;      /* dead clusters re-seeded, all models */
 } kmeans_ctx_t;
 
 static const weir_config_map_t kmeans_config_map[] = {
-    {WEIR_CM_CUSTOM, "features", NULL, true, 0,
-     "list of numeric fields or expressions: the feature vector"},
+    {WEIR_CM_CUSTOM, "features", NULL, true, 0, "list of numeric fields or expressions: the feature vector"},
     {WEIR_CM_LONG, "k", NULL, true, offsetof(kmeans_conf_t, k), "number of clusters (>= 1)"},
     {WEIR_CM_DOUBLE, "decay", NULL, false, offsetof(kmeans_conf_t, decay),
      "forgetfulness a in (0, 1] per time unit (Spark MLlib's decayFactor); default 1 = no forgetting"},
@@ -189,8 +188,8 @@ static int configure_features(weir_plan_t *plan, kmeans_conf_t *conf, char *errs
         weir_type_t t = weir_expr_type(e);
         if (t != WEIR_LONG && t != WEIR_DOUBLE)
             return weir_cfg_error(item, errstr, errstr_size,
-                                  "node '%s': %s: '%s' is %s; features must be numeric (long or double)",
-                                  plan->name, key, item->scalar, weir_type_name(t));
+                                  "node '%s': %s: '%s' is %s; features must be numeric (long or double)", plan->name,
+                                  key, item->scalar, weir_type_name(t));
         int slot = weir_rowtype_find(plan->input, item->scalar);
         conf->feature_slot[i] = slot;
     }
@@ -216,8 +215,8 @@ static int configure_batch(weir_plan_t *plan, kmeans_conf_t *conf, char *errstr,
         conf->batch_n = 0;
     } else {
         if (weir_cfg_as_long(b, &conf->batch_n, errstr, errstr_size))
-            return weir_cfg_error(b, errstr, errstr_size,
-                                  "node '%s': batch: expected a number of records or 'window'", plan->name);
+            return weir_cfg_error(b, errstr, errstr_size, "node '%s': batch: expected a number of records or 'window'",
+                                  plan->name);
         if (conf->batch_n < 1)
             return weir_cfg_error(b, errstr, errstr_size, "node '%s': batch: must be >= 1", plan->name);
     }
@@ -237,8 +236,9 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
     if (weir_config_map_apply(kmeans_config_map, plan->cfg, conf, errstr, errstr_size))
         return WEIR_ERR;
     if (conf->k < 1 || conf->k > KMEANS_MAX_K)
-        return weir_cfg_error(at_key(plan, "k"), errstr, errstr_size, "node '%s': k: must be between 1 and %d, got %lld",
-                              plan->name, KMEANS_MAX_K, (long long)conf->k);
+        return weir_cfg_error(at_key(plan, "k"), errstr, errstr_size,
+                              "node '%s': k: must be between 1 and %d, got %lld", plan->name, KMEANS_MAX_K,
+                              (long long)conf->k);
     if (configure_features(plan, conf, errstr, errstr_size))
         return WEIR_ERR;
     if (!isnan(conf->decay) && !isnan(conf->half_life))
@@ -258,14 +258,15 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
         per_point = true;
     else
         return weir_cfg_error(at_key(plan, "time_unit"), errstr, errstr_size,
-                              "node '%s': time_unit: expected batches or points, got '%s'", plan->name, conf->time_unit);
+                              "node '%s': time_unit: expected batches or points, got '%s'", plan->name,
+                              conf->time_unit);
     if (configure_batch(plan, conf, errstr, errstr_size))
         return WEIR_ERR;
     if (!strcmp(conf->scope, "key"))
         conf->per_key = true;
     else if (strcmp(conf->scope, "task"))
-        return weir_cfg_error(at_key(plan, "scope"), errstr, errstr_size, "node '%s': scope: expected task or key, got '%s'",
-                              plan->name, conf->scope);
+        return weir_cfg_error(at_key(plan, "scope"), errstr, errstr_size,
+                              "node '%s': scope: expected task or key, got '%s'", plan->name, conf->scope);
     if (conf->key_field) {
         if (!conf->per_key)
             return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size, "node '%s': key: needs scope: key",
@@ -284,8 +285,8 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
         conf->init_size = conf->k * 10 > 100 ? conf->k * 10 : 100;
     if (conf->init_size < conf->k || conf->init_size > KMEANS_MAX_INIT)
         return weir_cfg_error(at_key(plan, "init_size"), errstr, errstr_size,
-                              "node '%s': init_size: must be between k (%lld) and %d", plan->name,
-                              (long long)conf->k, KMEANS_MAX_INIT);
+                              "node '%s': init_size: must be between k (%lld) and %d", plan->name, (long long)conf->k,
+                              KMEANS_MAX_INIT);
     if (conf->init_iterations < 0 || conf->init_iterations > 10000)
         return weir_cfg_error(at_key(plan, "init_iterations"), errstr, errstr_size,
                               "node '%s': init_iterations: must be between 0 and 10000", plan->name);
@@ -299,7 +300,8 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
         metric = KMEANS_COSINE;
     else
         return weir_cfg_error(at_key(plan, "distance"), errstr, errstr_size,
-                              "node '%s': distance: expected euclidean or cosine, got '%s'", plan->name, conf->distance);
+                              "node '%s': distance: expected euclidean or cosine, got '%s'", plan->name,
+                              conf->distance);
     if (!(conf->dead_fraction >= 0.0 && conf->dead_fraction < 1.0))
         return weir_cfg_error(at_key(plan, "dead_fraction"), errstr, errstr_size,
                               "node '%s': dead_fraction: must be in [0, 1)", plan->name);
@@ -327,7 +329,8 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
         if (weir_rowtype_add(out, added[i], i ? WEIR_DOUBLE : WEIR_LONG, false) < 0)
             return weir_cfg_error(plan->cfg, errstr, errstr_size,
                                   "node '%s': the input already has a field named '%s'; drop or rename it with a "
-                                  "map node first", plan->name, added[i]);
+                                  "map node first",
+                                  plan->name, added[i]);
     /* Port 1: the model after every update. */
     weir_rowtype_t *c = weir_rowtype_new();
     plan->ports[1].suffix = "centroids";
@@ -351,16 +354,19 @@ static void kmeans_describe(const weir_plan_t *plan, FILE *fp) {
         fprintf(fp, "%s", i ? ", " : "");
         weir_expr_print(conf->features[i], plan->input, fp);
     }
-    fprintf(fp, "\n    k %d, %s distance%s, decay %.17g per %s, ", p->k, p->metric == KMEANS_COSINE ? "cosine" : "euclidean",
-            p->standardize ? " (standardized)" : "", p->decay, p->decay_per_point ? "point" : "batch");
+    fprintf(fp, "\n    k %d, %s distance%s, decay %.17g per %s, ", p->k,
+            p->metric == KMEANS_COSINE ? "cosine" : "euclidean", p->standardize ? " (standardized)" : "", p->decay,
+            p->decay_per_point ? "point" : "batch");
     if (conf->batch_n)
         fprintf(fp, "batch every %lld records", (long long)conf->batch_n);
     else
         fprintf(fp, "batch per input window (window_end#%d)", conf->window_end_slot);
-    fprintf(fp, "\n    scope %s%s%s, init %d points, %d k-means++ runs + <= %d Lloyd iterations, seed %lld, "
+    fprintf(fp,
+            "\n    scope %s%s%s, init %d points, %d k-means++ runs + <= %d Lloyd iterations, seed %lld, "
             "dead fraction %g\n",
-            conf->per_key ? "key" : "task", conf->key_field ? " from field " : "", conf->key_field ? conf->key_field : "",
-            p->init_size, p->init_runs, p->init_iterations, (long long)conf->seed, p->dead_fraction);
+            conf->per_key ? "key" : "task", conf->key_field ? " from field " : "",
+            conf->key_field ? conf->key_field : "", p->init_size, p->init_runs, p->init_iterations,
+            (long long)conf->seed, p->dead_fraction);
 }
 
 /* ---- models and the key map ---- */
@@ -606,9 +612,7 @@ static void slot_initialize(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s)
 }
 
 /* Whether model_version v goes out on the centroids port (emit_centroids_every); the final one always does. */
-static bool version_emitted(const kmeans_ctx_t *ctx, int64_t v) {
-    return v == 1 || v % ctx->conf->emit_every == 0;
-}
+static bool version_emitted(const kmeans_ctx_t *ctx, int64_t v) { return v == 1 || v % ctx->conf->emit_every == 0; }
 
 static void slot_close_batch(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s) {
     if (!s->m.ready || s->m.bn == 0)
@@ -937,7 +941,8 @@ static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r, uint16_t version) {
         const uint8_t *key = weir_r_bytes(r, &n);
         if (r->err)
             break;
-        km_slot_t *s = slot_new(ctx, (const char *)key, n, has_key, key_hash((const char *)key, has_key ? n : 0, has_key));
+        km_slot_t *s =
+            slot_new(ctx, (const char *)key, n, has_key, key_hash((const char *)key, has_key ? n : 0, has_key));
         slots_add(ctx, s);
         s->max_ts = weir_r_i64(r);
         s->win_set = weir_r_u8(r) != 0;

@@ -121,58 +121,58 @@ typedef double km_v8u __attribute__((vector_size(64), aligned(8), may_alias));
  * across the feature loop, raw values (squared distance, or 1 - dot) stored
  * to a[W], then the fused argmin.
  */
-#define KM_KERNEL(name, attr, V, N, WMAX)                                                                           \
-    attr static KM_ALWAYS_INLINE void name##_block(const double *restrict zt, size_t kp, const double *restrict z,  \
-                                                   int d, kmeans_metric_t metric, int W, double *restrict a) {      \
-        V acc[WMAX / N];                                                                                            \
-        for (int v = 0; v < W / N; v++)                                                                             \
-            acc[v] = (V){0};                                                                                        \
-        if (metric == KMEANS_EUCLIDEAN) {                                                                           \
-            for (int j = 0; j < d; j++) {                                                                           \
-                const double zj = z[j];                                                                             \
-                const double *row = zt + (size_t)j * kp;                                                            \
-                for (int v = 0; v < W / N; v++) {                                                                   \
-                    const V t = zj - *(const V##u *)(row + v * N);                                                  \
-                    acc[v] += t * t;                                                                                \
-                }                                                                                                   \
-            }                                                                                                       \
-        } else {                                                                                                    \
-            for (int j = 0; j < d; j++) {                                                                           \
-                const double zj = z[j];                                                                             \
-                const double *row = zt + (size_t)j * kp;                                                            \
-                for (int v = 0; v < W / N; v++)                                                                     \
-                    acc[v] += zj * *(const V##u *)(row + v * N);                                                    \
-            }                                                                                                       \
-            for (int v = 0; v < W / N; v++)                                                                         \
-                acc[v] = 1.0 - acc[v];                                                                              \
-        }                                                                                                           \
-        memcpy(a, acc, (size_t)W * sizeof(double));                                                                 \
-    }                                                                                                               \
-    attr static int name(const double *restrict zt, int kp, const double *restrict z, int k, int d,                 \
-                         kmeans_metric_t metric, double *restrict raw) {                                            \
-        double a[WMAX];                                                                                             \
-        int best = 0, c0 = 0;                                                                                       \
-        double bv = INFINITY;                                                                                       \
-        for (; c0 + WMAX <= kp; c0 += WMAX) {                                                                       \
-            name##_block(zt + c0, (size_t)kp, z, d, metric, WMAX, a);                                               \
-            block_argmin(a, WMAX, k - c0 < WMAX ? k - c0 : WMAX, c0, &best, &bv);                                   \
-        }                                                                                                           \
-        if (WMAX > 32 && c0 + 32 <= kp) {                                                                           \
-            name##_block(zt + c0, (size_t)kp, z, d, metric, 32, a);                                                 \
-            block_argmin(a, 32, k - c0 < 32 ? k - c0 : 32, c0, &best, &bv);                                         \
-            c0 += 32;                                                                                               \
-        }                                                                                                           \
-        if (WMAX > 16 && c0 + 16 <= kp) {                                                                           \
-            name##_block(zt + c0, (size_t)kp, z, d, metric, 16, a);                                                 \
-            block_argmin(a, 16, k - c0 < 16 ? k - c0 : 16, c0, &best, &bv);                                         \
-            c0 += 16;                                                                                               \
-        }                                                                                                           \
-        if (c0 < kp) { /* kp is a multiple of 8 */                                                                  \
-            name##_block(zt + c0, (size_t)kp, z, d, metric, 8, a);                                                  \
-            block_argmin(a, 8, k - c0 < 8 ? k - c0 : 8, c0, &best, &bv);                                            \
-        }                                                                                                           \
-        *raw = bv;                                                                                                  \
-        return best;                                                                                                \
+#define KM_KERNEL(name, attr, V, N, WMAX)                                                                              \
+    attr static KM_ALWAYS_INLINE void name##_block(const double *restrict zt, size_t kp, const double *restrict z,     \
+                                                   int d, kmeans_metric_t metric, int W, double *restrict a) {         \
+        V acc[WMAX / N];                                                                                               \
+        for (int v = 0; v < W / N; v++)                                                                                \
+            acc[v] = (V){0};                                                                                           \
+        if (metric == KMEANS_EUCLIDEAN) {                                                                              \
+            for (int j = 0; j < d; j++) {                                                                              \
+                const double zj = z[j];                                                                                \
+                const double *row = zt + (size_t)j * kp;                                                               \
+                for (int v = 0; v < W / N; v++) {                                                                      \
+                    const V t = zj - *(const V##u *)(row + v * N);                                                     \
+                    acc[v] += t * t;                                                                                   \
+                }                                                                                                      \
+            }                                                                                                          \
+        } else {                                                                                                       \
+            for (int j = 0; j < d; j++) {                                                                              \
+                const double zj = z[j];                                                                                \
+                const double *row = zt + (size_t)j * kp;                                                               \
+                for (int v = 0; v < W / N; v++)                                                                        \
+                    acc[v] += zj * *(const V##u *)(row + v * N);                                                       \
+            }                                                                                                          \
+            for (int v = 0; v < W / N; v++)                                                                            \
+                acc[v] = 1.0 - acc[v];                                                                                 \
+        }                                                                                                              \
+        memcpy(a, acc, (size_t)W * sizeof(double));                                                                    \
+    }                                                                                                                  \
+    attr static int name(const double *restrict zt, int kp, const double *restrict z, int k, int d,                    \
+                         kmeans_metric_t metric, double *restrict raw) {                                               \
+        double a[WMAX];                                                                                                \
+        int best = 0, c0 = 0;                                                                                          \
+        double bv = INFINITY;                                                                                          \
+        for (; c0 + WMAX <= kp; c0 += WMAX) {                                                                          \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, WMAX, a);                                                  \
+            block_argmin(a, WMAX, k - c0 < WMAX ? k - c0 : WMAX, c0, &best, &bv);                                      \
+        }                                                                                                              \
+        if (WMAX > 32 && c0 + 32 <= kp) {                                                                              \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, 32, a);                                                    \
+            block_argmin(a, 32, k - c0 < 32 ? k - c0 : 32, c0, &best, &bv);                                            \
+            c0 += 32;                                                                                                  \
+        }                                                                                                              \
+        if (WMAX > 16 && c0 + 16 <= kp) {                                                                              \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, 16, a);                                                    \
+            block_argmin(a, 16, k - c0 < 16 ? k - c0 : 16, c0, &best, &bv);                                            \
+            c0 += 16;                                                                                                  \
+        }                                                                                                              \
+        if (c0 < kp) { /* kp is a multiple of 8 */                                                                     \
+            name##_block(zt + c0, (size_t)kp, z, d, metric, 8, a);                                                     \
+            block_argmin(a, 8, k - c0 < 8 ? k - c0 : 8, c0, &best, &bv);                                               \
+        }                                                                                                              \
+        *raw = bv;                                                                                                     \
+        return best;                                                                                                   \
     }
 
 typedef int (*nearest_fn_t)(const double *restrict, int, const double *restrict, int, int, kmeans_metric_t,

@@ -58,8 +58,8 @@ typedef enum kmeans_metric {
 
 /** What a model needs from the operator's configuration (shared, read-only). */
 typedef struct kmeans_params {
-    int k;                /**< clusters */
-    int d;                /**< features */
+    int k; /**< clusters */
+    int d; /**< features */
     kmeans_metric_t metric;
     bool standardize;     /**< running mean/variance scaling */
     double decay;         /**< a in (0, 1]: forgetfulness per time unit */
@@ -82,23 +82,23 @@ typedef struct kmeans_model {
     int kp;                   /**< k rounded up to KMEANS_LANES: the stride of zt */
     double *zt;               /**< d*kp feature-major centroids in assignment space, padding 0 (derived) */
     /* running scaler over raw x (Welford), merged at batch ends */
-    uint64_t sc_n;            /**< points in the scaler */
-    double *sc_mean;          /**< d running means */
-    double *sc_m2;            /**< d sums of squared deviations */
-    double *scale;            /**< d: 1/sd (or 1) (derived) */
-    uint64_t pend_n;          /**< points of the open batch not yet in the scaler */
+    uint64_t sc_n;   /**< points in the scaler */
+    double *sc_mean; /**< d running means */
+    double *sc_m2;   /**< d sums of squared deviations */
+    double *scale;   /**< d: 1/sd (or 1) (derived) */
+    uint64_t pend_n; /**< points of the open batch not yet in the scaler */
     double *pend_mean, *pend_m2;
     /* the open mini-batch */
-    double *bsum;             /**< k*d sums of model-space points per cluster */
-    double *bcnt;             /**< k points per cluster */
-    uint64_t bn;              /**< points in the batch */
-    double binertia;          /**< sum of distance^2 over the batch */
+    double *bsum;    /**< k*d sums of model-space points per cluster */
+    double *bcnt;    /**< k points per cluster */
+    uint64_t bn;     /**< points in the batch */
+    double binertia; /**< sum of distance^2 over the batch */
     /* the init buffer (raw x), freed after initialisation */
     int init_n;
-    double *init_x;           /**< init_size*d */
+    double *init_x; /**< init_size*d */
     /* per-point scratch (no allocation per point) */
-    double *y, *z;            /**< d each */
-    void *mem;                /**< the one allocation every array above except init_x lives in */
+    double *y, *z; /**< d each */
+    void *mem;     /**< the one allocation every array above except init_x lives in */
 } kmeans_model_t;
 
 /** @brief Allocate a model's arrays and seed its generator. */

@@ -26,20 +26,20 @@
 typedef struct window_ctx {
     const weir_plan_t *plan;
     const window_conf_t *conf;
-    wstate_t st;             /* keys, panes/sessions, timers */
-    int64_t wm;              /* last watermark seen (WINDOW_WM_NONE before any) */
-    weir_record_t out;       /* reused for every emitted window */
-    weir_arena_t scratch;    /* string temporaries of the key and argument expressions */
-    weir_value_t *args;      /* per aggregate: the argument of the record in hand */
-    wagg_state_t *acc;       /* per aggregate: a window merged from its panes */
-    wslide_t *early_slide;   /* sliding + early results: scratch two-stacks cache */
-    int32_t *idx;            /* sliding: pane indices of a block being folded */
+    wstate_t st;           /* keys, panes/sessions, timers */
+    int64_t wm;            /* last watermark seen (WINDOW_WM_NONE before any) */
+    weir_record_t out;     /* reused for every emitted window */
+    weir_arena_t scratch;  /* string temporaries of the key and argument expressions */
+    weir_value_t *args;    /* per aggregate: the argument of the record in hand */
+    wagg_state_t *acc;     /* per aggregate: a window merged from its panes */
+    wslide_t *early_slide; /* sliding + early results: scratch two-stacks cache */
+    int32_t *idx;          /* sliding: pane indices of a block being folded */
     size_t idx_cap;
-    char keybuf[48];         /* key bytes of a numeric or boolean key */
-    char *id_prefix;         /* "<pipeline>/<node>/" of the output ids */
+    char keybuf[48]; /* key bytes of a numeric or boolean key */
+    char *id_prefix; /* "<pipeline>/<node>/" of the output ids */
     size_t id_prefix_len;
-    uint64_t late;           /* records later than allowed_lateness */
-    uint64_t keys_rejected;  /* records refused by max_keys */
+    uint64_t late;          /* records later than allowed_lateness */
+    uint64_t keys_rejected; /* records refused by max_keys */
 } window_ctx_t;
 
 static const weir_config_map_t window_config_map[] = {
@@ -120,8 +120,8 @@ static int check_duration(const weir_plan_t *plan, const char *key, int64_t v, b
     if (!at && need)
         return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': window type needs '%s'", plan->name, key);
     if (at && !need)
-        return weir_cfg_error(at, errstr, errstr_size, "node '%s': '%s' does not apply to this window type",
-                              plan->name, key);
+        return weir_cfg_error(at, errstr, errstr_size, "node '%s': '%s' does not apply to this window type", plan->name,
+                              key);
     if (at && (v <= 0 || v > ((int64_t)1 << 50)))
         return weir_cfg_error(at, errstr, errstr_size, "node '%s': %s must be > 0 and at most 2^50 ms", plan->name,
                               key);
@@ -161,8 +161,9 @@ static int build_output(weir_plan_t *plan, window_conf_t *conf, const char *key_
             char nn[300];
             snprintf(nn, sizeof(nn), "%s_nulls", a->name);
             if (is_reserved(nn) || (a->nulls_slot = weir_rowtype_add(rt, nn, WEIR_LONG, false)) < 0)
-                return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: output field '%s' already exists",
-                                      plan->name, a->name, nn);
+                return weir_cfg_error(at, errstr, errstr_size,
+                                      "node '%s': aggregate.%s: output field '%s' already exists", plan->name, a->name,
+                                      nn);
         }
     }
     conf->slot_final = weir_rowtype_add(rt, "final", WEIR_BOOL, false);
@@ -337,8 +338,8 @@ static inline void agg_out(const wagg_spec_t *a, const wagg_state_t *s, int64_t 
         *nulls = weir_v_long(rows - s->n);
 }
 
-static void emit_out(window_ctx_t *ctx, const wkey_t *key, int64_t start, int64_t end, int64_t last_ts,
-                     int64_t rows, const wagg_state_t *agg, bool final, weir_emitter_t *em) {
+static void emit_out(window_ctx_t *ctx, const wkey_t *key, int64_t start, int64_t end, int64_t last_ts, int64_t rows,
+                     const wagg_state_t *agg, bool final, weir_emitter_t *em) {
     const window_conf_t *c = ctx->conf;
     weir_record_t *o = &ctx->out;
     if (o->arena.head)
@@ -530,8 +531,7 @@ static void window_late(window_ctx_t *ctx, const weir_record_t *in, weir_emitter
 /* ---- scheduling ---- */
 
 /* Tumbling/sliding: the next final window and the next early window of a key. */
-static void pane_next(const window_ctx_t *ctx, const wkey_t *key, int64_t *sf, int64_t *tf, int64_t *se,
-                      int64_t *te) {
+static void pane_next(const window_ctx_t *ctx, const wkey_t *key, int64_t *sf, int64_t *tf, int64_t *se, int64_t *te) {
     const window_conf_t *c = ctx->conf;
     const wstate_t *st = &ctx->st;
     *tf = *te = WINDOW_NEVER;
@@ -660,8 +660,10 @@ static int64_t key_get(window_ctx_t *ctx, const char *kp, size_t kn, uint64_t h,
         return k;
     if (ctx->conf->max_keys && ctx->st.nkeys >= (uint64_t)ctx->conf->max_keys) {
         if (!ctx->keys_rejected++)
-            weir_log(WEIR_LOG_WARN, "window", "node '%s': max_keys (%" PRId64 ") reached: records of new keys are "
-                     "dead-lettered until windows close", ctx->plan->name, ctx->conf->max_keys);
+            weir_log(WEIR_LOG_WARN, "window",
+                     "node '%s': max_keys (%" PRId64 ") reached: records of new keys are "
+                     "dead-lettered until windows close",
+                     ctx->plan->name, ctx->conf->max_keys);
         em->reject(em, in, "window: max_keys reached");
         return -1;
     }
@@ -1039,9 +1041,9 @@ typedef struct dump_scratch {
     const wwin_t **pane; /* the key's panes, ascending start */
     wagg_state_t *suf;   /* naggs states per pane of the front block (right fold) */
     int64_t *suf_rows;
-    size_t cap;          /* panes */
-    wagg_state_t *back;  /* naggs: left fold of the back block */
-    wagg_state_t *acc;   /* naggs: the window */
+    size_t cap;         /* panes */
+    wagg_state_t *back; /* naggs: left fold of the back block */
+    wagg_state_t *acc;  /* naggs: the window */
 } dump_scratch_t;
 
 static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, const wkey_t *key, int64_t start,
@@ -1096,9 +1098,9 @@ static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first,
     const wwin_t *const *pn = sc->pane;
     /* The next window to fire (pane_next): windows before it are final already. */
     int64_t s = max64(key->fired_upto + c->slide, first_start(c, pn[0]->start));
-    int64_t fblk = WINDOW_NEVER;           /* block whose suffixes are in sc->suf */
-    size_t j = 0, fbase = 0, fend = 0;     /* j: first pane >= s; front panes [fbase, fend) */
-    size_t bnext = 0;                      /* the back covers the panes [fend, bnext) */
+    int64_t fblk = WINDOW_NEVER;       /* block whose suffixes are in sc->suf */
+    size_t j = 0, fbase = 0, fend = 0; /* j: first pane >= s; front panes [fbase, fend) */
+    size_t bnext = 0;                  /* the back covers the panes [fend, bnext) */
     int64_t brows = 0;
     for (;;) {
         while (j < n && pn[j]->start < s)

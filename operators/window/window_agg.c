@@ -17,10 +17,9 @@ static const struct {
     const char *name;
     wagg_kind_t kind;
 } wagg_names[] = {
-    {"count", WAGG_COUNT}, {"sum", WAGG_SUM},         {"mean", WAGG_MEAN},
-    {"avg", WAGG_MEAN},    {"min", WAGG_MIN},         {"max", WAGG_MAX},
-    {"stddev", WAGG_STDDEV}, {"variance", WAGG_VARIANCE}, {"first", WAGG_FIRST},
-    {"last", WAGG_LAST},
+    {"count", WAGG_COUNT}, {"sum", WAGG_SUM},   {"mean", WAGG_MEAN},     {"avg", WAGG_MEAN},
+    {"min", WAGG_MIN},     {"max", WAGG_MAX},   {"stddev", WAGG_STDDEV}, {"variance", WAGG_VARIANCE},
+    {"first", WAGG_FIRST}, {"last", WAGG_LAST},
 };
 
 const char *wagg_kind_name(wagg_kind_t k) {
@@ -75,8 +74,8 @@ int wagg_parse(const weir_plan_t *plan, const weir_cfg_t *at, const char *name, 
     if (empty) {
         if (a->kind == WAGG_COUNT)
             return WEIR_OK; /* count(): rows */
-        return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: %s() needs an argument",
-                              plan->name, name, wagg_kind_name(a->kind));
+        return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: %s() needs an argument", plan->name,
+                              name, wagg_kind_name(a->kind));
     }
     a->arg_src = weir_strndup(q, arg_len);
     char msg[WEIR_ERRSTR_SIZE];
@@ -88,8 +87,8 @@ int wagg_parse(const weir_plan_t *plan, const weir_cfg_t *at, const char *name, 
         if (sscanf(msg, "column %d: %n", &col, &used) == 1 && used > 0)
             return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: column %d: %s (in \"%s\")",
                                   plan->name, name, col + (int)arg_off, msg + used, src);
-        return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: %s (in \"%s\")", plan->name, name,
-                              msg, src);
+        return weir_cfg_error(at, errstr, errstr_size, "node '%s': aggregate.%s: %s (in \"%s\")", plan->name, name, msg,
+                              src);
     }
     weir_type_t t = weir_expr_type(a->arg);
     if (a->kind != WAGG_COUNT && t != WEIR_LONG && t != WEIR_DOUBLE)
@@ -117,15 +116,27 @@ int wagg_parse(const weir_plan_t *plan, const weir_cfg_t *at, const char *name, 
 
 void wagg_out_type(const wagg_spec_t *a, weir_type_t *t, bool *nullable) {
     switch (a->kind) {
-    case WAGG_COUNT: *t = WEIR_LONG; *nullable = false; break;
-    case WAGG_SUM: *t = a->is_long ? WEIR_LONG : WEIR_DOUBLE; *nullable = false; break;
+    case WAGG_COUNT:
+        *t = WEIR_LONG;
+        *nullable = false;
+        break;
+    case WAGG_SUM:
+        *t = a->is_long ? WEIR_LONG : WEIR_DOUBLE;
+        *nullable = false;
+        break;
     case WAGG_MEAN:
     case WAGG_STDDEV:
-    case WAGG_VARIANCE: *t = WEIR_DOUBLE; *nullable = true; break;
+    case WAGG_VARIANCE:
+        *t = WEIR_DOUBLE;
+        *nullable = true;
+        break;
     case WAGG_MIN:
     case WAGG_MAX:
     case WAGG_FIRST:
-    case WAGG_LAST: *t = a->is_long ? WEIR_LONG : WEIR_DOUBLE; *nullable = true; break;
+    case WAGG_LAST:
+        *t = a->is_long ? WEIR_LONG : WEIR_DOUBLE;
+        *nullable = true;
+        break;
     }
 }
 
@@ -255,8 +266,6 @@ void wagg_result(const wagg_spec_t *a, const wagg_state_t *s, int64_t rows, weir
     case WAGG_MIN:
     case WAGG_MAX:
     case WAGG_FIRST:
-    case WAGG_LAST:
-        *out = !s->n ? weir_v_null() : a->is_long ? weir_v_long(s->v.i) : weir_v_double(s->v.d);
-        return;
+    case WAGG_LAST: *out = !s->n ? weir_v_null() : a->is_long ? weir_v_long(s->v.i) : weir_v_double(s->v.d); return;
     }
 }

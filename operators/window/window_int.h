@@ -31,7 +31,7 @@
 /* ---- aggregates (window_agg.c) ---- */
 
 typedef enum wagg_kind {
-    WAGG_COUNT,    /**< count() rows, or count(x) non-null values */
+    WAGG_COUNT, /**< count() rows, or count(x) non-null values */
     WAGG_SUM,
     WAGG_MEAN,
     WAGG_MIN,
@@ -45,14 +45,14 @@ typedef enum wagg_kind {
 /** One configured aggregate, e.g. `mean_temp: mean(temperature)`. */
 typedef struct wagg_spec {
     wagg_kind_t kind;
-    const char *name;  /**< output field name (borrowed from the cfg tree) */
-    char *arg_src;     /**< argument text, owned; NULL for count() */
-    weir_expr_t *arg;  /**< compiled argument, owned; NULL for count() */
-    int arg_slot;      /**< argument is a plain input field: its slot, else -1 */
-    int arg_ref;       /**< first aggregate with the same argument text (evaluated once) */
-    bool is_long;      /**< argument is a long: sum/min/max/first/last stay long */
-    int out_slot;      /**< output slot of the result */
-    int nulls_slot;    /**< output slot of `<name>_nulls`, or -1 */
+    const char *name; /**< output field name (borrowed from the cfg tree) */
+    char *arg_src;    /**< argument text, owned; NULL for count() */
+    weir_expr_t *arg; /**< compiled argument, owned; NULL for count() */
+    int arg_slot;     /**< argument is a plain input field: its slot, else -1 */
+    int arg_ref;      /**< first aggregate with the same argument text (evaluated once) */
+    bool is_long;     /**< argument is a long: sum/min/max/first/last stay long */
+    int out_slot;     /**< output slot of the result */
+    int nulls_slot;   /**< output slot of `<name>_nulls`, or -1 */
 } wagg_spec_t;
 
 /**
@@ -64,11 +64,11 @@ typedef struct wagg_state {
     union {
         double d;
         int64_t i;
-    } v;       /**< sum, Welford mean, min, max, first or last */
+    } v; /**< sum, Welford mean, min, max, first or last */
     union {
         double m2;
         int64_t ts;
-    } w;       /**< Welford M2 (stddev/variance) or event time of first/last */
+    } w; /**< Welford M2 (stddev/variance) or event time of first/last */
 } wagg_state_t;
 
 /**
@@ -99,12 +99,12 @@ typedef struct window_conf {
     bool emit_early, count_nulls;
     /* derived */
     window_type_t type;
-    int64_t pane;        /**< pane width: gcd(size, slide) (tumbling: size) */
-    bool early;          /**< emit_early and lateness > 0 */
-    char *key_src;       /**< owned copy of `key:`, or NULL (unkeyed) */
-    weir_expr_t *key;    /**< compiled key expression, or NULL */
+    int64_t pane;     /**< pane width: gcd(size, slide) (tumbling: size) */
+    bool early;       /**< emit_early and lateness > 0 */
+    char *key_src;    /**< owned copy of `key:`, or NULL (unkeyed) */
+    weir_expr_t *key; /**< compiled key expression, or NULL */
     weir_type_t key_type;
-    int key_out_slot;    /**< output slot of the key under its own name, or -1 */
+    int key_out_slot; /**< output slot of the key under its own name, or -1 */
     int naggs;
     wagg_spec_t *aggs;
     /* output slots */
@@ -115,15 +115,15 @@ typedef struct window_conf {
 
 /** One key with open windows. */
 typedef struct wkey {
-    uint32_t hash;       /**< low 32 bits of the key's hash (home slot and quick compare) */
-    uint32_t klen;       /**< key length in bytes */
-    uint32_t koff;       /**< offset of the key bytes in the slab */
-    int32_t head, tail;  /**< the key's panes/sessions, ascending start (tail: free-list link when free) */
-    uint32_t nwin;       /**< panes/sessions in the list */
-    uint64_t seq;        /**< creation number: ties between keys fire in this order; 0 = free slot */
-    int64_t sched;       /**< time of the key's live timer entry, WINDOW_NEVER if none */
-    int64_t fired_upto;  /**< tumbling/sliding: start of the last window closed for this key */
-    int64_t early_upto;  /**< tumbling/sliding: start of the last window emitted early */
+    uint32_t hash;      /**< low 32 bits of the key's hash (home slot and quick compare) */
+    uint32_t klen;      /**< key length in bytes */
+    uint32_t koff;      /**< offset of the key bytes in the slab */
+    int32_t head, tail; /**< the key's panes/sessions, ascending start (tail: free-list link when free) */
+    uint32_t nwin;      /**< panes/sessions in the list */
+    uint64_t seq;       /**< creation number: ties between keys fire in this order; 0 = free slot */
+    int64_t sched;      /**< time of the key's live timer entry, WINDOW_NEVER if none */
+    int64_t fired_upto; /**< tumbling/sliding: start of the last window closed for this key */
+    int64_t early_upto; /**< tumbling/sliding: start of the last window emitted early */
 } wkey_t;
 
 /**
@@ -136,11 +136,11 @@ typedef struct wkey {
  * so the cache is never snapshotted: it is rebuilt, bit for bit, on demand.
  */
 typedef struct wslide {
-    int64_t fblk;        /**< block whose panes hold valid suffix aggregates; WINDOW_NEVER = none */
-    int64_t bblk;        /**< block of the back prefix; WINDOW_NEVER = invalid */
-    int64_t bupto;       /**< the back covers the panes in [bblk, bupto) */
-    int64_t brows;       /**< records in the back */
-    int32_t bnext;       /**< first pane with start >= bupto, -1 = none yet */
+    int64_t fblk;  /**< block whose panes hold valid suffix aggregates; WINDOW_NEVER = none */
+    int64_t bblk;  /**< block of the back prefix; WINDOW_NEVER = invalid */
+    int64_t bupto; /**< the back covers the panes in [bblk, bupto) */
+    int64_t brows; /**< records in the back */
+    int32_t bnext; /**< first pane with start >= bupto, -1 = none yet */
     uint32_t pad;
     wagg_state_t bagg[]; /**< naggs states: the back aggregate */
 } wslide_t;
@@ -153,8 +153,8 @@ typedef struct wwin {
     int32_t prev, next;  /**< neighbours in the key's list (next: free-list link when free) */
     uint32_t early_done; /**< session: emitted early, not yet final */
     uint32_t pad;
-    wagg_state_t agg[];  /**< conf->naggs states; sliding panes then hold naggs suffix
-                              states and the suffix's row count (wstate_suf, wstate_suf_rows) */
+    wagg_state_t agg[]; /**< conf->naggs states; sliding panes then hold naggs suffix
+                             states and the suffix's row count (wstate_suf, wstate_suf_rows) */
 } wwin_t;
 
 /** A timer: key `key` has something to fire at time t. Ordered by (t, seq). */
@@ -175,18 +175,18 @@ typedef struct wstate {
     size_t slide_size;                      /**< bytes per wslide_t, 0 = no two-stacks cache */
     struct wslot {
         uint32_t hash;
-        uint32_t idx1;                      /**< key index + 1; 0 = empty slot */
-    } *tab;
+        uint32_t idx1; /**< key index + 1; 0 = empty slot */
+    } * tab;
     uint32_t tab_mask;
     /* key bytes: a slab with one free list per 16-byte size class */
     uint8_t *slab;
     size_t slab_len, slab_cap;
-    uint32_t *slab_free;                    /**< WINDOW_MAX_KEY/16 + 1 heads; UINT32_MAX = none */
+    uint32_t *slab_free; /**< WINDOW_MAX_KEY/16 + 1 heads; UINT32_MAX = none */
     /* windows: a pool of fixed-size wwin_t elements */
     uint8_t *wmem;
-    size_t wsize;                           /**< bytes per element */
+    size_t wsize; /**< bytes per element */
     uint32_t wcap, wused, wfree;
-    uint64_t nwin;                          /**< live panes/sessions */
+    uint64_t nwin; /**< live panes/sessions */
     /* timers: a binary min-heap */
     wtimer_t *heap;
     size_t nheap, heap_cap;
@@ -210,9 +210,7 @@ static inline const char *wstate_key_bytes(const wstate_t *st, const wkey_t *k) 
     return (const char *)st->slab + k->koff;
 }
 
-static inline wwin_t *wstate_win(const wstate_t *st, int32_t i) {
-    return (wwin_t *)(st->wmem + (size_t)i * st->wsize);
-}
+static inline wwin_t *wstate_win(const wstate_t *st, int32_t i) { return (wwin_t *)(st->wmem + (size_t)i * st->wsize); }
 /** @returns a new zeroed window linked into key k before `before` (-1: at the tail). */
 int32_t wstate_win_new(wstate_t *st, uint32_t k, int64_t start, int32_t before);
 /** @brief Unlink window i from key k and free it. */

@@ -307,7 +307,7 @@ bool wstate_timer_pop(wstate_t *st, int64_t limit, wtimer_t *out) {
 }
 
 size_t wstate_bytes(const wstate_t *st) {
-    return (size_t)st->keys_cap * (sizeof(wkey_t) + st->slide_size) + ((size_t)st->tab_mask + 1) * sizeof(struct wslot) +
-           st->slab_cap + SLAB_CLASSES * sizeof(uint32_t) + (size_t)st->wcap * st->wsize +
-           st->heap_cap * sizeof(wtimer_t);
+    return (size_t)st->keys_cap * (sizeof(wkey_t) + st->slide_size) +
+           ((size_t)st->tab_mask + 1) * sizeof(struct wslot) + st->slab_cap + SLAB_CLASSES * sizeof(uint32_t) +
+           (size_t)st->wcap * st->wsize + st->heap_cap * sizeof(wtimer_t);
 }

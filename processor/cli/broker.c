@@ -84,8 +84,14 @@ int weir_cmd_broker(int argc, char **argv) {
         case 'b': nbrokers = atoi(optarg); break;
         case 't': topics[ntopics++] = optarg; break;
         case 'p': defparts = optarg; break;
-        case 'h': broker_usage(stdout); free(topics); return 0;
-        default: broker_usage(stderr); free(topics); return 2;
+        case 'h':
+            broker_usage(stdout);
+            free(topics);
+            return 0;
+        default:
+            broker_usage(stderr);
+            free(topics);
+            return 2;
         }
     }
     if (nbrokers < 1 || nbrokers > 16 || atoi(defparts) < 1) {

@@ -43,7 +43,7 @@ int weir_cli_main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"run", weir_cmd_run},         {"validate", weir_cmd_validate}, {"broker", weir_cmd_broker},
-                {"produce", weir_cmd_produce}, {"demo", weir_cmd_demo},       {"state", weir_cmd_state}};
+                {"produce", weir_cmd_produce}, {"demo", weir_cmd_demo},         {"state", weir_cmd_state}};
     for (size_t i = 0; i < WEIR_ARRAY_SIZE(cmds); i++)
         if (!strcmp(cmd, cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);
@@ -53,58 +53,69 @@ int weir_cli_main(int argc, char **argv) {
 }
 
 static int parse_log_level(const char *s) {
-    if (!strcmp(s, "error")) return WEIR_LOG_ERR;
-    if (!strcmp(s, "warn")) return WEIR_LOG_WARN;
-    if (!strcmp(s, "info")) return WEIR_LOG_INFO;
-    if (!strcmp(s, "debug")) return WEIR_LOG_DEBUG;
+    if (!strcmp(s, "error"))
+        return WEIR_LOG_ERR;
+    if (!strcmp(s, "warn"))
+        return WEIR_LOG_WARN;
+    if (!strcmp(s, "info"))
+        return WEIR_LOG_INFO;
+    if (!strcmp(s, "debug"))
+        return WEIR_LOG_DEBUG;
     return -1;
 }
 
 static void run_usage(FILE *fp) {
-    fprintf(fp,
-            "usage: weir run PIPELINE [options]\n"
-            "\n"
-            "Kafka mode (default): join the consumer group of the pipeline and process the\n"
-            "partitions assigned to this process; run more processes to scale out.\n"
-            "  --brokers LIST         bootstrap servers (else $WEIR_BROKERS or the pipeline's\n"
-            "                         source.kafka.properties.bootstrap.servers)\n"
-            "  --group ID             consumer group (default: source.kafka.group_id or the pipeline name)\n"
-            "  --until-end            bounded run: read every partition up to the end offset it had\n"
-            "                         at start, flush all operators, commit, print a summary, exit 0\n"
-            "  --duration D           stop after D (e.g. 30s)\n"
-            "  --commit-interval D    offset commit interval (default 5s)\n"
-            "  --instance NAME        name of this member in logs\n"
-            "  --redis URL            checkpoint state to Redis (redis://[user:pass@]host:port/db);\n"
-            "                         overrides checkpoint.redis of the pipeline file\n"
-            "  --checkpoint-interval D  overrides checkpoint.interval (default 10s)\n"
-            "  --reset-state NODES    start these nodes (comma-separated, or all) without saved state\n"
-            "  --metrics-port P       serve Prometheus metrics on P (0 = any free port, logged)\n"
-            "  --no-sink-thread       make the librdkafka produce calls on the worker thread (by\n"
-            "                         default one hand-off thread makes them, in order)\n"
-            "  -X KEY=VALUE           librdkafka consumer property (repeatable; after the file's)\n"
-            "\n"
-            "File mode: replace the Kafka source with a JSON-lines file and every sink with one\n"
-            "JSON-lines output whose records carry \"node\": the node they came from.\n"
-            "  --input FILE           JSON-lines input (- for stdin)\n"
-            "  --output FILE          JSON-lines output (- for stdout, the default)\n"
-            "  --dead-letter FILE     where undecodable records go, with the reason and line\n"
-            "\n"
-            "  --log-level L          error, warn, info (default), debug\n"
-            "  --quiet                no summary line\n");
+    fprintf(fp, "usage: weir run PIPELINE [options]\n"
+                "\n"
+                "Kafka mode (default): join the consumer group of the pipeline and process the\n"
+                "partitions assigned to this process; run more processes to scale out.\n"
+                "  --brokers LIST         bootstrap servers (else $WEIR_BROKERS or the pipeline's\n"
+                "                         source.kafka.properties.bootstrap.servers)\n"
+                "  --group ID             consumer group (default: source.kafka.group_id or the pipeline name)\n"
+                "  --until-end            bounded run: read every partition up to the end offset it had\n"
+                "                         at start, flush all operators, commit, print a summary, exit 0\n"
+                "  --duration D           stop after D (e.g. 30s)\n"
+                "  --commit-interval D    offset commit interval (default 5s)\n"
+                "  --instance NAME        name of this member in logs\n"
+                "  --redis URL            checkpoint state to Redis (redis://[user:pass@]host:port/db);\n"
+                "                         overrides checkpoint.redis of the pipeline file\n"
+                "  --checkpoint-interval D  overrides checkpoint.interval (default 10s)\n"
+                "  --reset-state NODES    start these nodes (comma-separated, or all) without saved state\n"
+                "  --metrics-port P       serve Prometheus metrics on P (0 = any free port, logged)\n"
+                "  --no-sink-thread       make the librdkafka produce calls on the worker thread (by\n"
+                "                         default one hand-off thread makes them, in order)\n"
+                "  -X KEY=VALUE           librdkafka consumer property (repeatable; after the file's)\n"
+                "\n"
+                "File mode: replace the Kafka source with a JSON-lines file and every sink with one\n"
+                "JSON-lines output whose records carry \"node\": the node they came from.\n"
+                "  --input FILE           JSON-lines input (- for stdin)\n"
+                "  --output FILE          JSON-lines output (- for stdout, the default)\n"
+                "  --dead-letter FILE     where undecodable records go, with the reason and line\n"
+                "\n"
+                "  --log-level L          error, warn, info (default), debug\n"
+                "  --quiet                no summary line\n");
 }
 
 int weir_cmd_run(int argc, char **argv) {
     weir_run_opts_t o = {.commit_interval_ms = 5000, .metrics_port = -1};
-    static const struct option opts[] = {
-        {"brokers", required_argument, NULL, 'b'},     {"group", required_argument, NULL, 'g'},
-        {"until-end", no_argument, NULL, 'u'},         {"duration", required_argument, NULL, 'd'},
-        {"commit-interval", required_argument, NULL, 'c'}, {"input", required_argument, NULL, 'i'},
-        {"output", required_argument, NULL, 'o'},      {"dead-letter", required_argument, NULL, 'D'},
-        {"instance", required_argument, NULL, 'n'},    {"log-level", required_argument, NULL, 'l'},
-        {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
-        {"redis", required_argument, NULL, 'R'},       {"checkpoint-interval", required_argument, NULL, 'C'},
-        {"reset-state", required_argument, NULL, 'Z'}, {"metrics-port", required_argument, NULL, 'M'},
-        {"no-sink-thread", no_argument, NULL, 'T'},   {0}};
+    static const struct option opts[] = {{"brokers", required_argument, NULL, 'b'},
+                                         {"group", required_argument, NULL, 'g'},
+                                         {"until-end", no_argument, NULL, 'u'},
+                                         {"duration", required_argument, NULL, 'd'},
+                                         {"commit-interval", required_argument, NULL, 'c'},
+                                         {"input", required_argument, NULL, 'i'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"dead-letter", required_argument, NULL, 'D'},
+                                         {"instance", required_argument, NULL, 'n'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"redis", required_argument, NULL, 'R'},
+                                         {"checkpoint-interval", required_argument, NULL, 'C'},
+                                         {"reset-state", required_argument, NULL, 'Z'},
+                                         {"metrics-port", required_argument, NULL, 'M'},
+                                         {"no-sink-thread", no_argument, NULL, 'T'},
+                                         {0}};
     int c;
     optind = 1;
     char *props[64];

@@ -126,8 +126,8 @@ static pid_t start_redis(char *url, size_t n) {
             dup2(devnull, 1);
             dup2(devnull, 2);
         }
-        execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", "/tmp", (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+               "no", "--dir", "/tmp", (char *)NULL);
         _exit(127);
     }
     snprintf(url, n, "redis://127.0.0.1:%d/0", port);
@@ -198,13 +198,25 @@ int weir_cmd_demo(int argc, char **argv) {
     else
         weir_log(WEIR_LOG_WARN, "demo", "redis-server not available: running without checkpoints");
 
-    weir_produce_opts_t g = {.brokers = bootstrap, .topic = "sensor.readings", .rate = rate, .format = WEIR_FMT_AVRO,
-                             .sensors = 8, .seed = 42, .step_ms = 0, .quiet = false, .stop = &gen_stop};
+    weir_produce_opts_t g = {.brokers = bootstrap,
+                             .topic = "sensor.readings",
+                             .rate = rate,
+                             .format = WEIR_FMT_AVRO,
+                             .sensors = 8,
+                             .seed = 42,
+                             .step_ms = 0,
+                             .quiet = false,
+                             .stop = &gen_stop};
     static char *props[] = {"session.timeout.ms=6000", "heartbeat.interval.ms=500"};
     static volatile int run_stop;
     demo_run_arg_t ra = {.pl = pl,
-                         .o = {.brokers = bootstrap, .commit_interval_ms = 2000, .instance = "demo",
-                               .redis = redis > 0 ? redis_url : NULL, .stop = &run_stop, .nprops = 2, .props = props,
+                         .o = {.brokers = bootstrap,
+                               .commit_interval_ms = 2000,
+                               .instance = "demo",
+                               .redis = redis > 0 ? redis_url : NULL,
+                               .stop = &run_stop,
+                               .nprops = 2,
+                               .props = props,
                                .metrics_port = -1}};
     pthread_t gt, rt;
     pthread_create(&rt, NULL, run_thread, &ra);
@@ -217,7 +229,8 @@ int weir_cmd_demo(int argc, char **argv) {
     /* Print the results: a plain consumer of the output topics (Avro decoded to JSON). */
     weir_schema_t *sch = pl->sinks[0].schema;
     weir_decoder_t *dec = weir_decoder_new(WEIR_FMT_AVRO, sch, weir_schema_rowtype(sch), false, errstr, sizeof(errstr));
-    weir_encoder_t *enc = weir_encoder_new(WEIR_FMT_JSON, NULL, weir_schema_rowtype(sch), false, 0, errstr, sizeof(errstr));
+    weir_encoder_t *enc =
+        weir_encoder_new(WEIR_FMT_JSON, NULL, weir_schema_rowtype(sch), false, 0, errstr, sizeof(errstr));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr));
     rd_kafka_conf_set(conf, "group.id", "weir-demo-printer", errstr, sizeof(errstr));

@@ -20,7 +20,8 @@ static uint64_t splitmix64(uint64_t x) {
 }
 
 static double unit(uint64_t seed, int64_t i, int k) {
-    return (double)(splitmix64(seed ^ ((uint64_t)i * 8 + (uint64_t)k) * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+    return (double)(splitmix64(seed ^ ((uint64_t)i * 8 + (uint64_t)k) * 0x2545F4914F6CDD1Dull) >> 11) /
+           9007199254740992.0;
 }
 
 static void set_by_name(weir_record_t *rec, const char *name, weir_value_t v) {
@@ -198,34 +199,39 @@ done:
 }
 
 static void produce_usage(FILE *fp) {
-    fprintf(fp,
-            "usage: weir produce --brokers LIST --topic NAME [options]\n"
-            "\n"
-            "Write synthetic sensor readings (schemas/sensor_reading.avsc), or the lines of a\n"
-            "JSON-lines file, to a Kafka topic. Keys are the sensor ids.\n"
-            "  --count N             records to send (default 1000; 0 = until stopped)\n"
-            "  --rate R              records per second (default: as fast as possible)\n"
-            "  --format avro|json    encoding (default avro)\n"
-            "  --schema FILE         record schema (default schemas/sensor_reading.avsc)\n"
-            "  --sensors K           distinct sensors (default 100)\n"
-            "  --malformed-every M   make every Mth record undecodable (default 0: never)\n"
-            "  --seed S              generator seed (default 1)\n"
-            "  --start-ts MS         event time of the first record (default now)\n"
-            "  --step MS             event-time step between records (default 10)\n"
-            "  --file FILE           send this JSON-lines file instead (re-encoded for avro)\n");
+    fprintf(fp, "usage: weir produce --brokers LIST --topic NAME [options]\n"
+                "\n"
+                "Write synthetic sensor readings (schemas/sensor_reading.avsc), or the lines of a\n"
+                "JSON-lines file, to a Kafka topic. Keys are the sensor ids.\n"
+                "  --count N             records to send (default 1000; 0 = until stopped)\n"
+                "  --rate R              records per second (default: as fast as possible)\n"
+                "  --format avro|json    encoding (default avro)\n"
+                "  --schema FILE         record schema (default schemas/sensor_reading.avsc)\n"
+                "  --sensors K           distinct sensors (default 100)\n"
+                "  --malformed-every M   make every Mth record undecodable (default 0: never)\n"
+                "  --seed S              generator seed (default 1)\n"
+                "  --start-ts MS         event time of the first record (default now)\n"
+                "  --step MS             event-time step between records (default 10)\n"
+                "  --file FILE           send this JSON-lines file instead (re-encoded for avro)\n");
 }
 
 int weir_cmd_produce(int argc, char **argv) {
     weir_produce_opts_t o = {.count = 1000, .format = WEIR_FMT_AVRO, .sensors = 100, .seed = 1, .step_ms = 10};
-    static const struct option opts[] = {
-        {"brokers", required_argument, NULL, 'b'}, {"topic", required_argument, NULL, 't'},
-        {"count", required_argument, NULL, 'n'},   {"rate", required_argument, NULL, 'r'},
-        {"format", required_argument, NULL, 'f'},  {"schema", required_argument, NULL, 's'},
-        {"sensors", required_argument, NULL, 'k'}, {"malformed-every", required_argument, NULL, 'm'},
-        {"seed", required_argument, NULL, 'S'},    {"start-ts", required_argument, NULL, 'T'},
-        {"step", required_argument, NULL, 'p'},    {"file", required_argument, NULL, 'F'},
-        {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
-        {0}};
+    static const struct option opts[] = {{"brokers", required_argument, NULL, 'b'},
+                                         {"topic", required_argument, NULL, 't'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"rate", required_argument, NULL, 'r'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"schema", required_argument, NULL, 's'},
+                                         {"sensors", required_argument, NULL, 'k'},
+                                         {"malformed-every", required_argument, NULL, 'm'},
+                                         {"seed", required_argument, NULL, 'S'},
+                                         {"start-ts", required_argument, NULL, 'T'},
+                                         {"step", required_argument, NULL, 'p'},
+                                         {"file", required_argument, NULL, 'F'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:t:n:r:f:s:k:m:S:T:p:F:qh", opts, NULL)) != -1) {

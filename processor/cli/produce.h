@@ -13,18 +13,18 @@
 typedef struct weir_produce_opts {
     const char *brokers;
     const char *topic;
-    int64_t count;          /**< records to send; <= 0: until stopped */
-    double rate;            /**< records per second; 0 = as fast as possible */
+    int64_t count; /**< records to send; <= 0: until stopped */
+    double rate;   /**< records per second; 0 = as fast as possible */
     weir_format_t format;
-    const char *schema;     /**< .avsc of the records (default schemas/sensor_reading.avsc) */
-    int sensors;            /**< distinct sensor ids */
-    int64_t malformed_every;/**< every Nth record is garbage (0 = never) */
+    const char *schema;      /**< .avsc of the records (default schemas/sensor_reading.avsc) */
+    int sensors;             /**< distinct sensor ids */
+    int64_t malformed_every; /**< every Nth record is garbage (0 = never) */
     uint64_t seed;
-    int64_t start_ts;       /**< event time of record 0 (0 = now); later records +step_ms */
+    int64_t start_ts; /**< event time of record 0 (0 = now); later records +step_ms */
     int64_t step_ms;
-    const char *file;       /**< send the lines of this JSON-lines file instead */
+    const char *file; /**< send the lines of this JSON-lines file instead */
     bool quiet;
-    volatile int *stop;     /**< optional extra stop flag */
+    volatile int *stop; /**< optional extra stop flag */
 } weir_produce_opts_t;
 
 /** @brief Produce as configured. @returns 0, or 1 with an error logged. */

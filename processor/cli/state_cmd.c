@@ -23,28 +23,27 @@
 #define STATE_NO_DUMP_NOTE "give the pipeline file with --file to see the operator's state as JSON"
 
 static void state_usage(FILE *fp) {
-    fprintf(fp,
-            "usage: weir state --redis URL --pipeline NAME COMMAND\n"
-            "\n"
-            "Inspect and manage a pipeline's checkpoints in Redis.\n"
-            "\n"
-            "commands:\n"
-            "  list                     every checkpoint: topic, partition, number, next offset, size, age\n"
-            "  dump TOPIC PARTITION     the checkpoint's meta as JSON, verified (size, CRC-32), with the\n"
-            "                           task header and every node's frame header (tag, version, length)\n"
-            "    --node NODE            only this node\n"
-            "    --file PIPELINE.yaml   restore the checkpoint into that pipeline's operators and print\n"
-            "                           each node's state as JSON (refused, with the reason, when the\n"
-            "                           pipeline changed incompatibly since the checkpoint)\n"
-            "    --checkpoint N         checkpoint N instead of the partition's latest\n"
-            "  delete                   remove every key of the pipeline (stop the pipeline first)\n"
-            "\n"
-            "options:\n"
-            "  --redis URL              redis://[user:password@]host[:port][/db] (default $WEIR_REDIS)\n"
-            "  --pipeline NAME          the pipeline's name (its `pipeline:` key)\n"
-            "  --help                   this text\n"
-            "\n"
-            "Exit status: 0 done, 1 Redis unreachable / no such checkpoint / checkpoint corrupt, 2 usage.\n");
+    fprintf(fp, "usage: weir state --redis URL --pipeline NAME COMMAND\n"
+                "\n"
+                "Inspect and manage a pipeline's checkpoints in Redis.\n"
+                "\n"
+                "commands:\n"
+                "  list                     every checkpoint: topic, partition, number, next offset, size, age\n"
+                "  dump TOPIC PARTITION     the checkpoint's meta as JSON, verified (size, CRC-32), with the\n"
+                "                           task header and every node's frame header (tag, version, length)\n"
+                "    --node NODE            only this node\n"
+                "    --file PIPELINE.yaml   restore the checkpoint into that pipeline's operators and print\n"
+                "                           each node's state as JSON (refused, with the reason, when the\n"
+                "                           pipeline changed incompatibly since the checkpoint)\n"
+                "    --checkpoint N         checkpoint N instead of the partition's latest\n"
+                "  delete                   remove every key of the pipeline (stop the pipeline first)\n"
+                "\n"
+                "options:\n"
+                "  --redis URL              redis://[user:password@]host[:port][/db] (default $WEIR_REDIS)\n"
+                "  --pipeline NAME          the pipeline's name (its `pipeline:` key)\n"
+                "  --help                   this text\n"
+                "\n"
+                "Exit status: 0 done, 1 Redis unreachable / no such checkpoint / checkpoint corrupt, 2 usage.\n");
 }
 
 static void fmt_size(int64_t n, char *buf, size_t size) {
@@ -88,8 +87,7 @@ static int cmd_list(weir_ckpt_t *c, const char *pipeline) {
     for (int i = 0; i < count; i++)
         if ((int)strlen(infos[i].topic) > tw)
             tw = (int)strlen(infos[i].topic);
-    printf("%-*s  %9s  %-17s  %12s  %10s  %s\n", tw, "TOPIC", "PARTITION", "CHECKPOINT", "NEXT_OFFSET", "SIZE",
-           "AGE");
+    printf("%-*s  %9s  %-17s  %12s  %10s  %s\n", tw, "TOPIC", "PARTITION", "CHECKPOINT", "NEXT_OFFSET", "SIZE", "AGE");
     int64_t now = weir_now_ms();
     for (int i = 0; i < count; i++) {
         char size[32], age[32], n[40];
@@ -226,7 +224,8 @@ static void nop_sink(void *opaque, int sink, const weir_record_t *rec) {
 }
 
 /* Restore the task snapshot into the pipeline's operators and put each node's dump() into "state". */
-static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const weir_buf_t *state, const char *saved_fp) {
+static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const weir_buf_t *state,
+                                const char *saved_fp) {
     char errstr[WEIR_ERRSTR_SIZE];
     char *fp = weir_pipeline_fingerprint(pl);
     weir_task_t *t = weir_task_new(pl, nop_sink, NULL, NULL);
@@ -256,8 +255,8 @@ static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const w
             }
             weir_buf_t b = {0};
             json_error_t je;
-            json_t *js = cls->dump(t->ctx[k], &b) == WEIR_OK ? json_loadb((const char *)b.p, b.len, JSON_DECODE_ANY, &je)
-                                                            : NULL;
+            json_t *js =
+                cls->dump(t->ctx[k], &b) == WEIR_OK ? json_loadb((const char *)b.p, b.len, JSON_DECODE_ANY, &je) : NULL;
             json_object_set_new(f, "state", js ? js : json_string("dump failed"));
             weir_buf_free(&b);
         }

@@ -64,9 +64,9 @@ int weir_parse_duration(const char *s, int64_t *ms);
 
 /** @brief A growable byte buffer. */
 typedef struct weir_buf {
-    uint8_t *p;   /**< bytes, owned */
-    size_t len;   /**< bytes used */
-    size_t cap;   /**< bytes allocated */
+    uint8_t *p; /**< bytes, owned */
+    size_t len; /**< bytes used */
+    size_t cap; /**< bytes allocated */
 } weir_buf_t;
 
 void weir_buf_reserve(weir_buf_t *b, size_t extra);

@@ -74,8 +74,8 @@ static int yp_next(yp_t *y, yaml_event_t *ev) {
     if (!yaml_parser_parse(&y->parser, ev)) {
         return weir_err(y->errstr, y->errstr_size, "%s:%zu:%zu: YAML syntax error: %s%s%s", y->file,
                         y->parser.problem_mark.line + 1, y->parser.problem_mark.column + 1,
-                        y->parser.problem ? y->parser.problem : "invalid YAML",
-                        y->parser.context ? " " : "", y->parser.context ? y->parser.context : "");
+                        y->parser.problem ? y->parser.problem : "invalid YAML", y->parser.context ? " " : "",
+                        y->parser.context ? y->parser.context : "");
     }
     return WEIR_OK;
 }
@@ -117,8 +117,8 @@ static weir_cfg_t *yp_collection(yp_t *y, yaml_event_t *start, weir_cfg_kind_t k
         yaml_event_delete(&ev);
         for (size_t i = 0; i < c->n; i++)
             if (!strcmp(c->keys[i], key)) {
-                weir_err(y->errstr, y->errstr_size, "%s:%d:%d: duplicate key '%s' (first at line %d)",
-                         y->file, key_line, key_col, key, c->key_lines[i]);
+                weir_err(y->errstr, y->errstr_size, "%s:%d:%d: duplicate key '%s' (first at line %d)", y->file,
+                         key_line, key_col, key, c->key_lines[i]);
                 free(key);
                 goto fail;
             }
@@ -150,17 +150,15 @@ static weir_cfg_t *yp_node(yp_t *y, yaml_event_t *ev) {
                     ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
         return c;
     }
-    case YAML_MAPPING_START_EVENT:
-        return yp_collection(y, ev, WEIR_CFG_MAP);
-    case YAML_SEQUENCE_START_EVENT:
-        return yp_collection(y, ev, WEIR_CFG_SEQ);
+    case YAML_MAPPING_START_EVENT: return yp_collection(y, ev, WEIR_CFG_MAP);
+    case YAML_SEQUENCE_START_EVENT: return yp_collection(y, ev, WEIR_CFG_SEQ);
     case YAML_ALIAS_EVENT:
         weir_err(y->errstr, y->errstr_size, "%s:%zu:%zu: YAML aliases are not supported", y->file,
                  ev->start_mark.line + 1, ev->start_mark.column + 1);
         return NULL;
     default:
-        weir_err(y->errstr, y->errstr_size, "%s:%zu:%zu: unexpected YAML event", y->file,
-                 ev->start_mark.line + 1, ev->start_mark.column + 1);
+        weir_err(y->errstr, y->errstr_size, "%s:%zu:%zu: unexpected YAML event", y->file, ev->start_mark.line + 1,
+                 ev->start_mark.column + 1);
         return NULL;
     }
 }
@@ -279,8 +277,8 @@ int weir_cfg_check_unused(const weir_cfg_t *map, const char *what, char *errstr,
         return WEIR_OK;
     for (size_t i = 0; i < map->n; i++)
         if (!map->used[i])
-            return weir_err(errstr, errstr_size, "%s:%d: %s: unknown key '%s'", map->file,
-                            map->key_lines[i], what, map->keys[i]);
+            return weir_err(errstr, errstr_size, "%s:%d: %s: unknown key '%s'", map->file, map->key_lines[i], what,
+                            map->keys[i]);
     return WEIR_OK;
 }
 
@@ -326,8 +324,7 @@ int weir_cfg_as_bool(const weir_cfg_t *c, bool *out, char *errstr, size_t errstr
         return WEIR_ERR;
     if (!strcasecmp(c->scalar, "true") || !strcasecmp(c->scalar, "yes") || !strcasecmp(c->scalar, "on"))
         *out = true;
-    else if (!strcasecmp(c->scalar, "false") || !strcasecmp(c->scalar, "no") ||
-             !strcasecmp(c->scalar, "off"))
+    else if (!strcasecmp(c->scalar, "false") || !strcasecmp(c->scalar, "no") || !strcasecmp(c->scalar, "off"))
         *out = false;
     else
         return weir_cfg_error(c, errstr, errstr_size, "expected true or false, got '%s'", c->scalar);
@@ -338,13 +335,13 @@ int weir_cfg_as_duration(const weir_cfg_t *c, int64_t *ms, char *errstr, size_t 
     if (want_scalar(c, "a duration", errstr, errstr_size))
         return WEIR_ERR;
     if (weir_parse_duration(c->scalar, ms))
-        return weir_cfg_error(c, errstr, errstr_size,
-                              "expected a duration such as 500ms, 10s, 5m, 1h or 1d, got '%s'", c->scalar);
+        return weir_cfg_error(c, errstr, errstr_size, "expected a duration such as 500ms, 10s, 5m, 1h or 1d, got '%s'",
+                              c->scalar);
     return WEIR_OK;
 }
 
-static int cm_set(const weir_config_map_t *e, const weir_cfg_t *c, const char *text, void *dst,
-                  char *errstr, size_t errstr_size) {
+static int cm_set(const weir_config_map_t *e, const weir_cfg_t *c, const char *text, void *dst, char *errstr,
+                  size_t errstr_size) {
     char *field = (char *)dst + e->offset;
     weir_cfg_t tmp = {.kind = WEIR_CFG_SCALAR, .file = "<default>", .scalar = (char *)text};
     if (!c)

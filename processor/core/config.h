@@ -41,8 +41,7 @@ void weir_cfg_destroy(weir_cfg_t *c);
 /** @brief Child of a map by key (marks it used), or NULL. */
 const weir_cfg_t *weir_cfg_get(const weir_cfg_t *map, const char *key);
 /** @brief Format "FILE:LINE:COL: msg" into errstr. @returns WEIR_ERR. */
-int weir_cfg_error(const weir_cfg_t *at, char *errstr, size_t errstr_size, const char *fmt, ...)
-    WEIR_PRINTF(4, 5);
+int weir_cfg_error(const weir_cfg_t *at, char *errstr, size_t errstr_size, const char *fmt, ...) WEIR_PRINTF(4, 5);
 /** @brief Error for the first key of map that was never read ("unknown key 'x'"). */
 int weir_cfg_check_unused(const weir_cfg_t *map, const char *what, char *errstr, size_t errstr_size);
 
@@ -69,9 +68,9 @@ typedef enum weir_cm_type {
 typedef struct weir_config_map {
     weir_cm_type_t type;
     const char *name;
-    const char *def;       /**< default as text, NULL = no default */
+    const char *def; /**< default as text, NULL = no default */
     bool required;
-    size_t offset;         /**< offsetof(struct, field) */
+    size_t offset; /**< offsetof(struct, field) */
     const char *desc;
 } weir_config_map_t;
 
@@ -80,7 +79,7 @@ typedef struct weir_config_map {
  *        entry with name NULL), applying defaults; marks the keys used.
  * @returns WEIR_OK or WEIR_ERR with a placed message.
  */
-int weir_config_map_apply(const weir_config_map_t *cm, const weir_cfg_t *map, void *dst,
-                          char *errstr, size_t errstr_size);
+int weir_config_map_apply(const weir_config_map_t *cm, const weir_cfg_t *map, void *dst, char *errstr,
+                          size_t errstr_size);
 
 #endif

@@ -68,100 +68,100 @@ enum form {
  * itself, so evaluating them touches no child (a and b are kept for print).
  * Likewise the arithmetic *C kinds (D_ADDC, ...) have a constant right
  * operand, kept in c; for DIVC and MODC it is never zero. */
-#define EXPR_KINDS(X)                                                          \
-    X(N_CONST, "null", F_CONST, d, NULL)                                       \
-    X(D_CONST, "", F_CONST, d, d_const)                                        \
-    X(D_FIELD, "", F_FIELD, d, d_field)                                        \
-    X(D_FROM_L, "", F_CONV, d, d_from_l)                                       \
-    X(D_NEG, "-", F_PREFIX, d, d_neg)                                          \
-    X(D_ADD, "+", F_INFIX, d, d_add)                                           \
-    X(D_SUB, "-", F_INFIX, d, d_sub)                                           \
-    X(D_MUL, "*", F_INFIX, d, d_mul)                                           \
-    X(D_DIV, "/", F_INFIX, d, d_div)                                           \
-    X(D_MOD, "%", F_INFIX, d, d_mod)                                           \
-    X(D_ADDC, "+", F_INFIX, d, d_addc)                                         \
-    X(D_SUBC, "-", F_INFIX, d, d_subc)                                         \
-    X(D_MULC, "*", F_INFIX, d, d_mulc)                                         \
-    X(D_DIVC, "/", F_INFIX, d, d_divc)                                         \
-    X(D_MODC, "%", F_INFIX, d, d_modc)                                         \
-    X(D_ABS, "abs", F_CALL1, d, d_abs)                                         \
-    X(D_SQRT, "sqrt", F_CALL1, d, d_sqrt)                                      \
-    X(D_LN, "ln", F_CALL1, d, d_ln)                                            \
-    X(D_EXP, "exp", F_CALL1, d, d_exp)                                         \
-    X(D_POW, "pow", F_CALL1, d, d_pow)                                         \
-    X(D_MIN, "min", F_CALLN, d, d_min)                                         \
-    X(D_MAX, "max", F_CALLN, d, d_max)                                         \
-    X(D_COAL, "coalesce", F_CALLN, d, d_coal)                                  \
-    X(L_CONST, "", F_CONST, l, l_const)                                        \
-    X(L_FIELD, "", F_FIELD, l, l_field)                                        \
-    X(L_NEG, "-", F_PREFIX, l, l_neg)                                          \
-    X(L_ADD, "+", F_INFIX, l, l_add)                                           \
-    X(L_SUB, "-", F_INFIX, l, l_sub)                                           \
-    X(L_MUL, "*", F_INFIX, l, l_mul)                                           \
-    X(L_MOD, "%", F_INFIX, l, l_mod)                                           \
-    X(L_ADDC, "+", F_INFIX, l, l_addc)                                         \
-    X(L_SUBC, "-", F_INFIX, l, l_subc)                                         \
-    X(L_MULC, "*", F_INFIX, l, l_mulc)                                         \
-    X(L_MODC, "%", F_INFIX, l, l_modc)                                         \
-    X(L_ABS, "abs", F_CALL1, l, l_abs)                                         \
-    X(L_MIN, "min", F_CALLN, l, l_min)                                         \
-    X(L_MAX, "max", F_CALLN, l, l_max)                                         \
-    X(L_COAL, "coalesce", F_CALLN, l, l_coal)                                  \
-    X(B_CONST, "", F_CONST, b, b_const)                                        \
-    X(B_FIELD, "", F_FIELD, b, b_field)                                        \
-    X(B_NOT, "not ", F_PREFIX, b, b_not)                                       \
-    X(B_AND, "and", F_INFIX, b, b_and)                                         \
-    X(B_OR, "or", F_INFIX, b, b_or)                                            \
-    X(B_ISNULL, "is null", F_POSTFIX, b, b_isnull)                             \
-    X(B_ISNOTNULL, "is not null", F_POSTFIX, b, b_isnotnull)                   \
-    X(B_COAL, "coalesce", F_CALLN, b, b_coal)                                  \
-    X(EQ_B, "=", F_INFIX, b, eq_b)                                             \
-    X(NE_B, "!=", F_INFIX, b, ne_b)                                            \
-    X(EQ_L, "=", F_INFIX, b, eq_l)                                             \
-    X(NE_L, "!=", F_INFIX, b, ne_l)                                            \
-    X(LT_L, "<", F_INFIX, b, lt_l)                                             \
-    X(LE_L, "<=", F_INFIX, b, le_l)                                            \
-    X(GT_L, ">", F_INFIX, b, gt_l)                                             \
-    X(GE_L, ">=", F_INFIX, b, ge_l)                                            \
-    X(EQ_D, "=", F_INFIX, b, eq_d)                                             \
-    X(NE_D, "!=", F_INFIX, b, ne_d)                                            \
-    X(LT_D, "<", F_INFIX, b, lt_d)                                             \
-    X(LE_D, "<=", F_INFIX, b, le_d)                                            \
-    X(GT_D, ">", F_INFIX, b, gt_d)                                             \
-    X(GE_D, ">=", F_INFIX, b, ge_d)                                            \
-    X(EQ_S, "=", F_INFIX, b, eq_s)                                             \
-    X(NE_S, "!=", F_INFIX, b, ne_s)                                            \
-    X(LT_S, "<", F_INFIX, b, lt_s)                                             \
-    X(LE_S, "<=", F_INFIX, b, le_s)                                            \
-    X(GT_S, ">", F_INFIX, b, gt_s)                                             \
-    X(GE_S, ">=", F_INFIX, b, ge_s)                                            \
-    X(EQ_LFC, "=", F_INFIX, b, eq_lfc)                                         \
-    X(NE_LFC, "!=", F_INFIX, b, ne_lfc)                                        \
-    X(LT_LFC, "<", F_INFIX, b, lt_lfc)                                         \
-    X(LE_LFC, "<=", F_INFIX, b, le_lfc)                                        \
-    X(GT_LFC, ">", F_INFIX, b, gt_lfc)                                         \
-    X(GE_LFC, ">=", F_INFIX, b, ge_lfc)                                        \
-    X(EQ_DFC, "=", F_INFIX, b, eq_dfc)                                         \
-    X(NE_DFC, "!=", F_INFIX, b, ne_dfc)                                        \
-    X(LT_DFC, "<", F_INFIX, b, lt_dfc)                                         \
-    X(LE_DFC, "<=", F_INFIX, b, le_dfc)                                        \
-    X(GT_DFC, ">", F_INFIX, b, gt_dfc)                                         \
-    X(GE_DFC, ">=", F_INFIX, b, ge_dfc)                                        \
-    X(EQ_SFC, "=", F_INFIX, b, eq_sfc)                                         \
-    X(NE_SFC, "!=", F_INFIX, b, ne_sfc)                                        \
-    X(LT_SFC, "<", F_INFIX, b, lt_sfc)                                         \
-    X(LE_SFC, "<=", F_INFIX, b, le_sfc)                                        \
-    X(GT_SFC, ">", F_INFIX, b, gt_sfc)                                         \
-    X(GE_SFC, ">=", F_INFIX, b, ge_sfc)                                        \
-    X(S_CONST, "", F_CONST, s, s_const)                                        \
-    X(S_FIELD, "", F_FIELD, s, s_field)                                        \
-    X(S_LOWER, "lower", F_CALL1, s, s_lower)                                   \
-    X(S_UPPER, "upper", F_CALL1, s, s_upper)                                   \
-    X(S_MIN, "min", F_CALLN, s, s_min)                                         \
-    X(S_MAX, "max", F_CALLN, s, s_max)                                         \
-    X(S_COAL, "coalesce", F_CALLN, s, s_coal)                                  \
-    X(X_CONST, "", F_CONST, s, s_const)                                        \
-    X(X_FIELD, "", F_FIELD, s, s_field)                                        \
+#define EXPR_KINDS(X)                                                                                                  \
+    X(N_CONST, "null", F_CONST, d, NULL)                                                                               \
+    X(D_CONST, "", F_CONST, d, d_const)                                                                                \
+    X(D_FIELD, "", F_FIELD, d, d_field)                                                                                \
+    X(D_FROM_L, "", F_CONV, d, d_from_l)                                                                               \
+    X(D_NEG, "-", F_PREFIX, d, d_neg)                                                                                  \
+    X(D_ADD, "+", F_INFIX, d, d_add)                                                                                   \
+    X(D_SUB, "-", F_INFIX, d, d_sub)                                                                                   \
+    X(D_MUL, "*", F_INFIX, d, d_mul)                                                                                   \
+    X(D_DIV, "/", F_INFIX, d, d_div)                                                                                   \
+    X(D_MOD, "%", F_INFIX, d, d_mod)                                                                                   \
+    X(D_ADDC, "+", F_INFIX, d, d_addc)                                                                                 \
+    X(D_SUBC, "-", F_INFIX, d, d_subc)                                                                                 \
+    X(D_MULC, "*", F_INFIX, d, d_mulc)                                                                                 \
+    X(D_DIVC, "/", F_INFIX, d, d_divc)                                                                                 \
+    X(D_MODC, "%", F_INFIX, d, d_modc)                                                                                 \
+    X(D_ABS, "abs", F_CALL1, d, d_abs)                                                                                 \
+    X(D_SQRT, "sqrt", F_CALL1, d, d_sqrt)                                                                              \
+    X(D_LN, "ln", F_CALL1, d, d_ln)                                                                                    \
+    X(D_EXP, "exp", F_CALL1, d, d_exp)                                                                                 \
+    X(D_POW, "pow", F_CALL1, d, d_pow)                                                                                 \
+    X(D_MIN, "min", F_CALLN, d, d_min)                                                                                 \
+    X(D_MAX, "max", F_CALLN, d, d_max)                                                                                 \
+    X(D_COAL, "coalesce", F_CALLN, d, d_coal)                                                                          \
+    X(L_CONST, "", F_CONST, l, l_const)                                                                                \
+    X(L_FIELD, "", F_FIELD, l, l_field)                                                                                \
+    X(L_NEG, "-", F_PREFIX, l, l_neg)                                                                                  \
+    X(L_ADD, "+", F_INFIX, l, l_add)                                                                                   \
+    X(L_SUB, "-", F_INFIX, l, l_sub)                                                                                   \
+    X(L_MUL, "*", F_INFIX, l, l_mul)                                                                                   \
+    X(L_MOD, "%", F_INFIX, l, l_mod)                                                                                   \
+    X(L_ADDC, "+", F_INFIX, l, l_addc)                                                                                 \
+    X(L_SUBC, "-", F_INFIX, l, l_subc)                                                                                 \
+    X(L_MULC, "*", F_INFIX, l, l_mulc)                                                                                 \
+    X(L_MODC, "%", F_INFIX, l, l_modc)                                                                                 \
+    X(L_ABS, "abs", F_CALL1, l, l_abs)                                                                                 \
+    X(L_MIN, "min", F_CALLN, l, l_min)                                                                                 \
+    X(L_MAX, "max", F_CALLN, l, l_max)                                                                                 \
+    X(L_COAL, "coalesce", F_CALLN, l, l_coal)                                                                          \
+    X(B_CONST, "", F_CONST, b, b_const)                                                                                \
+    X(B_FIELD, "", F_FIELD, b, b_field)                                                                                \
+    X(B_NOT, "not ", F_PREFIX, b, b_not)                                                                               \
+    X(B_AND, "and", F_INFIX, b, b_and)                                                                                 \
+    X(B_OR, "or", F_INFIX, b, b_or)                                                                                    \
+    X(B_ISNULL, "is null", F_POSTFIX, b, b_isnull)                                                                     \
+    X(B_ISNOTNULL, "is not null", F_POSTFIX, b, b_isnotnull)                                                           \
+    X(B_COAL, "coalesce", F_CALLN, b, b_coal)                                                                          \
+    X(EQ_B, "=", F_INFIX, b, eq_b)                                                                                     \
+    X(NE_B, "!=", F_INFIX, b, ne_b)                                                                                    \
+    X(EQ_L, "=", F_INFIX, b, eq_l)                                                                                     \
+    X(NE_L, "!=", F_INFIX, b, ne_l)                                                                                    \
+    X(LT_L, "<", F_INFIX, b, lt_l)                                                                                     \
+    X(LE_L, "<=", F_INFIX, b, le_l)                                                                                    \
+    X(GT_L, ">", F_INFIX, b, gt_l)                                                                                     \
+    X(GE_L, ">=", F_INFIX, b, ge_l)                                                                                    \
+    X(EQ_D, "=", F_INFIX, b, eq_d)                                                                                     \
+    X(NE_D, "!=", F_INFIX, b, ne_d)                                                                                    \
+    X(LT_D, "<", F_INFIX, b, lt_d)                                                                                     \
+    X(LE_D, "<=", F_INFIX, b, le_d)                                                                                    \
+    X(GT_D, ">", F_INFIX, b, gt_d)                                                                                     \
+    X(GE_D, ">=", F_INFIX, b, ge_d)                                                                                    \
+    X(EQ_S, "=", F_INFIX, b, eq_s)                                                                                     \
+    X(NE_S, "!=", F_INFIX, b, ne_s)                                                                                    \
+    X(LT_S, "<", F_INFIX, b, lt_s)                                                                                     \
+    X(LE_S, "<=", F_INFIX, b, le_s)                                                                                    \
+    X(GT_S, ">", F_INFIX, b, gt_s)                                                                                     \
+    X(GE_S, ">=", F_INFIX, b, ge_s)                                                                                    \
+    X(EQ_LFC, "=", F_INFIX, b, eq_lfc)                                                                                 \
+    X(NE_LFC, "!=", F_INFIX, b, ne_lfc)                                                                                \
+    X(LT_LFC, "<", F_INFIX, b, lt_lfc)                                                                                 \
+    X(LE_LFC, "<=", F_INFIX, b, le_lfc)                                                                                \
+    X(GT_LFC, ">", F_INFIX, b, gt_lfc)                                                                                 \
+    X(GE_LFC, ">=", F_INFIX, b, ge_lfc)                                                                                \
+    X(EQ_DFC, "=", F_INFIX, b, eq_dfc)                                                                                 \
+    X(NE_DFC, "!=", F_INFIX, b, ne_dfc)                                                                                \
+    X(LT_DFC, "<", F_INFIX, b, lt_dfc)                                                                                 \
+    X(LE_DFC, "<=", F_INFIX, b, le_dfc)                                                                                \
+    X(GT_DFC, ">", F_INFIX, b, gt_dfc)                                                                                 \
+    X(GE_DFC, ">=", F_INFIX, b, ge_dfc)                                                                                \
+    X(EQ_SFC, "=", F_INFIX, b, eq_sfc)                                                                                 \
+    X(NE_SFC, "!=", F_INFIX, b, ne_sfc)                                                                                \
+    X(LT_SFC, "<", F_INFIX, b, lt_sfc)                                                                                 \
+    X(LE_SFC, "<=", F_INFIX, b, le_sfc)                                                                                \
+    X(GT_SFC, ">", F_INFIX, b, gt_sfc)                                                                                 \
+    X(GE_SFC, ">=", F_INFIX, b, ge_sfc)                                                                                \
+    X(S_CONST, "", F_CONST, s, s_const)                                                                                \
+    X(S_FIELD, "", F_FIELD, s, s_field)                                                                                \
+    X(S_LOWER, "lower", F_CALL1, s, s_lower)                                                                           \
+    X(S_UPPER, "upper", F_CALL1, s, s_upper)                                                                           \
+    X(S_MIN, "min", F_CALLN, s, s_min)                                                                                 \
+    X(S_MAX, "max", F_CALLN, s, s_max)                                                                                 \
+    X(S_COAL, "coalesce", F_CALLN, s, s_coal)                                                                          \
+    X(X_CONST, "", F_CONST, s, s_const)                                                                                \
+    X(X_FIELD, "", F_FIELD, s, s_field)                                                                                \
     X(X_COAL, "coalesce", F_CALLN, s, s_coal)
 
 typedef enum kind {
@@ -208,27 +208,27 @@ typedef union evfn {
 } evfn_t;
 
 struct node {
-    evfn_t ev;         /**< evaluator of `kind` (set by bind_tree) */
-    uint8_t kind;      /**< kind_t */
-    uint8_t type;      /**< static result type (weir_type_t) */
-    bool nullable;     /**< may evaluate to null */
-    bool cnull;        /**< F_CONST: the constant is null */
-    bool int_lit;      /**< D_CONST converted from a long: printed without ".0" */
-    int slot;          /**< F_FIELD and *FC kinds: slot index */
-    int col;           /**< 1-based column where the sub-expression starts */
-    int depth;         /**< height of the subtree (1 for a leaf) */
-    int nargs;         /**< F_CALLN: number of args */
-    node_t *a, *b;     /**< operands (unary, binary and 1- or 2-argument calls) */
-    node_t **args;     /**< F_CALLN operands (owned array) */
+    evfn_t ev;     /**< evaluator of `kind` (set by bind_tree) */
+    uint8_t kind;  /**< kind_t */
+    uint8_t type;  /**< static result type (weir_type_t) */
+    bool nullable; /**< may evaluate to null */
+    bool cnull;    /**< F_CONST: the constant is null */
+    bool int_lit;  /**< D_CONST converted from a long: printed without ".0" */
+    int slot;      /**< F_FIELD and *FC kinds: slot index */
+    int col;       /**< 1-based column where the sub-expression starts */
+    int depth;     /**< height of the subtree (1 for a leaf) */
+    int nargs;     /**< F_CALLN: number of args */
+    node_t *a, *b; /**< operands (unary, binary and 1- or 2-argument calls) */
+    node_t **args; /**< F_CALLN operands (owned array) */
     union {
         bool b;
         int64_t i;
         double d;
         struct {
-            char *p;   /**< owned by S_CONST/X_CONST, NUL-terminated; borrowed by *_SFC */
+            char *p; /**< owned by S_CONST/X_CONST, NUL-terminated; borrowed by *_SFC */
             size_t n;
         } s;
-    } c;               /**< F_CONST and *FC kinds: the constant */
+    } c; /**< F_CONST and *FC kinds: the constant */
 };
 
 struct weir_expr {
@@ -291,9 +291,7 @@ static inline int str_cmp(str_t x, str_t y) {
     return (x.n > y.n) - (x.n < y.n);
 }
 
-static inline bool str_eq(str_t x, str_t y) {
-    return x.n == y.n && (x.n == 0 || memcmp(x.p, y.p, x.n) == 0);
-}
+static inline bool str_eq(str_t x, str_t y) { return x.n == y.n && (x.n == 0 || memcmp(x.p, y.p, x.n) == 0); }
 
 /* Long arithmetic wraps: compute in uint64_t (defined overflow) and convert
  * back (GCC and Clang define the conversion as modulo 2^64). */
@@ -318,13 +316,13 @@ DFN(d_from_l) {
 }
 
 /* name: unary double function; null unless OK(x) holds */
-#define D_UNARY(name, OK, EXPR)                                                \
-    DFN(name) {                                                                \
-        double x;                                                              \
-        if (!EV_D(n->a, &x) || !(OK))                                          \
-            return false;                                                      \
-        *out = EXPR;                                                           \
-        return true;                                                           \
+#define D_UNARY(name, OK, EXPR)                                                                                        \
+    DFN(name) {                                                                                                        \
+        double x;                                                                                                      \
+        if (!EV_D(n->a, &x) || !(OK))                                                                                  \
+            return false;                                                                                              \
+        *out = EXPR;                                                                                                   \
+        return true;                                                                                                   \
     }
 D_UNARY(d_neg, true, -x)
 D_UNARY(d_abs, true, fabs(x))
@@ -333,28 +331,28 @@ D_UNARY(d_ln, !(x <= 0.0), log(x))
 D_UNARY(d_exp, true, exp(x))
 
 /* name: binary double operator; null unless OK(x, y) holds */
-#define D_BINARY(name, OK, EXPR)                                               \
-    DFN(name) {                                                                \
-        double x, y;                                                           \
-        if (!EV_D(n->a, &x) || !EV_D(n->b, &y) || !(OK))                       \
-            return false;                                                      \
-        *out = EXPR;                                                           \
-        return true;                                                           \
+#define D_BINARY(name, OK, EXPR)                                                                                       \
+    DFN(name) {                                                                                                        \
+        double x, y;                                                                                                   \
+        if (!EV_D(n->a, &x) || !EV_D(n->b, &y) || !(OK))                                                               \
+            return false;                                                                                              \
+        *out = EXPR;                                                                                                   \
+        return true;                                                                                                   \
     }
 D_BINARY(d_add, true, x + y)
 D_BINARY(d_sub, true, x - y)
-D_BINARY(d_mul, true, x * y)
+D_BINARY(d_mul, true, x *y)
 D_BINARY(d_div, y != 0.0, x / y)
 D_BINARY(d_mod, y != 0.0, fmod(x, y))
 
 /* name: double operator with the constant n->c.d (never 0 for / and %) on the right */
-#define D_BINARY_C(name, EXPR)                                                 \
-    DFN(name) {                                                                \
-        double x;                                                              \
-        if (!EV_D(n->a, &x))                                                   \
-            return false;                                                      \
-        *out = EXPR;                                                           \
-        return true;                                                           \
+#define D_BINARY_C(name, EXPR)                                                                                         \
+    DFN(name) {                                                                                                        \
+        double x;                                                                                                      \
+        if (!EV_D(n->a, &x))                                                                                           \
+            return false;                                                                                              \
+        *out = EXPR;                                                                                                   \
+        return true;                                                                                                   \
     }
 D_BINARY_C(d_addc, x + n->c.d)
 D_BINARY_C(d_subc, x - n->c.d)
@@ -371,27 +369,27 @@ DFN(d_pow) {
 }
 
 /* name: min or max over n->args; null if any argument is null */
-#define MINMAX(name, T, EVAL, BETTER)                                          \
-    static bool name(EV_PARAMS, T *out) {                                      \
-        T m, x;                                                                \
-        if (!EVAL(n->args[0], &m))                                             \
-            return false;                                                      \
-        for (int k = 1; k < n->nargs; k++) {                                   \
-            if (!EVAL(n->args[k], &x))                                         \
-                return false;                                                  \
-            if (BETTER)                                                        \
-                m = x;                                                         \
-        }                                                                      \
-        *out = m;                                                              \
-        return true;                                                           \
+#define MINMAX(name, T, EVAL, BETTER)                                                                                  \
+    static bool name(EV_PARAMS, T *out) {                                                                              \
+        T m, x;                                                                                                        \
+        if (!EVAL(n->args[0], &m))                                                                                     \
+            return false;                                                                                              \
+        for (int k = 1; k < n->nargs; k++) {                                                                           \
+            if (!EVAL(n->args[k], &x))                                                                                 \
+                return false;                                                                                          \
+            if (BETTER)                                                                                                \
+                m = x;                                                                                                 \
+        }                                                                                                              \
+        *out = m;                                                                                                      \
+        return true;                                                                                                   \
     }
 /* name: the first non-null argument */
-#define COALESCE(name, T, EVAL)                                                \
-    static bool name(EV_PARAMS, T *out) {                                      \
-        for (int k = 0; k < n->nargs; k++)                                     \
-            if (EVAL(n->args[k], out))                                         \
-                return true;                                                   \
-        return false;                                                          \
+#define COALESCE(name, T, EVAL)                                                                                        \
+    static bool name(EV_PARAMS, T *out) {                                                                              \
+        for (int k = 0; k < n->nargs; k++)                                                                             \
+            if (EVAL(n->args[k], out))                                                                                 \
+                return true;                                                                                           \
+        return false;                                                                                                  \
     }
 MINMAX(d_min, double, EV_D, x < m)
 MINMAX(d_max, double, EV_D, x > m)
@@ -405,37 +403,37 @@ LFN(l_const) {
 }
 LFN(l_field) { return read_l(&r->v[n->slot], out); }
 
-#define L_UNARY(name, EXPR)                                                    \
-    LFN(name) {                                                                \
-        int64_t x;                                                             \
-        if (!EV_L(n->a, &x))                                                   \
-            return false;                                                      \
-        *out = EXPR;                                                           \
-        return true;                                                           \
+#define L_UNARY(name, EXPR)                                                                                            \
+    LFN(name) {                                                                                                        \
+        int64_t x;                                                                                                     \
+        if (!EV_L(n->a, &x))                                                                                           \
+            return false;                                                                                              \
+        *out = EXPR;                                                                                                   \
+        return true;                                                                                                   \
     }
 L_UNARY(l_neg, wrap_neg(x))
 L_UNARY(l_abs, x < 0 ? wrap_neg(x) : x) /* abs(INT64_MIN) wraps to INT64_MIN */
 
-#define L_BINARY(name, OK, EXPR)                                               \
-    LFN(name) {                                                                \
-        int64_t x, y;                                                          \
-        if (!EV_L(n->a, &x) || !EV_L(n->b, &y) || !(OK))                       \
-            return false;                                                      \
-        *out = EXPR;                                                           \
-        return true;                                                           \
+#define L_BINARY(name, OK, EXPR)                                                                                       \
+    LFN(name) {                                                                                                        \
+        int64_t x, y;                                                                                                  \
+        if (!EV_L(n->a, &x) || !EV_L(n->b, &y) || !(OK))                                                               \
+            return false;                                                                                              \
+        *out = EXPR;                                                                                                   \
+        return true;                                                                                                   \
     }
 L_BINARY(l_add, true, wrap_add(x, y))
 L_BINARY(l_sub, true, wrap_sub(x, y))
 L_BINARY(l_mul, true, wrap_mul(x, y))
 L_BINARY(l_mod, y != 0, y == -1 ? 0 : x % y) /* INT64_MIN % -1 traps on x86 */
 
-#define L_BINARY_C(name, EXPR)                                                 \
-    LFN(name) {                                                                \
-        int64_t x;                                                             \
-        if (!EV_L(n->a, &x))                                                   \
-            return false;                                                      \
-        *out = EXPR;                                                           \
-        return true;                                                           \
+#define L_BINARY_C(name, EXPR)                                                                                         \
+    LFN(name) {                                                                                                        \
+        int64_t x;                                                                                                     \
+        if (!EV_L(n->a, &x))                                                                                           \
+            return false;                                                                                              \
+        *out = EXPR;                                                                                                   \
+        return true;                                                                                                   \
     }
 L_BINARY_C(l_addc, wrap_add(x, n->c.i))
 L_BINARY_C(l_subc, wrap_sub(x, n->c.i))
@@ -542,15 +540,13 @@ static bool is_null_value(const node_t *m, const rec_t *r, weir_arena_t *ar) {
         int64_t i;
         return !EV_L(m, &i);
     }
-    case WEIR_BOOL:
-        return EV_B(m) == TN;
+    case WEIR_BOOL: return EV_B(m) == TN;
     case WEIR_STRING:
     case WEIR_BYTES: {
         str_t s;
         return !EV_S(m, &s);
     }
-    default:
-        return true;
+    default: return true;
     }
 }
 BFN(b_isnull) { return is_null_value(n->a, r, ar) ? TT : TF; }
@@ -566,12 +562,12 @@ BFN(ne_b) {
 }
 
 /* name: comparison of two operands of type T */
-#define CMP(name, T, EVAL, EXPR)                                               \
-    BFN(name) {                                                                \
-        T x, y;                                                                \
-        if (!EVAL(n->a, &x) || !EVAL(n->b, &y))                                \
-            return TN;                                                         \
-        return EXPR;                                                           \
+#define CMP(name, T, EVAL, EXPR)                                                                                       \
+    BFN(name) {                                                                                                        \
+        T x, y;                                                                                                        \
+        if (!EVAL(n->a, &x) || !EVAL(n->b, &y))                                                                        \
+            return TN;                                                                                                 \
+        return EXPR;                                                                                                   \
     }
 CMP(eq_l, int64_t, EV_L, x == y)
 CMP(ne_l, int64_t, EV_L, x != y)
@@ -593,12 +589,12 @@ CMP(gt_s, str_t, EV_S, str_cmp(x, y) > 0)
 CMP(ge_s, str_t, EV_S, str_cmp(x, y) >= 0)
 
 /* name: comparison of field n->slot with the constant n->c */
-#define CMP_FC(name, T, READ, EXPR)                                            \
-    BFN(name) {                                                                \
-        T x;                                                                   \
-        if (!READ(&r->v[n->slot], &x))                                         \
-            return TN;                                                         \
-        return EXPR;                                                           \
+#define CMP_FC(name, T, READ, EXPR)                                                                                    \
+    BFN(name) {                                                                                                        \
+        T x;                                                                                                           \
+        if (!READ(&r->v[n->slot], &x))                                                                                 \
+            return TN;                                                                                                 \
+        return EXPR;                                                                                                   \
     }
 CMP_FC(eq_lfc, int64_t, read_l, x == n->c.i)
 CMP_FC(ne_lfc, int64_t, read_l, x != n->c.i)
@@ -675,14 +671,12 @@ static void ev_any(const node_t *n, const rec_t *r, weir_arena_t *ar, weir_value
         }
         break;
     }
-    default:
-        break;
+    default: break;
     }
     out->type = WEIR_NULL;
 }
 
-void weir_expr_eval(const weir_expr_t *e, const weir_record_t *rec, weir_arena_t *arena,
-                    weir_value_t *out) {
+void weir_expr_eval(const weir_expr_t *e, const weir_record_t *rec, weir_arena_t *arena, weir_value_t *out) {
     ev_any(e->root, rec, arena, out);
 }
 
@@ -808,33 +802,57 @@ static node_t *fold(node_t *n) {
 /* ------------------------------------------------------------------------ */
 
 typedef enum tok_kind {
-    T_END, T_ERR, T_INT, T_DBL, T_STR, T_ID, T_QID,
-    T_LP, T_RP, T_COMMA, T_PLUS, T_MINUS, T_STAR, T_SLASH, T_PCT,
-    T_EQ, T_NE, T_LT, T_LE, T_GT, T_GE,
-    T_AND, T_OR, T_NOT, T_IS, T_NULL, T_TRUE, T_FALSE,
+    T_END,
+    T_ERR,
+    T_INT,
+    T_DBL,
+    T_STR,
+    T_ID,
+    T_QID,
+    T_LP,
+    T_RP,
+    T_COMMA,
+    T_PLUS,
+    T_MINUS,
+    T_STAR,
+    T_SLASH,
+    T_PCT,
+    T_EQ,
+    T_NE,
+    T_LT,
+    T_LE,
+    T_GT,
+    T_GE,
+    T_AND,
+    T_OR,
+    T_NOT,
+    T_IS,
+    T_NULL,
+    T_TRUE,
+    T_FALSE,
 } tok_kind_t;
 
 typedef struct tok {
     tok_kind_t k;
-    size_t off;   /**< byte offset of the first character */
-    size_t len;   /**< bytes of source text */
-    uint64_t u;   /**< T_INT value (valid up to 2^63 unless ovf) */
-    bool ovf;     /**< T_INT larger than 2^64 - 1 */
-    double d;     /**< T_DBL value */
+    size_t off; /**< byte offset of the first character */
+    size_t len; /**< bytes of source text */
+    uint64_t u; /**< T_INT value (valid up to 2^63 unless ovf) */
+    bool ovf;   /**< T_INT larger than 2^64 - 1 */
+    double d;   /**< T_DBL value */
 } tok_t;
 
 typedef struct parser {
     const char *src;
     size_t len;
-    size_t pos;               /**< next byte to lex */
+    size_t pos; /**< next byte to lex */
     const weir_rowtype_t *rt;
-    tok_t tok;                /**< current token */
-    char *sb;                 /**< decoded T_STR / T_QID text of the current token */
+    tok_t tok; /**< current token */
+    char *sb;  /**< decoded T_STR / T_QID text of the current token */
     size_t sb_len, sb_cap;
-    int nest;                 /**< current nesting (EXPR_MAX_NEST) */
-    size_t col_off;           /**< col_at() cache: a byte offset ... */
-    int col_val;              /**< ... and its column */
-    bool failed;              /**< an error has been reported */
+    int nest;       /**< current nesting (EXPR_MAX_NEST) */
+    size_t col_off; /**< col_at() cache: a byte offset ... */
+    int col_val;    /**< ... and its column */
+    bool failed;    /**< an error has been reported */
     char *errstr;
     size_t errstr_size;
 } parser_t;
@@ -922,8 +940,7 @@ static const struct {
     const char *word;
     tok_kind_t k;
 } keywords[] = {
-    {"and", T_AND}, {"or", T_OR}, {"not", T_NOT}, {"is", T_IS},
-    {"null", T_NULL}, {"true", T_TRUE}, {"false", T_FALSE},
+    {"and", T_AND}, {"or", T_OR}, {"not", T_NOT}, {"is", T_IS}, {"null", T_NULL}, {"true", T_TRUE}, {"false", T_FALSE},
 };
 
 static bool word_eq(const char *s, size_t n, const char *word) {
@@ -969,7 +986,9 @@ static bool lex_quoted(parser_t *p, char q) {
         case 't': sb_putc(p, '\t'); break;
         case 'r': sb_putc(p, '\r'); break;
         case '0': sb_putc(p, '\0'); break;
-        case '\\': case '\'': case '"': sb_putc(p, c); break;
+        case '\\':
+        case '\'':
+        case '"': sb_putc(p, c); break;
         case 'x':
         case 'u': {
             int digits = c == 'x' ? 2 : 4;
@@ -977,8 +996,7 @@ static bool lex_quoted(parser_t *p, char q) {
             for (int k = 0; k < digits; k++) {
                 int h = i < p->len ? hexval(p->src[i]) : -1;
                 if (h < 0)
-                    return lex_error(p, esc,
-                                     c == 'x' ? "\\x needs 2 hex digits" : "\\u needs 4 hex digits");
+                    return lex_error(p, esc, c == 'x' ? "\\x needs 2 hex digits" : "\\u needs 4 hex digits");
                 v = v * 16 + (uint32_t)h;
                 i++;
             }
@@ -1166,8 +1184,7 @@ static node_t *unexpected(parser_t *p) {
     if (p->tok.k == T_END)
         perr(p, tok_col(p), "unexpected end of expression");
     else
-        perr(p, tok_col(p), "unexpected '%.*s'", (int)(p->tok.len > 40 ? 40 : p->tok.len),
-             p->src + p->tok.off);
+        perr(p, tok_col(p), "unexpected '%.*s'", (int)(p->tok.len > 40 ? 40 : p->tok.len), p->src + p->tok.off);
     return NULL;
 }
 
@@ -1248,11 +1265,7 @@ static node_t *mk_arith(parser_t *p, char op, node_t *l, node_t *r, int opcol, i
     if (t == WEIR_DOUBLE) {
         l = to_double(l);
         r = to_double(r);
-        k = op == '+'   ? K_D_ADD
-            : op == '-' ? K_D_SUB
-            : op == '*' ? K_D_MUL
-            : op == '/' ? K_D_DIV
-                        : K_D_MOD;
+        k = op == '+' ? K_D_ADD : op == '-' ? K_D_SUB : op == '*' ? K_D_MUL : op == '/' ? K_D_DIV : K_D_MOD;
     } else {
         k = op == '+' ? K_L_ADD : op == '-' ? K_L_SUB : op == '*' ? K_L_MUL : K_L_MOD;
     }
@@ -1263,11 +1276,7 @@ static node_t *mk_arith(parser_t *p, char op, node_t *l, node_t *r, int opcol, i
         /* x OP constant: the constant goes into the node (when x is constant
          * too, seal folds the whole node anyway) */
         if (t == WEIR_DOUBLE)
-            k = op == '+'   ? K_D_ADDC
-                : op == '-' ? K_D_SUBC
-                : op == '*' ? K_D_MULC
-                : op == '/' ? K_D_DIVC
-                            : K_D_MODC;
+            k = op == '+' ? K_D_ADDC : op == '-' ? K_D_SUBC : op == '*' ? K_D_MULC : op == '/' ? K_D_DIVC : K_D_MODC;
         else
             k = op == '+' ? K_L_ADDC : op == '-' ? K_L_SUBC : op == '*' ? K_L_MULC : K_L_MODC;
         n->kind = (uint8_t)k;
@@ -1320,8 +1329,7 @@ static node_t *specialise_fc(node_t *n, weir_type_t t, enum cmp op) {
 }
 
 /** = != < <= > >= (sym is the operator as written, for messages) */
-static node_t *mk_cmp(parser_t *p, enum cmp op, const char *sym, node_t *l, node_t *r, int opcol,
-                      int col) {
+static node_t *mk_cmp(parser_t *p, enum cmp op, const char *sym, node_t *l, node_t *r, int opcol, int col) {
     weir_type_t lt = l->type, rt = r->type, t;
     if (lt == WEIR_NULL)
         t = rt;
@@ -1331,8 +1339,7 @@ static node_t *mk_cmp(parser_t *p, enum cmp op, const char *sym, node_t *l, node
         t = WEIR_DOUBLE;
     else
         t = WEIR_BYTES; /* incomparable */
-    if (!(t == WEIR_NULL || is_num(t) || t == WEIR_STRING ||
-          (t == WEIR_BOOL && (op == C_EQ || op == C_NE)))) {
+    if (!(t == WEIR_NULL || is_num(t) || t == WEIR_STRING || (t == WEIR_BOOL && (op == C_EQ || op == C_NE)))) {
         perr(p, opcol, "cannot apply '%s' to %s and %s", sym, tname(lt), tname(rt));
         node_free(l);
         node_free(r);
@@ -1367,9 +1374,7 @@ static bool logic_operand_ok(node_t *n) {
     return n->type == WEIR_BOOL;
 }
 
-static bool is_bool_const(const node_t *n, bool v) {
-    return n->kind == K_B_CONST && !n->cnull && n->c.b == v;
-}
+static bool is_bool_const(const node_t *n, bool v) { return n->kind == K_B_CONST && !n->cnull && n->c.b == v; }
 
 static node_t *mk_andor(parser_t *p, bool is_and, node_t *l, node_t *r, int opcol, int col) {
     weir_type_t lt = l->type, rt = r->type;
@@ -1427,10 +1432,9 @@ static const struct fn {
     int min_args;
     int max_args; /**< -1: any number */
 } functions[] = {
-    {"abs", FN_ABS, 1, 1},       {"sqrt", FN_SQRT, 1, 1},    {"ln", FN_LN, 1, 1},
-    {"exp", FN_EXP, 1, 1},       {"pow", FN_POW, 2, 2},      {"min", FN_MIN, 2, -1},
-    {"max", FN_MAX, 2, -1},      {"coalesce", FN_COALESCE, 1, -1},
-    {"lower", FN_LOWER, 1, 1},   {"upper", FN_UPPER, 1, 1},
+    {"abs", FN_ABS, 1, 1},     {"sqrt", FN_SQRT, 1, 1},   {"ln", FN_LN, 1, 1},    {"exp", FN_EXP, 1, 1},
+    {"pow", FN_POW, 2, 2},     {"min", FN_MIN, 2, -1},    {"max", FN_MAX, 2, -1}, {"coalesce", FN_COALESCE, 1, -1},
+    {"lower", FN_LOWER, 1, 1}, {"upper", FN_UPPER, 1, 1},
 };
 
 static void free_args(node_t **args, int nargs) {
@@ -1451,8 +1455,7 @@ static bool common_type(parser_t *p, const struct fn *f, node_t **args, int narg
         if (at == WEIR_NULL)
             continue;
         if (f->id != FN_COALESCE && !is_num(at) && at != WEIR_STRING) {
-            perr(p, args[k]->col, "function '%s' expects numbers or strings, got %s", f->name,
-                 tname(at));
+            perr(p, args[k]->col, "function '%s' expects numbers or strings, got %s", f->name, tname(at));
             return false;
         }
         if (t == WEIR_NULL || t == at) {
@@ -1481,8 +1484,7 @@ static node_t *mk_call(parser_t *p, const struct fn *f, node_t **args, int nargs
     case FN_POW:
         for (int i = 0; i < nargs; i++) {
             if (!is_num(args[i]->type) && args[i]->type != WEIR_NULL) {
-                perr(p, args[i]->col, "function '%s' expects a number, got %s", f->name,
-                     tname(args[i]->type));
+                perr(p, args[i]->col, "function '%s' expects a number, got %s", f->name, tname(args[i]->type));
                 goto fail;
             }
         }
@@ -1498,22 +1500,20 @@ static node_t *mk_call(parser_t *p, const struct fn *f, node_t **args, int nargs
         } else {
             for (int i = 0; i < nargs; i++)
                 args[i] = to_double(args[i]);
-            k = f->id == FN_SQRT ? K_D_SQRT : f->id == FN_LN ? K_D_LN : f->id == FN_EXP ? K_D_EXP
-                                                                                   : K_D_POW;
+            k = f->id == FN_SQRT ? K_D_SQRT : f->id == FN_LN ? K_D_LN : f->id == FN_EXP ? K_D_EXP : K_D_POW;
         }
         n = node_new(k, t, col);
         n->a = args[0];
         n->b = nargs > 1 ? args[1] : NULL;
-        n->nullable = args[0]->nullable || (n->b && n->b->nullable) ||
-                      f->id == FN_SQRT || f->id == FN_LN || f->id == FN_POW;
+        n->nullable =
+            args[0]->nullable || (n->b && n->b->nullable) || f->id == FN_SQRT || f->id == FN_LN || f->id == FN_POW;
         free(args);
         return seal(p, n);
 
     case FN_LOWER:
     case FN_UPPER:
         if (args[0]->type != WEIR_STRING && args[0]->type != WEIR_NULL) {
-            perr(p, args[0]->col, "function '%s' expects a string, got %s", f->name,
-                 tname(args[0]->type));
+            perr(p, args[0]->col, "function '%s' expects a string, got %s", f->name, tname(args[0]->type));
             goto fail;
         }
         if (is_null_const(args[0])) {
@@ -1572,8 +1572,11 @@ static node_t *mk_call(parser_t *p, const struct fn *f, node_t **args, int nargs
             free(args);
             return only;
         }
-        k = t == WEIR_DOUBLE ? K_D_COAL : t == WEIR_LONG ? K_L_COAL : t == WEIR_BOOL ? K_B_COAL
-            : t == WEIR_STRING ? K_S_COAL : K_X_COAL;
+        k = t == WEIR_DOUBLE   ? K_D_COAL
+            : t == WEIR_LONG   ? K_L_COAL
+            : t == WEIR_BOOL   ? K_B_COAL
+            : t == WEIR_STRING ? K_S_COAL
+                               : K_X_COAL;
         n = node_new(k, t, col);
         n->args = args;
         n->nargs = nargs;
@@ -1648,8 +1651,8 @@ static node_t *parse_call(parser_t *p, const char *name, size_t name_len, int co
     advance(p); /* ')' */
     if (nargs < f->min_args || (f->max_args >= 0 && nargs > f->max_args)) {
         if (f->max_args == f->min_args)
-            perr(p, col, "function '%s' takes %d argument%s, got %d", f->name, f->min_args,
-                 f->min_args == 1 ? "" : "s", nargs);
+            perr(p, col, "function '%s' takes %d argument%s, got %d", f->name, f->min_args, f->min_args == 1 ? "" : "s",
+                 nargs);
         else
             perr(p, col, "function '%s' takes at least %d argument%s, got %d", f->name, f->min_args,
                  f->min_args == 1 ? "" : "s", nargs);
@@ -1715,9 +1718,7 @@ static node_t *parse_primary(parser_t *p) {
         n->c.b = t.k == T_TRUE;
         advance(p);
         return n;
-    case T_NULL:
-        advance(p);
-        return mk_null(WEIR_NULL, col);
+    case T_NULL: advance(p); return mk_null(WEIR_NULL, col);
     case T_ID: {
         /* a call when '(' follows */
         size_t i = p->pos;
@@ -1755,8 +1756,7 @@ static node_t *parse_primary(parser_t *p) {
         }
         advance(p);
         return n;
-    default:
-        return unexpected(p);
+    default: return unexpected(p);
     }
 }
 
@@ -1908,8 +1908,7 @@ static node_t *parse_or(parser_t *p) {
     return l;
 }
 
-weir_expr_t *weir_expr_compile(const char *src, const weir_rowtype_t *rt, char *errstr,
-                               size_t errstr_size) {
+weir_expr_t *weir_expr_compile(const char *src, const weir_rowtype_t *rt, char *errstr, size_t errstr_size) {
     parser_t p;
     memset(&p, 0, sizeof(p));
     p.src = src ? src : "";
@@ -2032,9 +2031,7 @@ static void print_node(const node_t *n, const weir_rowtype_t *rt, FILE *fp) {
             fputs("?", fp);
         fprintf(fp, "#%d:%s", n->slot, tname(n->type));
         break;
-    case F_CONV:
-        print_node(n->a, rt, fp);
-        break;
+    case F_CONV: print_node(n->a, rt, fp); break;
     case F_PREFIX:
         fprintf(fp, "(%s", sym);
         print_node(n->a, rt, fp);

@@ -33,8 +33,7 @@ typedef struct weir_expr weir_expr_t;
  * @returns the expression, or NULL with errstr set to "column N: message"
  *          (the caller prefixes the file:line of the key that held it).
  */
-weir_expr_t *weir_expr_compile(const char *src, const weir_rowtype_t *rt, char *errstr,
-                               size_t errstr_size);
+weir_expr_t *weir_expr_compile(const char *src, const weir_rowtype_t *rt, char *errstr, size_t errstr_size);
 /** @returns the static result type (WEIR_NULL only for the literal `null`). */
 weir_type_t weir_expr_type(const weir_expr_t *e);
 /** @returns true if the result may be null. */
@@ -43,8 +42,7 @@ bool weir_expr_nullable(const weir_expr_t *e);
  * @brief Evaluate e on rec into *out. Strings in *out may point into rec, into
  *        the expression's constants, or into arena. Thread-safe: e is read-only.
  */
-void weir_expr_eval(const weir_expr_t *e, const weir_record_t *rec, weir_arena_t *arena,
-                    weir_value_t *out);
+void weir_expr_eval(const weir_expr_t *e, const weir_record_t *rec, weir_arena_t *arena, weir_value_t *out);
 /** @brief Print the compiled form (fully parenthesised, with resolved slots and types). */
 void weir_expr_print(const weir_expr_t *e, const weir_rowtype_t *rt, FILE *fp);
 void weir_expr_destroy(weir_expr_t *e);

@@ -9,8 +9,7 @@
 static const char hexdig[] = "0123456789abcdef";
 
 /* Length of a valid UTF-8 sequence at p (n bytes available), or 0 if invalid. */
-size_t weir_utf8_seq(const uint8_t *p, size_t n)
-{
+size_t weir_utf8_seq(const uint8_t *p, size_t n) {
     uint8_t c = p[0];
     if (c < 0xC2)
         return 0; /* continuation byte or overlong 2-byte lead */
@@ -41,8 +40,7 @@ size_t weir_utf8_seq(const uint8_t *p, size_t n)
 }
 
 /* Append a control or other escaped byte. */
-static void put_escape(weir_buf_t *out, uint8_t c)
-{
+static void put_escape(weir_buf_t *out, uint8_t c) {
     char e[6];
     switch (c) {
     case '"': weir_buf_append(out, "\\\"", 2); return;
@@ -64,8 +62,7 @@ static inline bool json_plain(uint8_t c) { return c >= 0x20 && c < 0x80 && c != 
 
 /* Strings: valid UTF-8 is copied; an invalid byte becomes U+FFFD, so the
  * output is always valid JSON that a strict reader accepts. */
-void weir_json_append_str(weir_buf_t *out, const char *s, size_t n)
-{
+void weir_json_append_str(weir_buf_t *out, const char *s, size_t n) {
     const uint8_t *p = (const uint8_t *)s, *end = p + n;
     weir_buf_reserve(out, n + 2);
     weir_buf_putc(out, '"');
@@ -94,8 +91,7 @@ void weir_json_append_str(weir_buf_t *out, const char *s, size_t n)
 }
 
 /* Bytes: one character per byte, U+0000..U+00FF (Avro's JSON encoding of bytes). */
-static void append_bytes(weir_buf_t *out, const uint8_t *p, size_t n)
-{
+static void append_bytes(weir_buf_t *out, const uint8_t *p, size_t n) {
     weir_buf_reserve(out, n + 2);
     weir_buf_putc(out, '"');
     for (size_t i = 0; i < n; i++) {
@@ -107,8 +103,7 @@ static void append_bytes(weir_buf_t *out, const uint8_t *p, size_t n)
     weir_buf_putc(out, '"');
 }
 
-static void append_long(weir_buf_t *out, int64_t v)
-{
+static void append_long(weir_buf_t *out, int64_t v) {
     char tmp[24];
     char *e = tmp + sizeof(tmp), *q = e;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -122,8 +117,7 @@ static void append_long(weir_buf_t *out, int64_t v)
 }
 
 /* Shortest of %.15g / %.17g that reads back exactly; "20.0" not "20". */
-size_t weir_json_format_double(char *buf, size_t size, double d)
-{
+size_t weir_json_format_double(char *buf, size_t size, double d) {
     int n = snprintf(buf, size, "%.15g", d);
     if (strtod(buf, NULL) != d)
         n = snprintf(buf, size, "%.17g", d);
@@ -135,22 +129,17 @@ size_t weir_json_format_double(char *buf, size_t size, double d)
     return (size_t)n;
 }
 
-void weir_json_append_value(weir_buf_t *out, const weir_value_t *v)
-{
+void weir_json_append_value(weir_buf_t *out, const weir_value_t *v) {
     char tmp[40];
     switch (v->type) {
-    case WEIR_NULL:
-        weir_buf_append(out, "null", 4);
-        return;
+    case WEIR_NULL: weir_buf_append(out, "null", 4); return;
     case WEIR_BOOL:
         if (v->u.b)
             weir_buf_append(out, "true", 4);
         else
             weir_buf_append(out, "false", 5);
         return;
-    case WEIR_LONG:
-        append_long(out, v->u.i);
-        return;
+    case WEIR_LONG: append_long(out, v->u.i); return;
     case WEIR_DOUBLE:
         if (!isfinite(v->u.d)) {
             weir_buf_append(out, "null", 4);
@@ -158,12 +147,8 @@ void weir_json_append_value(weir_buf_t *out, const weir_value_t *v)
         }
         weir_buf_append(out, tmp, weir_json_format_double(tmp, sizeof(tmp), v->u.d));
         return;
-    case WEIR_STRING:
-        weir_json_append_str(out, v->u.s.p, v->u.s.n);
-        return;
-    case WEIR_BYTES:
-        append_bytes(out, (const uint8_t *)v->u.s.p, v->u.s.n);
-        return;
+    case WEIR_STRING: weir_json_append_str(out, v->u.s.p, v->u.s.n); return;
+    case WEIR_BYTES: append_bytes(out, (const uint8_t *)v->u.s.p, v->u.s.n); return;
     }
     weir_buf_append(out, "null", 4);
 }

@@ -3,8 +3,8 @@
 
 #include "expr.h"
 
-weir_expr_t *weir_plan_expr(const weir_plan_t *plan, const weir_cfg_t *at, const char *key,
-                            const weir_rowtype_t *rt, char *errstr, size_t errstr_size) {
+weir_expr_t *weir_plan_expr(const weir_plan_t *plan, const weir_cfg_t *at, const char *key, const weir_rowtype_t *rt,
+                            char *errstr, size_t errstr_size) {
     const char *src;
     if (!at) {
         weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': missing key '%s'", plan->name, key);

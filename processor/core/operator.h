@@ -41,17 +41,15 @@ struct weir_emitter {
     void (*emit)(weir_emitter_t *em, int port, const weir_record_t *rec);
     /** Report a record that could not be processed (dead-letter with reason). */
     void (*reject)(weir_emitter_t *em, const weir_record_t *rec, const char *reason);
-    void *opaque;  /**< the runtime's */
+    void *opaque; /**< the runtime's */
 };
 
-static inline void weir_emit(weir_emitter_t *em, int port, const weir_record_t *rec) {
-    em->emit(em, port, rec);
-}
+static inline void weir_emit(weir_emitter_t *em, int port, const weir_record_t *rec) { em->emit(em, port, rec); }
 
 /** An output port of a node: port 0 is named after the node, others "node.suffix". */
 typedef struct weir_port {
-    const char *suffix;    /**< NULL for port 0, else e.g. "late", "centroids" (static string) */
-    weir_rowtype_t *rt;    /**< owned by the plan */
+    const char *suffix; /**< NULL for port 0, else e.g. "late", "centroids" (static string) */
+    weir_rowtype_t *rt; /**< owned by the plan */
 } weir_port_t;
 
 struct weir_operator_class;
@@ -59,23 +57,23 @@ struct weir_operator_class;
 /** A compiled node: what configure() produced, shared read-only by all tasks. */
 typedef struct weir_plan {
     const struct weir_operator_class *cls;
-    const char *pipeline;          /**< pipeline name (for deterministic ids) */
-    const char *name;              /**< node name */
-    const weir_cfg_t *cfg;         /**< the node's map in the pipeline file */
-    const weir_rowtype_t *input;   /**< row type of the node's input */
+    const char *pipeline;        /**< pipeline name (for deterministic ids) */
+    const char *name;            /**< node name */
+    const weir_cfg_t *cfg;       /**< the node's map in the pipeline file */
+    const weir_rowtype_t *input; /**< row type of the node's input */
     int nports;
     weir_port_t ports[WEIR_MAX_PORTS];
     /** Filled by the pipeline compiler once sinks are resolved: port p has a
      *  downstream node or sink (e.g. a window emits late records to the
      *  dead-letter output when nothing reads its `late` port). */
     bool port_used[WEIR_MAX_PORTS];
-    void *conf;                    /**< operator's compiled configuration */
+    void *conf; /**< operator's compiled configuration */
 } weir_plan_t;
 
 typedef struct weir_operator_class {
-    int abi;                        /**< WEIR_OPERATOR_ABI */
-    const char *name;               /**< the `op:` value */
-    const char *description;        /**< one line, for `weir validate` and docs */
+    int abi;                             /**< WEIR_OPERATOR_ABI */
+    const char *name;                    /**< the `op:` value */
+    const char *description;             /**< one line, for `weir validate` and docs */
     const weir_config_map_t *config_map; /**< documented keys (NULL-terminated) */
 
     /**

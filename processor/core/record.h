@@ -38,31 +38,55 @@ const char *weir_type_name(weir_type_t t);
 typedef struct weir_value {
     weir_type_t type;
     union {
-        bool b;        /**< WEIR_BOOL */
-        int64_t i;     /**< WEIR_LONG */
-        double d;      /**< WEIR_DOUBLE */
+        bool b;    /**< WEIR_BOOL */
+        int64_t i; /**< WEIR_LONG */
+        double d;  /**< WEIR_DOUBLE */
         struct {
             const char *p; /**< not NUL-terminated; borrowed (see file comment) */
             size_t n;
-        } s;           /**< WEIR_STRING, WEIR_BYTES */
+        } s; /**< WEIR_STRING, WEIR_BYTES */
     } u;
 } weir_value_t;
 
-static inline weir_value_t weir_v_null(void) { weir_value_t v = {.type = WEIR_NULL}; return v; }
-static inline weir_value_t weir_v_bool(bool b) { weir_value_t v = {.type = WEIR_BOOL, .u.b = b}; return v; }
-static inline weir_value_t weir_v_long(int64_t i) { weir_value_t v = {.type = WEIR_LONG, .u.i = i}; return v; }
-static inline weir_value_t weir_v_double(double d) { weir_value_t v = {.type = WEIR_DOUBLE, .u.d = d}; return v; }
+static inline weir_value_t weir_v_null(void) {
+    weir_value_t v = {.type = WEIR_NULL};
+    return v;
+}
+static inline weir_value_t weir_v_bool(bool b) {
+    weir_value_t v = {.type = WEIR_BOOL, .u.b = b};
+    return v;
+}
+static inline weir_value_t weir_v_long(int64_t i) {
+    weir_value_t v = {.type = WEIR_LONG, .u.i = i};
+    return v;
+}
+static inline weir_value_t weir_v_double(double d) {
+    weir_value_t v = {.type = WEIR_DOUBLE, .u.d = d};
+    return v;
+}
 static inline weir_value_t weir_v_str(const char *p, size_t n) {
-    weir_value_t v = {.type = WEIR_STRING, .u.s = {p, n}}; return v;
+    weir_value_t v = {.type = WEIR_STRING, .u.s = {p, n}};
+    return v;
 }
 /* Setters for hot loops: GCC builds a returned weir_value_t on the stack and
  * copies it 16 bytes wide, a store-forwarding stall (~6 ns a field measured in
  * bench/kmeans); these write the two members in place. */
-static inline void weir_set_bool(weir_value_t *v, bool b) { v->type = WEIR_BOOL; v->u.b = b; }
-static inline void weir_set_long(weir_value_t *v, int64_t i) { v->type = WEIR_LONG; v->u.i = i; }
-static inline void weir_set_double(weir_value_t *v, double d) { v->type = WEIR_DOUBLE; v->u.d = d; }
+static inline void weir_set_bool(weir_value_t *v, bool b) {
+    v->type = WEIR_BOOL;
+    v->u.b = b;
+}
+static inline void weir_set_long(weir_value_t *v, int64_t i) {
+    v->type = WEIR_LONG;
+    v->u.i = i;
+}
+static inline void weir_set_double(weir_value_t *v, double d) {
+    v->type = WEIR_DOUBLE;
+    v->u.d = d;
+}
 static inline void weir_set_str(weir_value_t *v, weir_type_t t, const char *p, size_t n) {
-    v->type = t; v->u.s.p = p; v->u.s.n = n;
+    v->type = t;
+    v->u.s.p = p;
+    v->u.s.n = n;
 }
 /** @returns the numeric value as a double (long converted); 0 for non-numbers. */
 static inline double weir_v_num(const weir_value_t *v) {
@@ -71,9 +95,9 @@ static inline double weir_v_num(const weir_value_t *v) {
 
 /** A field of a row type. */
 typedef struct weir_field {
-    char *name;        /**< owned */
-    weir_type_t type;  /**< static type; never WEIR_NULL except for a literal null column */
-    bool nullable;     /**< may hold null */
+    char *name;       /**< owned */
+    weir_type_t type; /**< static type; never WEIR_NULL except for a literal null column */
+    bool nullable;    /**< may hold null */
 } weir_field_t;
 
 /** A row type: the ordered fields of the records on one edge of the graph. */
@@ -111,12 +135,12 @@ typedef struct weir_record {
     int cap;                  /**< slots allocated in v */
     weir_arena_t arena;       /**< bytes owned by this record */
     /* metadata */
-    const char *key;          /**< message key (borrowed) or NULL */
+    const char *key; /**< message key (borrowed) or NULL */
     size_t key_len;
-    int64_t ts;               /**< event time, epoch ms, or WEIR_TS_NONE */
-    const char *topic;        /**< source topic (file mode: input path); borrowed */
-    int32_t partition;        /**< source partition, -1 if none */
-    int64_t offset;           /**< source offset (file mode: line number), -1 if none */
+    int64_t ts;        /**< event time, epoch ms, or WEIR_TS_NONE */
+    const char *topic; /**< source topic (file mode: input path); borrowed */
+    int32_t partition; /**< source partition, -1 if none */
+    int64_t offset;    /**< source offset (file mode: line number), -1 if none */
 } weir_record_t;
 
 /** @brief Initialise a record for row type rt (all values null). */

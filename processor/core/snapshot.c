@@ -134,8 +134,8 @@ int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir
     if (r->err)
         return WEIR_ERR;
     if (tlen != strlen(tag) || memcmp(t, tag, tlen)) {
-        weir_r_fail(r, "snapshot is for operator '%.*s', expected '%s'", (int)(tlen > 64 ? 64 : tlen),
-                    (const char *)t, tag);
+        weir_r_fail(r, "snapshot is for operator '%.*s', expected '%s'", (int)(tlen > 64 ? 64 : tlen), (const char *)t,
+                    tag);
         return WEIR_ERR;
     }
     const uint8_t *body = weir_r_raw(r, (size_t)plen);
@@ -154,8 +154,8 @@ int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir
     return WEIR_OK;
 }
 
-int weir_r_frame_expect(weir_reader_t *r, const char *node, const char *tag, uint16_t max_version,
-                        uint16_t *version, weir_reader_t *body, char *errstr, size_t errstr_size) {
+int weir_r_frame_expect(weir_reader_t *r, const char *node, const char *tag, uint16_t max_version, uint16_t *version,
+                        weir_reader_t *body, char *errstr, size_t errstr_size) {
     if (weir_r_frame_open(r, tag, version, body))
         return weir_err(errstr, errstr_size, "node '%s': %s", node, r->errstr);
     if (*version < 1 || *version > max_version)

@@ -20,9 +20,9 @@
 #include "common.h"
 
 typedef struct weir_writer {
-    weir_buf_t *buf;     /**< destination, borrowed */
-    size_t frame_start;  /**< where the open frame began */
-    size_t len_at;       /**< where its payload length goes */
+    weir_buf_t *buf;    /**< destination, borrowed */
+    size_t frame_start; /**< where the open frame began */
+    size_t len_at;      /**< where its payload length goes */
 } weir_writer_t;
 
 void weir_w_u8(weir_writer_t *w, uint8_t v);
@@ -30,8 +30,8 @@ void weir_w_u32(weir_writer_t *w, uint32_t v);
 void weir_w_u64(weir_writer_t *w, uint64_t v);
 void weir_w_i64(weir_writer_t *w, int64_t v);
 void weir_w_f64(weir_writer_t *w, double v);
-void weir_w_bytes(weir_writer_t *w, const void *p, size_t n);   /**< u32 length + bytes */
-void weir_w_str(weir_writer_t *w, const char *s);               /**< as bytes; NULL -> length 0xffffffff */
+void weir_w_bytes(weir_writer_t *w, const void *p, size_t n); /**< u32 length + bytes */
+void weir_w_str(weir_writer_t *w, const char *s);             /**< as bytes; NULL -> length 0xffffffff */
 
 /** @brief Open a frame for an operator (tag = operator class name) at format version. */
 void weir_w_frame_begin(weir_writer_t *w, const char *tag, uint16_t version);
@@ -42,8 +42,8 @@ typedef struct weir_reader {
     const uint8_t *p;
     size_t len;
     size_t pos;
-    bool err;              /**< set by any overrun or bad value; sticky */
-    char errstr[160];      /**< first error */
+    bool err;         /**< set by any overrun or bad value; sticky */
+    char errstr[160]; /**< first error */
 } weir_reader_t;
 
 void weir_reader_init(weir_reader_t *r, const void *p, size_t len);
@@ -75,7 +75,7 @@ int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir
  * @returns WEIR_OK (with *version and *body set) or WEIR_ERR with errstr
  *          "node 'NODE': <why>".
  */
-int weir_r_frame_expect(weir_reader_t *r, const char *node, const char *tag, uint16_t max_version,
-                        uint16_t *version, weir_reader_t *body, char *errstr, size_t errstr_size);
+int weir_r_frame_expect(weir_reader_t *r, const char *node, const char *tag, uint16_t max_version, uint16_t *version,
+                        weir_reader_t *body, char *errstr, size_t errstr_size);
 
 #endif

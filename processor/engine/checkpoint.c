@@ -30,17 +30,17 @@
 #define CK_KEY_MAX 1024
 
 struct weir_ckpt {
-    char *host;            /**< host name or address, owned */
+    char *host; /**< host name or address, owned */
     int port;
-    char *user;            /**< ACL user, owned, or NULL */
-    char *password;        /**< owned, or NULL (no AUTH) */
-    int db;                /**< SELECTed after connecting when non-zero */
-    char *pipeline;        /**< key prefix weir:PIPELINE:, owned */
-    redisContext *rc;      /**< the connection, NULL until needed and after a failure */
+    char *user;       /**< ACL user, owned, or NULL */
+    char *password;   /**< owned, or NULL (no AUTH) */
+    int db;           /**< SELECTed after connecting when non-zero */
+    char *pipeline;   /**< key prefix weir:PIPELINE:, owned */
+    redisContext *rc; /**< the connection, NULL until needed and after a failure */
     weir_ckpt_stats_t stats;
     weir_ckpt_hook_fn hook; /**< test hook, or NULL */
     void *hook_opaque;
-    uint64_t seq;          /**< makes temporary key names unique within the process */
+    uint64_t seq; /**< makes temporary key names unique within the process */
 };
 
 /* ---- URL ---------------------------------------------------------------- */
@@ -184,8 +184,8 @@ void weir_ckpt_set_write_hook(weir_ckpt_t *c, weir_ckpt_hook_fn fn, void *opaque
  * swallows the one it caused, as libcurl does.
  */
 typedef struct sigpipe_guard {
-    sigset_t old;        /**< the thread's mask before */
-    bool was_pending;    /**< a SIGPIPE was pending before: not ours to swallow */
+    sigset_t old;     /**< the thread's mask before */
+    bool was_pending; /**< a SIGPIPE was pending before: not ours to swallow */
 } sigpipe_guard_t;
 
 static void sigpipe_block(sigpipe_guard_t *g) {
@@ -217,8 +217,8 @@ static void ck_drop(weir_ckpt_t *c) {
 
 /** Redis error replies that mean "not now" rather than "never". */
 static bool transient_error(const char *msg) {
-    static const char *const prefixes[] = {"LOADING", "BUSY", "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
-                                           "READONLY", "NOREPLICAS", "NOMASTERLINK"};
+    static const char *const prefixes[] = {"LOADING",     "BUSY",     "OOM",        "MASTERDOWN",  "TRYAGAIN",
+                                           "CLUSTERDOWN", "READONLY", "NOREPLICAS", "NOMASTERLINK"};
     for (size_t i = 0; i < WEIR_ARRAY_SIZE(prefixes); i++)
         if (!strncmp(msg, prefixes[i], strlen(prefixes[i])))
             return true;
@@ -437,9 +437,8 @@ static int ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int6
     snprintf(s_n, sizeof(s_n), "%" PRId64, n);
     const char *fp = fingerprint ? fingerprint : "";
     const char *m_argv[] = {"MULTI"};
-    const char *h_argv[] = {"HSET",    tmp,    "version",    s_ver,     "next_offset",       s_off, "size",
-                            s_size,    "crc32", s_crc,       "created_ms", s_created, "graph_fingerprint", fp,
-                            "chunks",  s_chunks};
+    const char *h_argv[] = {"HSET",  tmp,   "version",    s_ver,     "next_offset",       s_off, "size",   s_size,
+                            "crc32", s_crc, "created_ms", s_created, "graph_fingerprint", fp,    "chunks", s_chunks};
     const char *p_argv[] = {"PERSIST", tmp};
     const char *r_argv[] = {"RENAME", tmp, key};
     const char *s_argv[] = {"SET", latest, s_n};
@@ -447,8 +446,7 @@ static int ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int6
     struct {
         int argc;
         const char **argv;
-    } tx[] = {{1, m_argv}, {(int)WEIR_ARRAY_SIZE(h_argv), h_argv}, {2, p_argv}, {3, r_argv}, {3, s_argv},
-              {1, x_argv}};
+    } tx[] = {{1, m_argv}, {(int)WEIR_ARRAY_SIZE(h_argv), h_argv}, {2, p_argv}, {3, r_argv}, {3, s_argv}, {1, x_argv}};
     for (size_t i = 0; i < WEIR_ARRAY_SIZE(tx); i++)
         if (redisAppendCommandArgv(c->rc, tx[i].argc, tx[i].argv, NULL) != REDIS_OK)
             return ck_io_fail(c, "MULTI", errstr, errstr_size);
@@ -504,9 +502,8 @@ static int ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int6
     return WEIR_OK;
 }
 
-int weir_ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t next_offset,
-                    const char *fingerprint, const void *state, size_t len, int64_t *n_out, char *errstr,
-                    size_t errstr_size) {
+int weir_ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t next_offset, const char *fingerprint,
+                    const void *state, size_t len, int64_t *n_out, char *errstr, size_t errstr_size) {
     int64_t t0 = weir_now_ns();
     sigpipe_guard_t g;
     sigpipe_block(&g);
@@ -552,8 +549,7 @@ static int get_latest(weir_ckpt_t *c, const char *latest, int64_t *n, char *errs
 }
 
 static int ckpt_read(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n_want, int64_t *n_out,
-                     int64_t *next_offset, char **fingerprint, weir_buf_t *state, char *errstr,
-                     size_t errstr_size) {
+                     int64_t *next_offset, char **fingerprint, weir_buf_t *state, char *errstr, size_t errstr_size) {
     int rc;
     if ((rc = check_topic(topic, errstr, errstr_size)) || (rc = ck_connect(c, errstr, errstr_size)))
         return rc;
@@ -586,8 +582,7 @@ static int ckpt_read(weir_ckpt_t *c, const char *topic, int32_t partition, int64
             return WEIR_CKPT_NONE;
         }
         if (attempt == 2) /* not a race with a writer pruning under us: latest is dangling */
-            return weir_err(errstr, errstr_size, "checkpoint: %s = %" PRId64 " but %s does not exist", latest, n,
-                            key);
+            return weir_err(errstr, errstr_size, "checkpoint: %s = %" PRId64 " but %s does not exist", latest, n, key);
     }
 
     /* Meta: every field present and well-formed, version known. */
@@ -646,8 +641,8 @@ static int ckpt_read(weir_ckpt_t *c, const char *topic, int32_t partition, int64
             rc = weir_err(errstr, errstr_size, "checkpoint %s: chunk:%d of %d is missing (truncated checkpoint)", key,
                           got, nch);
         else if ((int64_t)(state->len + r->len) > size)
-            rc = weir_err(errstr, errstr_size, "checkpoint %s: its chunks hold more than the %" PRId64
-                          " bytes its meta says", key, size);
+            rc = weir_err(errstr, errstr_size,
+                          "checkpoint %s: its chunks hold more than the %" PRId64 " bytes its meta says", key, size);
         else
             weir_buf_append(state, r->str, r->len);
         freeReplyObject(r);
@@ -655,12 +650,14 @@ static int ckpt_read(weir_ckpt_t *c, const char *topic, int32_t partition, int64
             ck_drop(c); /* replies of the chunks still in flight */
     }
     if (rc == WEIR_OK && (int64_t)state->len != size)
-        rc = weir_err(errstr, errstr_size, "checkpoint %s: state is %zu bytes, its meta says %" PRId64
-                      " (truncated checkpoint)", key, state->len, size);
+        rc = weir_err(errstr, errstr_size,
+                      "checkpoint %s: state is %zu bytes, its meta says %" PRId64 " (truncated checkpoint)", key,
+                      state->len, size);
     uint32_t crc;
     if (rc == WEIR_OK && (crc = weir_crc32(0, state->p, state->len)) != (uint32_t)v[M_CRC])
-        rc = weir_err(errstr, errstr_size, "checkpoint %s: CRC-32 mismatch (meta %08" PRIx32 ", data %08" PRIx32
-                      "): corrupt checkpoint", key, (uint32_t)v[M_CRC], crc);
+        rc = weir_err(errstr, errstr_size,
+                      "checkpoint %s: CRC-32 mismatch (meta %08" PRIx32 ", data %08" PRIx32 "): corrupt checkpoint",
+                      key, (uint32_t)v[M_CRC], crc);
     if (rc) {
         free(fp);
         weir_buf_reset(state);
@@ -676,8 +673,7 @@ static int ckpt_read(weir_ckpt_t *c, const char *topic, int32_t partition, int64
 }
 
 int weir_ckpt_read(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n_want, int64_t *n_out,
-                   int64_t *next_offset, char **fingerprint, weir_buf_t *state, char *errstr,
-                   size_t errstr_size) {
+                   int64_t *next_offset, char **fingerprint, weir_buf_t *state, char *errstr, size_t errstr_size) {
     int64_t t0 = weir_now_ns();
     sigpipe_guard_t g;
     sigpipe_block(&g);
@@ -805,8 +801,7 @@ static bool all_digits(const char *s, size_t n) {
  * Split "weir:P:TOPIC:PART:ckpt:N" (*n = N) or "weir:P:TOPIC:PART:latest"
  * (*n = 0). @returns false for any other key (temporary hashes included).
  */
-static bool parse_key(const weir_ckpt_t *c, const char *key, size_t len, char **topic, int32_t *partition,
-                      int64_t *n) {
+static bool parse_key(const weir_ckpt_t *c, const char *key, size_t len, char **topic, int32_t *partition, int64_t *n) {
     size_t plen = 5 + strlen(c->pipeline) + 1;
     if (len <= plen)
         return false;

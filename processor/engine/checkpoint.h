@@ -92,9 +92,8 @@ void weir_ckpt_destroy(weir_ckpt_t *c);
  * @returns WEIR_OK; WEIR_RETRY if Redis is unreachable or slow (nothing
  *          became visible; call again later); WEIR_ERR otherwise (errstr).
  */
-int weir_ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t next_offset,
-                    const char *fingerprint, const void *state, size_t len, int64_t *n_out, char *errstr,
-                    size_t errstr_size);
+int weir_ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t next_offset, const char *fingerprint,
+                    const void *state, size_t len, int64_t *n_out, char *errstr, size_t errstr_size);
 
 /**
  * @brief Read checkpoint `latest` (n_want <= 0) or checkpoint n_want, and
@@ -110,14 +109,13 @@ int weir_ckpt_write(weir_ckpt_t *c, const char *topic, int32_t partition, int64_
  *          version (errstr names the Redis key).
  */
 int weir_ckpt_read(weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n_want, int64_t *n_out,
-                   int64_t *next_offset, char **fingerprint, weir_buf_t *state, char *errstr,
-                   size_t errstr_size);
+                   int64_t *next_offset, char **fingerprint, weir_buf_t *state, char *errstr, size_t errstr_size);
 
 /** One checkpoint of the pipeline, as weir_ckpt_list() finds it. */
 typedef struct weir_ckpt_info {
-    char *topic;        /**< owned */
+    char *topic; /**< owned */
     int32_t partition;
-    int64_t n;          /**< checkpoint number */
+    int64_t n; /**< checkpoint number */
     int64_t next_offset;
     int64_t size;       /**< state bytes */
     int64_t created_ms; /**< wall clock at write, epoch ms */
@@ -169,8 +167,7 @@ const weir_ckpt_stats_t *weir_ckpt_stats(const weir_ckpt_t *c);
  * @brief Name of a key of (topic, partition) into buf: n > 0 gives the
  *        checkpoint hash ...:ckpt:n, n == 0 the `latest` pointer.
  */
-void weir_ckpt_key(const weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n, char *buf,
-                   size_t size);
+void weir_ckpt_key(const weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n, char *buf, size_t size);
 
 /* ---- test-only ---------------------------------------------------------- */
 

@@ -71,7 +71,8 @@ static void *serve(void *arg) {
             bool ok = !strncmp(req, "GET /metrics", 12) || !strncmp(req, "GET / ", 6);
             if (ok)
                 render(s, &body);
-            weir_buf_printf(&out, "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n\r\n",
+            weir_buf_printf(&out,
+                            "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n\r\n",
                             ok ? "200 OK" : "404 Not Found", body.len);
             weir_buf_append(&out, body.p, body.len);
             size_t off = 0;
@@ -89,8 +90,8 @@ static void *serve(void *arg) {
     return NULL;
 }
 
-weir_metrics_server_t *weir_metrics_serve(weir_metrics_t *m, const char *pipeline, int port, int *bound,
-                                          char *errstr, size_t errstr_size) {
+weir_metrics_server_t *weir_metrics_serve(weir_metrics_t *m, const char *pipeline, int port, int *bound, char *errstr,
+                                          size_t errstr_size) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = INADDR_ANY};

@@ -14,9 +14,9 @@
 
 typedef struct load_ctx {
     weir_pipeline_t *pl;
-    char *dir;          /* folder of the pipeline file */
-    int *state;         /* per node: 0 new, 1 compiling, 2 done */
-    int order_pos;      /* next free place in pl->order */
+    char *dir;     /* folder of the pipeline file */
+    int *state;    /* per node: 0 new, 1 compiling, 2 done */
+    int order_pos; /* next free place in pl->order */
     char *errstr;
     size_t errstr_size;
 } load_ctx_t;
@@ -114,7 +114,6 @@ static weir_rowtype_t *parse_inline_fields(load_ctx_t *lc, const weir_cfg_t *f) 
     return rt;
 }
 
-
 static int load_source(load_ctx_t *lc, weir_rowtype_t **owned_rt) {
     weir_pipeline_t *pl = lc->pl;
     weir_source_spec_t *src = &pl->source;
@@ -169,8 +168,9 @@ static int load_source(load_ctx_t *lc, weir_rowtype_t **owned_rt) {
         src->rt = *owned_rt;
     } else {
         return weir_cfg_error(s, lc->errstr, lc->errstr_size,
-                              src->format == WEIR_FMT_AVRO ? "source: format avro needs 'schema: FILE.avsc'"
-                                                           : "source: needs 'schema: FILE.avsc' or 'fields: {name: type}'");
+                              src->format == WEIR_FMT_AVRO
+                                  ? "source: format avro needs 'schema: FILE.avsc'"
+                                  : "source: needs 'schema: FILE.avsc' or 'fields: {name: type}'");
     }
     const weir_cfg_t *et = weir_cfg_get(s, "event_time");
     if (et) {
@@ -182,9 +182,10 @@ static int load_source(load_ctx_t *lc, weir_rowtype_t **owned_rt) {
             return weir_cfg_error(et, lc->errstr, lc->errstr_size, "event_time: unknown field '%s'", f);
         weir_type_t t = src->rt->fields[slot].type;
         if (t != WEIR_LONG && t != WEIR_STRING && t != WEIR_DOUBLE)
-            return weir_cfg_error(et, lc->errstr, lc->errstr_size,
-                                  "event_time: field '%s' is %s; expected epoch milliseconds (long) or an ISO-8601 string",
-                                  f, weir_type_name(t));
+            return weir_cfg_error(
+                et, lc->errstr, lc->errstr_size,
+                "event_time: field '%s' is %s; expected epoch milliseconds (long) or an ISO-8601 string", f,
+                weir_type_name(t));
         src->event_time_slot = slot;
     }
     const weir_cfg_t *key = weir_cfg_get(s, "key");
@@ -246,8 +247,8 @@ static int resolve_ref(load_ctx_t *lc, const weir_cfg_t *at, const char *ref, in
             *port = p;
             return WEIR_OK;
         }
-    return weir_cfg_error(at, lc->errstr, lc->errstr_size, "node '%s' (%s) has no output '%s'", name,
-                          up->cls->name, suffix);
+    return weir_cfg_error(at, lc->errstr, lc->errstr_size, "node '%s' (%s) has no output '%s'", name, up->cls->name,
+                          suffix);
 }
 
 static void edge_add(weir_edge_list_t *l, int v) {
@@ -321,14 +322,13 @@ static int load_nodes(load_ctx_t *lc) {
         if (weir_cfg_as_str(name, &plan->name, lc->errstr, lc->errstr_size))
             return WEIR_ERR;
         if (!strcmp(plan->name, "source") || strchr(plan->name, '.') || !plan->name[0])
-            return weir_cfg_error(name, lc->errstr, lc->errstr_size,
-                                  "node name '%s' is reserved or contains '.'", plan->name);
+            return weir_cfg_error(name, lc->errstr, lc->errstr_size, "node name '%s' is reserved or contains '.'",
+                                  plan->name);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(pl->nodes[j].plan.name, plan->name))
                 return weir_cfg_error(name, lc->errstr, lc->errstr_size, "duplicate node name '%s'", plan->name);
         if (!op)
-            return weir_cfg_error(n, lc->errstr, lc->errstr_size, "node '%s': missing required key 'op'",
-                                  plan->name);
+            return weir_cfg_error(n, lc->errstr, lc->errstr_size, "node '%s': missing required key 'op'", plan->name);
         const char *ops;
         if (weir_cfg_as_str(op, &ops, lc->errstr, lc->errstr_size))
             return WEIR_ERR;
@@ -337,8 +337,8 @@ static int load_nodes(load_ctx_t *lc) {
             for (const weir_operator_class_t *const *c = weir_operator_list(); *c; c++)
                 snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", known[0] ? ", " : "",
                          (*c)->name);
-            return weir_cfg_error(op, lc->errstr, lc->errstr_size, "node '%s': unknown op '%s' (known: %s)",
-                                  plan->name, ops, known);
+            return weir_cfg_error(op, lc->errstr, lc->errstr_size, "node '%s': unknown op '%s' (known: %s)", plan->name,
+                                  ops, known);
         }
     }
     for (int i = 0; i < pl->nnodes; i++)
@@ -365,7 +365,8 @@ static int load_sinks(load_ctx_t *lc) {
         const weir_cfg_t *in = weir_cfg_get(c, "input");
         const weir_cfg_t *late = weir_cfg_get(c, "late");
         if (!!in == !!late)
-            return weir_cfg_error(c, lc->errstr, lc->errstr_size, "sinks[%zu]: needs exactly one of 'input' or 'late'", i);
+            return weir_cfg_error(c, lc->errstr, lc->errstr_size, "sinks[%zu]: needs exactly one of 'input' or 'late'",
+                                  i);
         const char *ref;
         if (weir_cfg_as_str(in ? in : late, &ref, lc->errstr, lc->errstr_size))
             return WEIR_ERR;
@@ -384,7 +385,8 @@ static int load_sinks(load_ctx_t *lc) {
                  up->ports[sk->port].suffix ? up->ports[sk->port].suffix : "");
         const weir_cfg_t *k = weir_cfg_get(c, "kafka");
         if (!k || k->kind != WEIR_CFG_MAP)
-            return weir_cfg_error(k ? k : c, lc->errstr, lc->errstr_size, "sinks[%zu]: needs 'kafka: {topic: NAME}'", i);
+            return weir_cfg_error(k ? k : c, lc->errstr, lc->errstr_size, "sinks[%zu]: needs 'kafka: {topic: NAME}'",
+                                  i);
         const weir_cfg_t *t = weir_cfg_get(k, "topic");
         if (!t)
             return weir_cfg_error(k, lc->errstr, lc->errstr_size, "sinks[%zu].kafka: missing required key 'topic'", i);
@@ -397,7 +399,8 @@ static int load_sinks(load_ctx_t *lc) {
         if (sc && !(sk->schema = load_schema(lc, sc)))
             return WEIR_ERR;
         if (sk->format == WEIR_FMT_AVRO && !sk->schema)
-            return weir_cfg_error(c, lc->errstr, lc->errstr_size, "sinks[%zu]: format avro needs 'schema: FILE.avsc'", i);
+            return weir_cfg_error(c, lc->errstr, lc->errstr_size, "sinks[%zu]: format avro needs 'schema: FILE.avsc'",
+                                  i);
         if (sk->schema) {
             /* Check now that the node's output fits the schema: fail fast at start-up. */
             char msg[WEIR_ERRSTR_SIZE];
@@ -436,7 +439,8 @@ static int load_rest(load_ctx_t *lc) {
     pl->checkpoint_interval_ms = 10000;
     if (ck) {
         static const weir_config_map_t ck_map[] = {
-            {WEIR_CM_STR, "redis", NULL, false, offsetof(weir_pipeline_t, redis_url), "redis://[user:pass@]host:port/db"},
+            {WEIR_CM_STR, "redis", NULL, false, offsetof(weir_pipeline_t, redis_url),
+             "redis://[user:pass@]host:port/db"},
             {WEIR_CM_DURATION, "interval", "10s", false, offsetof(weir_pipeline_t, checkpoint_interval_ms),
              "time between checkpoints"},
             {0},
@@ -577,7 +581,8 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp) {
     for (int k = 0; k < pl->nnodes; k++) {
         const weir_node_t *n = &pl->nodes[pl->order[k]];
         const char *in = n->input_node == WEIR_SOURCE ? "source" : pl->nodes[n->input_node].plan.name;
-        const char *ins = n->input_node != WEIR_SOURCE ? pl->nodes[n->input_node].plan.ports[n->input_port].suffix : NULL;
+        const char *ins =
+            n->input_node != WEIR_SOURCE ? pl->nodes[n->input_node].plan.ports[n->input_port].suffix : NULL;
         fprintf(fp, "node %s: %s <- %s%s%s\n", n->plan.name, n->plan.cls->name, in, ins ? "." : "", ins ? ins : "");
         if (n->plan.cls->describe)
             n->plan.cls->describe(&n->plan, fp);

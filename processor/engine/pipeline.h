@@ -23,8 +23,8 @@ typedef struct weir_edge_list {
 
 typedef struct weir_node {
     weir_plan_t plan;
-    int input_node;                       /**< index of the upstream node or WEIR_SOURCE */
-    int input_port;                       /**< its port */
+    int input_node;                         /**< index of the upstream node or WEIR_SOURCE */
+    int input_port;                         /**< its port */
     weir_edge_list_t nodes[WEIR_MAX_PORTS]; /**< downstream nodes per output port */
     weir_edge_list_t sinks[WEIR_MAX_PORTS]; /**< sinks per output port */
 } weir_node_t;
@@ -36,7 +36,7 @@ typedef struct weir_sink_spec {
     const weir_rowtype_t *rt; /**< row type of what it reads */
     const char *topic;        /**< Kafka topic */
     weir_format_t format;
-    weir_schema_t *schema;    /**< AVRO: owned */
+    weir_schema_t *schema; /**< AVRO: owned */
     bool confluent;
     const weir_cfg_t *properties; /**< librdkafka producer properties or NULL */
 } weir_sink_spec_t;
@@ -45,34 +45,34 @@ typedef struct weir_source_spec {
     const weir_cfg_t *cfg;
     int ntopics;
     const char **topics;
-    const char *group_id;     /**< default: the pipeline name */
+    const char *group_id; /**< default: the pipeline name */
     weir_format_t format;
     weir_schema_t *schema;    /**< owned; JSON may use one too, for the types */
     const weir_rowtype_t *rt; /**< the source's row type */
     bool confluent;
     const weir_cfg_t *properties; /**< librdkafka consumer properties or NULL */
-    int event_time_slot;      /**< slot of the event-time field, or -1: Kafka timestamp */
-    int key_slot;             /**< slot used as record key when the message has none, or -1 */
+    int event_time_slot;          /**< slot of the event-time field, or -1: Kafka timestamp */
+    int key_slot;                 /**< slot used as record key when the message has none, or -1 */
     int64_t max_out_of_orderness_ms;
-    int64_t idle_timeout_ms;  /**< 0 = never */
+    int64_t idle_timeout_ms; /**< 0 = never */
 } weir_source_spec_t;
 
 typedef struct weir_pipeline {
-    weir_cfg_t *root;         /**< the parsed file; owned */
+    weir_cfg_t *root; /**< the parsed file; owned */
     const char *path;
-    const char *name;         /**< `pipeline:` */
+    const char *name; /**< `pipeline:` */
     weir_source_spec_t source;
     int nnodes;
     weir_node_t *nodes;
-    int *order;               /**< topological order of node indices */
+    int *order; /**< topological order of node indices */
     int nsinks;
     weir_sink_spec_t *sinks;
-    const char *dead_letter_topic;   /**< default "<pipeline>.dlq" */
+    const char *dead_letter_topic; /**< default "<pipeline>.dlq" */
     char *dead_letter_owned;
     /* checkpoint (issue 6) */
-    const char *redis_url;    /**< NULL: no checkpoints */
+    const char *redis_url; /**< NULL: no checkpoints */
     int64_t checkpoint_interval_ms;
-    const char *delivery;     /**< "at_least_once" | "exactly_once" */
+    const char *delivery; /**< "at_least_once" | "exactly_once" */
 } weir_pipeline_t;
 
 /**
@@ -82,8 +82,7 @@ typedef struct weir_pipeline {
  */
 weir_pipeline_t *weir_pipeline_load(const char *path, char *errstr, size_t errstr_size);
 /** @brief Same, from YAML text (`name` stands for the path in messages). */
-weir_pipeline_t *weir_pipeline_load_string(const char *name, const char *yaml, char *errstr,
-                                           size_t errstr_size);
+weir_pipeline_t *weir_pipeline_load_string(const char *name, const char *yaml, char *errstr, size_t errstr_size);
 void weir_pipeline_destroy(weir_pipeline_t *pl);
 
 /** @brief Print the compiled graph with resolved fields and types (`weir validate`). */

@@ -47,8 +47,8 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
 int weir_parse_iso8601(const char *s, size_t n, int64_t *ms) {
     size_t p = 0;
     int Y, M, D, h = 0, mi = 0, sec = 0, frac_ms = 0;
-    if (digits(s, n, &p, 4, &Y) || p >= n || s[p++] != '-' || digits(s, n, &p, 2, &M) || p >= n ||
-        s[p++] != '-' || digits(s, n, &p, 2, &D))
+    if (digits(s, n, &p, 4, &Y) || p >= n || s[p++] != '-' || digits(s, n, &p, 2, &M) || p >= n || s[p++] != '-' ||
+        digits(s, n, &p, 2, &D))
         return WEIR_ERR;
     if (M < 1 || M > 12 || D < 1 || D > 31)
         return WEIR_ERR;
@@ -140,7 +140,8 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
 }
 
 void weir_print_summary(uint64_t in, uint64_t out, uint64_t dead, double elapsed_s) {
-    fprintf(stderr, "weir summary: records_in=%llu records_out=%llu dead_lettered=%llu elapsed_s=%.3f records_per_s=%.0f\n",
+    fprintf(stderr,
+            "weir summary: records_in=%llu records_out=%llu dead_lettered=%llu elapsed_s=%.3f records_per_s=%.0f\n",
             (unsigned long long)in, (unsigned long long)out, (unsigned long long)dead, elapsed_s,
             elapsed_s > 0 ? (double)in / elapsed_s : 0.0);
 }

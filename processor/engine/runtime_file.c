@@ -11,7 +11,7 @@ typedef struct file_run {
     const weir_pipeline_t *pl;
     FILE *out;
     FILE *dead;
-    weir_encoder_t **enc;  /* per sink */
+    weir_encoder_t **enc; /* per sink */
     weir_buf_t buf;
     uint64_t dead_count;
     const char *input_name;

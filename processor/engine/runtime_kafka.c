@@ -46,13 +46,13 @@ typedef struct ktask {
     weir_task_t *task;
     weir_decoder_t *dec;
     weir_record_t rec;
-    int64_t next_offset;      /* next offset to read; -1 unknown */
-    int64_t committed;        /* last committed next_offset */
-    int64_t end_offset;       /* --until-end: stop here (exclusive), -1 none */
-    int64_t ckpt_offset;      /* next_offset stored by the last checkpoint, -1 none */
-    char **id_prefix;         /* per sink: "pipeline/label/topic/partition/" for output ids */
+    int64_t next_offset; /* next offset to read; -1 unknown */
+    int64_t committed;   /* last committed next_offset */
+    int64_t end_offset;  /* --until-end: stop here (exclusive), -1 none */
+    int64_t ckpt_offset; /* next_offset stored by the last checkpoint, -1 none */
+    char **id_prefix;    /* per sink: "pipeline/label/topic/partition/" for output ids */
     size_t *id_prefix_len;
-    bool done;                /* reached end_offset */
+    bool done; /* reached end_offset */
     struct ktask *next;
 } ktask_t;
 
@@ -69,39 +69,39 @@ typedef struct krun {
     rd_kafka_t *producer;
     rd_kafka_topic_t **sink_topics;
     rd_kafka_topic_t *dlq_topic;
-    weir_encoder_t **enc;     /* per sink */
+    weir_encoder_t **enc; /* per sink */
     weir_buf_t buf;
     ktask_t *tasks;
-    ktask_t *current;         /* the task whose record is in hand */
-    ktask_t *hint;            /* the task of the last message */
+    ktask_t *current; /* the task whose record is in hand */
+    ktask_t *hint;    /* the task of the last message */
     end_mark_t *ends;
     int nends;
     uint64_t in, out, dead;
     _Atomic uint64_t produce_errors; /* also counted by the hand-off thread */
     int64_t first_ns, last_ns;
     const char *instance;
-    atomic_bool fatal;        /* set by either thread; the run stops */
+    atomic_bool fatal; /* set by either thread; the run stops */
     /* producer hand-off (default): the worker thread encodes each output and
      * queues it here; one thread makes the librdkafka produce calls */
     weir_spsc_t *outq;
     pthread_t sink_thread;
     bool sink_started;
     atomic_bool sink_quit;
-    bool ever_assigned;       /* see the close path in weir_run_kafka */
+    bool ever_assigned; /* see the close path in weir_run_kafka */
     bool subscribed;
     /* checkpoints */
-    weir_ckpt_t *ckpt;        /* NULL: no checkpoints, offsets committed on an interval */
-    char *fingerprint;        /* graph fingerprint stored with each checkpoint */
-    bool paused;              /* Redis down: partitions paused */
-    int64_t retry_at_ns;      /* next checkpoint attempt while paused */
+    weir_ckpt_t *ckpt;   /* NULL: no checkpoints, offsets committed on an interval */
+    char *fingerprint;   /* graph fingerprint stored with each checkpoint */
+    bool paused;         /* Redis down: partitions paused */
+    int64_t retry_at_ns; /* next checkpoint attempt while paused */
     int backoff_ms;
     uint64_t checkpoints, ckpt_failures;
-    weir_buf_t snap;          /* snapshot scratch */
-    bool eos;                 /* delivery: exactly_once (Kafka transactions) */
+    weir_buf_t snap; /* snapshot scratch */
+    bool eos;        /* delivery: exactly_once (Kafka transactions) */
     /* deterministic ids of outputs without an `id` field */
-    int *id_slot;             /* per sink: slot of a string field `id`, or -1 */
+    int *id_slot; /* per sink: slot of a string field `id`, or -1 */
     char idbuf[512];
-    weir_metrics_t metrics;   /* read by the metrics thread */
+    weir_metrics_t metrics; /* read by the metrics thread */
 } krun_t;
 
 static ktask_t *ktask_find(krun_t *kr, const char *topic, int32_t partition) {
@@ -119,8 +119,8 @@ static int64_t end_for(krun_t *kr, const char *topic, int32_t partition) {
 }
 
 /* Produce with back-pressure: on a full queue, serve delivery reports and retry. */
-static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t key_len, const void *val,
-                    size_t len, rd_kafka_headers_t *hdrs, int64_t ts) {
+static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t key_len, const void *val, size_t len,
+                    rd_kafka_headers_t *hdrs, int64_t ts) {
     for (;;) {
         rd_kafka_resp_err_t err =
             rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
@@ -213,8 +213,12 @@ static void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
     size_t need = sizeof(out_hdr_t) + klen + kr->buf.len + id_len;
     if (kr->outq && need <= weir_spsc_max_entry(kr->outq)) {
         uint8_t *e = weir_spsc_reserve(kr->outq, need);
-        out_hdr_t hd = {.ts = ts, .sink = sink, .has_key = rec->key != NULL, .klen = (uint32_t)klen,
-                        .vlen = (uint32_t)kr->buf.len, .idlen = (uint32_t)id_len};
+        out_hdr_t hd = {.ts = ts,
+                        .sink = sink,
+                        .has_key = rec->key != NULL,
+                        .klen = (uint32_t)klen,
+                        .vlen = (uint32_t)kr->buf.len,
+                        .idlen = (uint32_t)id_len};
         memcpy(e, &hd, sizeof(hd));
         if (klen)
             memcpy(e + sizeof(hd), rec->key, klen);
@@ -386,7 +390,8 @@ static int commit_transaction(krun_t *kr, rd_kafka_topic_partition_list_t *offs)
         e = rd_kafka_commit_transaction(kr->producer, 30000);
     if (e) {
         weir_log(WEIR_LOG_ERR, LOG, "transaction commit failed: %s%s", rd_kafka_error_string(e),
-                 rd_kafka_error_txn_requires_abort(e) ? " (aborting; a restart recovers from the last checkpoint)" : "");
+                 rd_kafka_error_txn_requires_abort(e) ? " (aborting; a restart recovers from the last checkpoint)"
+                                                      : "");
         if (rd_kafka_error_txn_requires_abort(e)) {
             rd_kafka_error_t *a = rd_kafka_abort_transaction(kr->producer, 30000);
             if (a)
@@ -438,7 +443,8 @@ static int commit_tasks(krun_t *kr, const rd_kafka_topic_partition_list_t *only)
             sink_drain(kr);
             rd_kafka_resp_err_t err;
             while ((err = rd_kafka_flush(kr->producer, 10000)) == RD_KAFKA_RESP_ERR__TIMED_OUT && !kr->fatal)
-                weir_log(WEIR_LOG_WARN, LOG, "waiting for %d outputs to be acknowledged", rd_kafka_outq_len(kr->producer));
+                weir_log(WEIR_LOG_WARN, LOG, "waiting for %d outputs to be acknowledged",
+                         rd_kafka_outq_len(kr->producer));
             flushed = true;
             if (kr->fatal) {
                 rc = WEIR_ERR;
@@ -520,12 +526,13 @@ static int64_t restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
         rc = weir_ckpt_read(kr->ckpt, t->topic, t->partition, 0, &n, &off, &fp, &state, errstr, sizeof(errstr));
         if (rc != WEIR_RETRY || weir_stop)
             break;
-        weir_log(WEIR_LOG_WARN, "checkpoint", "Redis unavailable (%s): cannot restore %s[%d] yet, retry in %d ms", errstr,
-                 t->topic, (int)t->partition, backoff);
+        weir_log(WEIR_LOG_WARN, "checkpoint", "Redis unavailable (%s): cannot restore %s[%d] yet, retry in %d ms",
+                 errstr, t->topic, (int)t->partition, backoff);
         usleep((useconds_t)backoff * 1000);
         backoff = backoff * 2 > 8000 ? 8000 : backoff * 2;
     }
-    if (rc == WEIR_ERR || (rc == WEIR_OK && !strcmp(kr->pl->delivery, "exactly_once") && committed >= 0 && off != committed)) {
+    if (rc == WEIR_ERR ||
+        (rc == WEIR_OK && !strcmp(kr->pl->delivery, "exactly_once") && committed >= 0 && off != committed)) {
         /* A corrupt latest checkpoint, or (exactly-once) one whose transaction
          * never committed: fall back to the one before it. */
         if (rc == WEIR_ERR)
@@ -546,13 +553,14 @@ static int64_t restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
         }
         free(fp);
         fp = NULL;
-        rc = prev > 0 ? weir_ckpt_read(kr->ckpt, t->topic, t->partition, prev, &n, &off, &fp, &state, errstr,
-                                       sizeof(errstr))
-                      : WEIR_CKPT_NONE;
+        rc = prev > 0
+                 ? weir_ckpt_read(kr->ckpt, t->topic, t->partition, prev, &n, &off, &fp, &state, errstr, sizeof(errstr))
+                 : WEIR_CKPT_NONE;
         if (rc != WEIR_OK) {
-            weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: no usable checkpoint (%s); refusing to start without state "
-                     "(use --reset-state all to start empty)", t->topic, (int)t->partition,
-                     rc == WEIR_CKPT_NONE ? "none before it" : errstr);
+            weir_log(WEIR_LOG_ERR, "checkpoint",
+                     "%s[%d]: no usable checkpoint (%s); refusing to start without state "
+                     "(use --reset-state all to start empty)",
+                     t->topic, (int)t->partition, rc == WEIR_CKPT_NONE ? "none before it" : errstr);
             if (kr->o->reset_state && !strcmp(kr->o->reset_state, "all")) {
                 weir_buf_free(&state);
                 free(fp);
@@ -711,7 +719,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 /* librdkafka's own log lines, in weir's format (level: syslog numbers). */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
-    weir_log(level <= 3 ? WEIR_LOG_ERR : level == 4 ? WEIR_LOG_WARN : level <= 6 ? WEIR_LOG_INFO : WEIR_LOG_DEBUG,
+    weir_log(level <= 3   ? WEIR_LOG_ERR
+             : level == 4 ? WEIR_LOG_WARN
+             : level <= 6 ? WEIR_LOG_INFO
+                          : WEIR_LOG_DEBUG,
              "librdkafka", "%s: %s", fac, buf);
 }
 
@@ -986,7 +997,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         weir_log(WEIR_LOG_INFO, "checkpoint", "state goes to %s every %lld ms", redis,
                  (long long)(o->checkpoint_interval_ms > 0 ? o->checkpoint_interval_ms : pl->checkpoint_interval_ms));
     } else if (!strcmp(pl->delivery, "exactly_once")) {
-        weir_log(WEIR_LOG_ERR, LOG, "%s: delivery: exactly_once needs checkpoints (checkpoint.redis or --redis)", pl->path);
+        weir_log(WEIR_LOG_ERR, LOG, "%s: delivery: exactly_once needs checkpoints (checkpoint.redis or --redis)",
+                 pl->path);
         goto done;
     }
     if (!strcmp(pl->delivery, "exactly_once")) {
@@ -999,7 +1011,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             goto done;
         }
         kr.eos = true;
-        weir_log(WEIR_LOG_INFO, LOG, "exactly-once delivery: outputs and offsets commit in one transaction per checkpoint");
+        weir_log(WEIR_LOG_INFO, LOG,
+                 "exactly-once delivery: outputs and offsets commit in one transaction per checkpoint");
     }
     kr.id_slot = weir_calloc((size_t)pl->nsinks + 1, sizeof(int));
     for (int i = 0; i < pl->nsinks; i++) {
@@ -1129,7 +1142,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         /* The final checkpoint (SIGTERM, --duration, end of a bounded run). */
         int frc = commit_tasks(&kr, NULL);
         if (frc != WEIR_OK && kr.ckpt)
-            weir_log(WEIR_LOG_WARN, "checkpoint", "final checkpoint not written: a restart resumes from the previous one");
+            weir_log(WEIR_LOG_WARN, "checkpoint",
+                     "final checkpoint not written: a restart resumes from the previous one");
         if (!ended_here)
             kr.last_ns = weir_now_ns();
     }

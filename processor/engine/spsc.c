@@ -30,10 +30,10 @@
 struct weir_spsc {
     uint8_t *buf;
     size_t cap, mask;
-    _Atomic size_t head;      /* producer: bytes published */
-    _Atomic size_t tail;      /* consumer: bytes released */
-    size_t pending;           /* producer: head after the reserved entry */
-    size_t next;              /* consumer: tail after the peeked entry */
+    _Atomic size_t head; /* producer: bytes published */
+    _Atomic size_t tail; /* consumer: bytes released */
+    size_t pending;      /* producer: head after the reserved entry */
+    size_t next;         /* consumer: tail after the peeked entry */
     atomic_bool cons_waiting, prod_waiting;
     pthread_mutex_t mu;
     pthread_cond_t cons_cv, prod_cv;
@@ -41,14 +41,12 @@ struct weir_spsc {
 
 static size_t pad8(size_t n) { return (n + 7u) & ~(size_t)7u; }
 
-static void die(const char *what, size_t n)
-{
+static void die(const char *what, size_t n) {
     fprintf(stderr, "weir: spsc: %s (%zu bytes)\n", what, n);
     abort();
 }
 
-weir_spsc_t *weir_spsc_new(size_t cap)
-{
+weir_spsc_t *weir_spsc_new(size_t cap) {
     size_t c = 4096;
     while (c < cap)
         c <<= 1;
@@ -63,8 +61,7 @@ weir_spsc_t *weir_spsc_new(size_t cap)
     return q;
 }
 
-void weir_spsc_destroy(weir_spsc_t *q)
-{
+void weir_spsc_destroy(weir_spsc_t *q) {
     if (!q)
         return;
     pthread_cond_destroy(&q->cons_cv);
@@ -76,8 +73,7 @@ void weir_spsc_destroy(weir_spsc_t *q)
 
 size_t weir_spsc_max_entry(const weir_spsc_t *q) { return q->cap / 2 - HDR; }
 
-static void deadline(struct timespec *ts, int ms)
-{
+static void deadline(struct timespec *ts, int ms) {
     clock_gettime(CLOCK_REALTIME, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000L;
@@ -88,8 +84,7 @@ static void deadline(struct timespec *ts, int ms)
 }
 
 /* Producer: wait until at least `need` bytes are free (or, need == cap, all). */
-static void wait_room(weir_spsc_t *q, size_t head, size_t need)
-{
+static void wait_room(weir_spsc_t *q, size_t head, size_t need) {
     while (q->cap - (head - atomic_load(&q->tail)) < need) {
         pthread_mutex_lock(&q->mu);
         atomic_store(&q->prod_waiting, true);
@@ -103,8 +98,7 @@ static void wait_room(weir_spsc_t *q, size_t head, size_t need)
     }
 }
 
-void *weir_spsc_reserve(weir_spsc_t *q, size_t n)
-{
+void *weir_spsc_reserve(weir_spsc_t *q, size_t n) {
     size_t size = HDR + pad8(n);
     if (size > q->cap / 2)
         die("entry larger than half the ring", n);
@@ -127,8 +121,7 @@ void *weir_spsc_reserve(weir_spsc_t *q, size_t n)
     return q->buf + pos + HDR;
 }
 
-void weir_spsc_push(weir_spsc_t *q)
-{
+void weir_spsc_push(weir_spsc_t *q) {
     atomic_store(&q->head, q->pending); /* seq_cst: pairs with cons_waiting */
     if (atomic_load(&q->cons_waiting)) {
         pthread_mutex_lock(&q->mu);
@@ -137,13 +130,9 @@ void weir_spsc_push(weir_spsc_t *q)
     }
 }
 
-void weir_spsc_drain(weir_spsc_t *q)
-{
-    wait_room(q, atomic_load_explicit(&q->head, memory_order_relaxed), q->cap);
-}
+void weir_spsc_drain(weir_spsc_t *q) { wait_room(q, atomic_load_explicit(&q->head, memory_order_relaxed), q->cap); }
 
-const void *weir_spsc_peek(weir_spsc_t *q, size_t *n)
-{
+const void *weir_spsc_peek(weir_spsc_t *q, size_t *n) {
     size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
     size_t head = atomic_load_explicit(&q->head, memory_order_acquire);
     if (tail == head)
@@ -159,8 +148,7 @@ const void *weir_spsc_peek(weir_spsc_t *q, size_t *n)
     return q->buf + (tail & q->mask) + HDR;
 }
 
-void weir_spsc_pop(weir_spsc_t *q)
-{
+void weir_spsc_pop(weir_spsc_t *q) {
     atomic_store(&q->tail, q->next); /* seq_cst: pairs with prod_waiting */
     if (atomic_load(&q->prod_waiting)) {
         pthread_mutex_lock(&q->mu);
@@ -169,8 +157,7 @@ void weir_spsc_pop(weir_spsc_t *q)
     }
 }
 
-bool weir_spsc_wait(weir_spsc_t *q, int timeout_ms)
-{
+bool weir_spsc_wait(weir_spsc_t *q, int timeout_ms) {
     if (atomic_load(&q->head) != atomic_load_explicit(&q->tail, memory_order_relaxed))
         return true;
     pthread_mutex_lock(&q->mu);
@@ -185,8 +172,7 @@ bool weir_spsc_wait(weir_spsc_t *q, int timeout_ms)
     return atomic_load(&q->head) != atomic_load_explicit(&q->tail, memory_order_relaxed);
 }
 
-void weir_spsc_wake(weir_spsc_t *q)
-{
+void weir_spsc_wake(weir_spsc_t *q) {
     pthread_mutex_lock(&q->mu);
     pthread_cond_signal(&q->cons_cv);
     pthread_mutex_unlock(&q->mu);

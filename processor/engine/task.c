@@ -40,8 +40,7 @@ static void task_reject(weir_emitter_t *em, const weir_record_t *rec, const char
         t->reject_fn(t->opaque, t->pl->nodes[te->node].plan.name, rec, reason);
 }
 
-weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn,
-                           void *opaque) {
+weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn, void *opaque) {
     weir_task_t *t = weir_calloc(1, sizeof(*t));
     t->pl = pl;
     t->sink_fn = sink_fn;

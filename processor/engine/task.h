@@ -21,30 +21,29 @@ typedef void (*weir_sink_fn)(void *opaque, int sink, const weir_record_t *rec);
 typedef void (*weir_reject_fn)(void *opaque, const char *node, const weir_record_t *rec, const char *reason);
 
 typedef struct weir_task_stats {
-    uint64_t records_in;   /**< records fed to the graph */
-    uint64_t *node_out;    /**< per node: records emitted on any port */
-    uint64_t sink_out;     /**< records handed to sinks */
-    uint64_t rejected;     /**< records rejected by operators */
+    uint64_t records_in; /**< records fed to the graph */
+    uint64_t *node_out;  /**< per node: records emitted on any port */
+    uint64_t sink_out;   /**< records handed to sinks */
+    uint64_t rejected;   /**< records rejected by operators */
 } weir_task_stats_t;
 
 struct weir_task {
     const weir_pipeline_t *pl;
-    void **ctx;                 /**< per node */
-    struct task_emitter *em;    /**< per node */
+    void **ctx;              /**< per node */
+    struct task_emitter *em; /**< per node */
     weir_sink_fn sink_fn;
     weir_reject_fn reject_fn;
     void *opaque;
-    int64_t max_ts;             /**< largest event time seen, or WEIR_TS_NONE */
-    int64_t watermark;          /**< current watermark (WEIR_TS_NONE before the first record) */
-    int64_t last_record_ms;     /**< processing time of the last record (idle detection) */
-    uint64_t idle_seen_in;      /**< records_in at the last idle tick (records arrived since?) */
+    int64_t max_ts;         /**< largest event time seen, or WEIR_TS_NONE */
+    int64_t watermark;      /**< current watermark (WEIR_TS_NONE before the first record) */
+    int64_t last_record_ms; /**< processing time of the last record (idle detection) */
+    uint64_t idle_seen_in;  /**< records_in at the last idle tick (records arrived since?) */
     weir_task_stats_t stats;
-    uint64_t *sink_seq;         /**< per sink: outputs handed to it so far (checkpointed) */
-    uint64_t emit_seq;          /**< during a sink callback: that output's number at its sink */
+    uint64_t *sink_seq; /**< per sink: outputs handed to it so far (checkpointed) */
+    uint64_t emit_seq;  /**< during a sink callback: that output's number at its sink */
 };
 
-weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn,
-                           void *opaque);
+weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn, void *opaque);
 void weir_task_destroy(weir_task_t *t);
 
 /** @brief Run one source record through the graph and advance the watermark from its event time. */
