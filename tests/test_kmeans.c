@@ -924,6 +924,7 @@ static uint64_t xs64(uint64_t *s) {
     return *s;
 }
 
+/* Expected text: JavaScript's Number.prototype.toString of the same values (node). */
 Test(kmeans_fmt, shortest_round_trip) {
     static const struct {
         double v;
@@ -934,12 +935,12 @@ Test(kmeans_fmt, shortest_round_trip) {
                  {0.1, "0.1"},
                  {-3.25, "-3.25"},
                  {12, "12"},
-                 {1e21, "1e21"},
+                 {1e21, "1e+21"},
                  {1e-7, "1e-7"},
                  {123456.789, "123456.789"},
                  {0.000123, "0.000123"},
                  {5e-324, "5e-324"},
-                 {1.7976931348623157e308, "1.7976931348623157e308"},
+                 {1.7976931348623157e308, "1.7976931348623157e+308"},
                  {2.0 / 3, "0.6666666666666666"},
                  {NAN, "null"},
                  {INFINITY, "null"}};

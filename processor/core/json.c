@@ -1,6 +1,8 @@
 /* JSON output: string escaping and values (see json.h). */
 #include "json.h"
 
+#include "numfmt.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,17 +118,21 @@ static void append_long(weir_buf_t *out, int64_t v) {
     weir_buf_append(out, q, (size_t)(e - q));
 }
 
-/* Shortest of %.15g / %.17g that reads back exactly; "20.0" not "20". */
+/* The project's one number formatter (numfmt.c, shortest round trip) with
+ * ".0" after an integral value, so a double reads as a double ("20.0", as
+ * Python and Java print it). Non-finite values are the caller's concern. */
 size_t weir_json_format_double(char *buf, size_t size, double d) {
-    int n = snprintf(buf, size, "%.15g", d);
-    if (strtod(buf, NULL) != d)
-        n = snprintf(buf, size, "%.17g", d);
-    if (strpbrk(buf, ".eE") == NULL && (size_t)n + 2 < size) {
-        buf[n++] = '.';
-        buf[n++] = '0';
-        buf[n] = '\0';
+    char tmp[WEIR_FMT_DOUBLE_MAX + 3];
+    size_t n = weir_fmt_double(d, tmp);
+    if (!memchr(tmp, '.', n) && !memchr(tmp, 'e', n)) {
+        tmp[n++] = '.';
+        tmp[n++] = '0';
     }
-    return (size_t)n;
+    if (n >= size)
+        n = size - 1;
+    memcpy(buf, tmp, n);
+    buf[n] = '\0';
+    return n;
 }
 
 void weir_json_append_value(weir_buf_t *out, const weir_value_t *v) {

@@ -19,8 +19,9 @@ void weir_json_append_value(weir_buf_t *out, const weir_value_t *v);
 /** @brief Append s as a JSON string literal (invalid UTF-8 becomes U+FFFD). */
 void weir_json_append_str(weir_buf_t *out, const char *s, size_t n);
 /**
- * @brief Format a finite double as a JSON number that reads back exactly
- *        (the shorter of %.15g and %.17g; "20.0", not "20").
+ * @brief Format a finite double as a JSON number that reads back exactly,
+ *        in the shortest form (weir_fmt_double), with ".0" after an
+ *        integral value ("20.0", not "20"; "64.454", not "64.454000000000008").
  * @returns the length written into buf (NUL-terminated; size >= 32).
  */
 size_t weir_json_format_double(char *buf, size_t size, double d);

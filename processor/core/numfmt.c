@@ -315,6 +315,8 @@ static size_t layout(char *out, const char *d, int n, int K) {
         if (e < 0) {
             *o++ = '-';
             e = -e;
+        } else {
+            *o++ = '+'; /* as JavaScript and Python print it: 1e+21 */
         }
         if (e >= 100)
             *o++ = (char)('0' + e / 100);

@@ -3,10 +3,12 @@
  * @brief Fast shortest-round-trip formatting of doubles (JSON numbers);
  *        used today by the kmeans operator's `centroids` text.
  *
- * weir_fmt_double() writes a JSON number that strtod() reads back to the
+ * weir_fmt_double() writes a JSON number (the text JavaScript's String(x) gives) that strtod() reads back to the
  * same double, bit for bit (Grisu2, Loitsch 2010, after Milo Yip's
  * formulation: always round-trips; the digits are the shortest in about
- * 99.9 % of cases and never more than 17). It is 10-20 times faster than
+ * 99.9 % of cases and never more than 17; rarely its 17th digit is not the
+ * closest one, e.g. 0.30000000000000007 where JavaScript prints
+ * 0.30000000000000004: both read back to the same double). It is 10-20 times faster than
  * printf("%.17g"), which emits up to 17 digits through glibc's multi-precision
  * path. Non-finite values (unreachable here: features are finite) are written
  * as `null`, so the text stays valid JSON.
