@@ -1399,17 +1399,9 @@ Test(expr, random_input_never_crashes, .init = setup, .fini = teardown) {
     cr_expect_gt(compiled, 100);
 }
 
-/* ---- speed (a loose regression guard; the real numbers are in docs/expressions.md) ----------- */
+/* ---- a filter over many records (its speed is measured in bench/expr, not asserted here) ---- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-Test(expr, filter_speed, .init = setup, .fini = teardown) {
-    if (getenv("WEIR_SKIP_PERF"))
-        cr_skip_test("WEIR_SKIP_PERF is set");
+Test(expr, filter_over_records, .init = setup, .fini = teardown) {
     char err[WEIR_ERRSTR_SIZE];
     weir_expr_t *e = weir_expr_compile("temperature > -40 and temperature < 125", rt, err, sizeof(err));
     cr_assert(e != NULL, "%s", err);
@@ -1420,19 +1412,14 @@ Test(expr, filter_speed, .init = setup, .fini = teardown) {
         recs[k].v[13] = weir_v_double(-100.0 + k);
     }
     weir_arena_t arena = {0};
-    long kept = 0, iters = 20000000;
+    long kept = 0, iters = 256 * 1000;
     weir_value_t v;
-    double t0 = now_s();
     for (long k = 0; k < iters; k++) {
         weir_expr_eval(e, &recs[k & (NREC - 1)], &arena, &v);
         kept += v.type == WEIR_BOOL && v.u.b;
     }
-    double rate = (double)iters / (now_s() - t0) / 1e6;
-    cr_log_info("filter: %.0f M evaluations/s", rate);
     /* records -100..155: kept when -40 < t < 125, i.e. -39..124 = 164 of 256 */
     cr_expect_eq(kept, iters / NREC * 164);
-    /* far below the ~200 M/s of a release build, so only a real regression trips it */
-    cr_expect_gt(rate, 5.0, "%.1f M evaluations/s", rate);
     for (int k = 0; k < NREC; k++)
         weir_record_free(&recs[k]);
     weir_expr_destroy(e);

@@ -1,6 +1,12 @@
 #!/usr/bin/python3
 """Write the benchmark series (fixed seeds) to DIR and time statsmodels' ARIMA
-fit on each: prints "order n ms_per_fit loglik" lines. Usage: bench_statsmodels.py DIR"""
+fit on each: prints "order n ms_per_fit loglik" lines. Usage: bench_statsmodels.py DIR
+
+Timed like weir: one untimed warm-up fit first (imports, caches), and
+fit(cov_type="none"), since weir does not estimate the parameters'
+covariance either (that step is 7-18 % of statsmodels' fit time). run.sh runs
+this with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset: this machine sets them,
+and they slow numpy's kernels 2-4x."""
 import os
 import sys
 import time
@@ -24,8 +30,9 @@ for (p, d, q), ar, ma in ORDERS:
         np.savetxt(path, x, fmt="%.17g")
         trend = "c" if d == 0 else "n"
         rep = 5 if n <= 1000 else 1
+        ARIMA(x, order=(p, d, q), trend=trend).fit(cov_type="none")  # warm-up, untimed
         t = time.perf_counter()
         for _ in range(rep):
-            r = ARIMA(x, order=(p, d, q), trend=trend).fit()
+            r = ARIMA(x, order=(p, d, q), trend=trend).fit(cov_type="none")
         dt = (time.perf_counter() - t) / rep
         print("%d%d%d %d %.6f %.6f" % (p, d, q, n, dt * 1e3, r.llf), flush=True)

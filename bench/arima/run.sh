@@ -8,7 +8,13 @@ B=${1:-build}
 ninja -C "$B" bench/arima/bench_arima >/dev/null
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-/usr/bin/python3 bench/arima/bench_statsmodels.py "$dir" > "$dir/sm.txt"
+# This machine sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (older OpenBLAS builds
+# need them on its CPU); they slow a current numpy 2-4x, so the baseline runs
+# without them, in its own command only. The kernel numpy then uses is printed.
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 -c \
+    'import numpy, threadpoolctl; print("statsmodels baseline BLAS:", [(i["internal_api"], i.get("architecture")) for i in threadpoolctl.threadpool_info()])' 2>/dev/null || true
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+    /usr/bin/python3 bench/arima/bench_statsmodels.py "$dir" > "$dir/sm.txt"
 printf '%-9s %6s %12s %12s %8s %14s\n' order n weir_ms statsmodels_ms ratio dloglik
 while read -r order n sm_ms sm_ll; do
     p=$(echo "$order" | cut -c1); d=$(echo "$order" | cut -c2); q=$(echo "$order" | cut -c3)

@@ -37,3 +37,15 @@ echo "size: state bytes; write: weir_ckpt_write (chunks + MULTI/EXEC + prune); r
 echo "restore: weir_task_restore of the bytes read; redis_MB: INFO used_memory delta with one checkpoint,"
 echo "2ckpt_MB: in steady state (latest + previous). 'window' = real snapshot of a tumbling window with"
 echo "count/mean/max and one open window per key; 'synthetic' = the brief's estimate, 64 random bytes per key."
+echo
+# An outage: how long a store call takes to give up against a Redis that accepts
+# connections but never answers (SIGSTOP). Bounded by WEIR_CKPT_TIMEOUT_MS
+# (checkpoint.h) per call; the runtime then pauses and retries with back-off.
+# (This was a timing assertion in tests/test_checkpoint.c; timings live here.)
+kill -STOP "$RPID"
+t0=$(date +%s%N)
+"$BUILD/weir" state --redis "redis://127.0.0.1:$PORT" --pipeline bench list >/dev/null 2>&1 || true
+t1=$(date +%s%N)
+kill -CONT "$RPID"
+echo "outage: 'weir state list' against a stopped redis-server gave up after $(( (t1 - t0) / 1000000 )) ms"
+

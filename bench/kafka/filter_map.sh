@@ -2,6 +2,9 @@
 # Issue 2 benchmark: weir's filter+map throughput over the local broker beside the
 # raw consume ceiling of the same topic (kcat), measured in the same run.
 #   bench/kafka/filter_map.sh [N] [ROUNDS]     (default N = 1000000, ROUNDS = 5)
+# Both are timed over the same interval, first record to last: weir's summary
+# line (group join and end-of-input wait excluded), kcat through
+# bench/kafka/rate_meter (its start-up and shutdown excluded).
 # Each round times kcat, then weir (a new consumer group each time; its one
 # worker thread runs the graph and encodes, a hand-off thread makes the
 # librdkafka produce calls), then weir --no-sink-thread (the worker makes them
@@ -33,7 +36,6 @@ i=0; while [ ! -s "$TMP/broker.out" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)
 B=$(head -1 "$TMP/broker.out")
 
 "$WEIR" produce --brokers "$B" --topic sensor.readings --count "$N" --start-ts 1700000000000 --quiet
-now() { date +%s.%N; }
 
 # One untimed pass first: the broker's first read of a freshly written topic is
 # up to 3x slower than the next ones (measured), whoever reads it.
@@ -60,10 +62,11 @@ while [ $r -le "$ROUNDS" ]; do
     # round takes the better of two kcat runs: the ceiling is what it can do.
     kcat_rate=0
     for try in 1 2; do
-        t0=$(now)
-        kcat -C -b "$B" -t sensor.readings -o beginning -c "$N" -q -f '' -X queued.min.messages=1000000 >/dev/null
-        t1=$(now)
-        kcat_rate=$(echo "k = $N / ($t1 - $t0); if (k > $kcat_rate) k else $kcat_rate" | bc -l)
+        # timed like weir: from the first consumed records to the last, start-up and
+        # shutdown excluded (one byte a message into bench/kafka/rate_meter)
+        k=$(kcat -C -b "$B" -t sensor.readings -o beginning -c "$N" -q -f 'x' -X queued.min.messages=1000000 |
+            "$BUILD_DIR/bench/kafka/rate_meter" | sed 's/records_per_s=\([0-9]*\).*/\1/')
+        kcat_rate=$(echo "if ($k > $kcat_rate) $k else $kcat_rate" | bc -l)
     done
     # weir: a bounded run; its summary times first record to last output acknowledged
     # (the group join before the first record is excluded). One worker thread.

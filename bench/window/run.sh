@@ -1,6 +1,8 @@
 #!/bin/sh
 # Window benchmark (issue 3): the operator alone (bench_window drives a task in
-# memory) and end to end (`weir run --input`, JSON in and out), with peak memory.
+# memory) and end to end (`weir run --input`, JSON in and out), with peak memory,
+# beside two baselines on the same input: a filter passing nothing (decode floor)
+# and one passing everything (pass-through: decode + encode).
 #   bench/window/run.sh [BUILD_DIR]      (default build/)
 set -eu
 cd "$(dirname "$0")/../.."
@@ -29,5 +31,22 @@ sinks:
   - {input: w, kafka: {topic: out}}
 YAML
   echo "-- $case"
+  /usr/bin/time -f "   %e s wall, peak RSS %M KB" "$B/weir" run "$TMP/p.yaml" --input "$TMP/in.jsonl" --output /dev/null
+done
+# Baselines on the same input in the same run: a filter that passes nothing
+# (JSON decode + dispatch: the floor under any pipeline) and one that passes
+# everything (decode + encode of every record: a pass-through).
+for where in false true; do
+  cat > "$TMP/p.yaml" <<YAML
+pipeline: bench
+source:
+  fields: {sensor_id: string, ts: long, temperature: double}
+  event_time: ts
+nodes:
+  - {name: f, op: filter, where: "$where"}
+sinks:
+  - {input: f, kafka: {topic: out}}
+YAML
+  echo "-- baseline: filter where $where ($( [ $where = false ] && echo 'decode floor' || echo 'pass-through'))"
   /usr/bin/time -f "   %e s wall, peak RSS %M KB" "$B/weir" run "$TMP/p.yaml" --input "$TMP/in.jsonl" --output /dev/null
 done

@@ -12,8 +12,9 @@
    the same stream must err by more than 2 (a sanity check that the test can
    fail).
 
-Run by meson (suite 'reference') with WEIR_BIN and WEIR_SRC set; exit 77
-(skipped) when scikit-learn cannot be installed.
+Run by meson (suite 'reference') with WEIR_BIN and WEIR_SRC set. A missing
+reference is a failure (exit 1), never a skip: deploy/install-deps.sh installs
+python3-sklearn, so its absence means a broken install.
 """
 import itertools
 import json
@@ -42,8 +43,8 @@ def need_sklearn():
 
 
 if not need_sklearn():
-    print("kmeans_ref: python3-sklearn unavailable: skipped", file=sys.stderr)
-    sys.exit(77)
+    print("kmeans_ref: FAIL: python3-sklearn cannot be imported (deploy/install-deps.sh installs it)", file=sys.stderr)
+    sys.exit(1)
 
 import numpy as np  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
