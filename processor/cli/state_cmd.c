@@ -5,8 +5,10 @@
  * dump decodes the task snapshot layout of weir_task_snapshot() (task.c):
  *   u32 node count | frame "task" {i64 max_ts, i64 watermark, sink counters} | per node: str name + frame
  * and each frame's header (snapshot.h). The payload of a frame is an
- * operator's private format: printing it as JSON needs a `dump` callback per
- * operator class, which does not exist yet, so dump says so.
+ * operator's private format: with the pipeline file (--file) the checkpoint is
+ * restored into that pipeline's operators and each class's `dump` callback
+ * prints the node's state as JSON (a stateless operator's state is `{}`);
+ * without it, dump shows the frame headers and says how to see the state.
  */
 #include <getopt.h>
 #include <inttypes.h>

@@ -91,8 +91,6 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp);
 /** @returns the node index by name, or -1. */
 int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);
 
-#endif
-
 /**
  * @brief The graph fingerprint stored with every checkpoint:
  *        "name=op:crc;name=op:crc;..." in file order, where crc covers the
@@ -101,3 +99,5 @@ int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);
  *        Returns a malloc'ed string.
  */
 char *weir_pipeline_fingerprint(const weir_pipeline_t *pl);
+
+#endif
