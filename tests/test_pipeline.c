@@ -187,9 +187,9 @@ Test(pipeline, task_runs_the_graph) {
     weir_buf_t b = {0};
     cr_assert_eq(weir_task_snapshot(t, &b), WEIR_OK);
     weir_task_t *t2 = weir_task_new(pl, sink_cb, NULL, &c);
-    cr_assert_eq(weir_task_restore(t2, b.p, b.len, err, sizeof(err)), WEIR_OK, "%s", err);
+    cr_assert_eq(weir_task_restore(t2, b.p, b.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
     b.p[b.len / 2] ^= 1;
-    cr_assert_eq(weir_task_restore(t2, b.p, b.len, err, sizeof(err)), WEIR_ERR);
+    cr_assert_eq(weir_task_restore(t2, b.p, b.len, NULL, err, sizeof(err)), WEIR_ERR);
     weir_buf_free(&b);
     weir_task_destroy(t2);
     weir_record_free(&r);
@@ -211,10 +211,13 @@ Test(pipeline, fingerprint_changes_with_node_config_only) {
     weir_task_t *ta = weir_task_new(pa, sink_cb, NULL, NULL), *tb = weir_task_new(pb, sink_cb, NULL, NULL);
     weir_buf_t buf = {0};
     cr_assert_eq(weir_task_snapshot(ta, &buf), WEIR_OK);
-    cr_assert_eq(weir_task_restore_compat(tb, buf.p, buf.len, fa, fb, NULL, err, sizeof(err)), WEIR_ERR);
+    cr_assert_eq(weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){fa, fb, NULL}, err, sizeof(err)),
+                 WEIR_ERR);
     cr_assert(strstr(err, "node 'f' was reconfigured"), "%s", err);
-    cr_assert_eq(weir_task_restore_compat(tb, buf.p, buf.len, fa, fb, "f", err, sizeof(err)), WEIR_OK, "%s", err);
-    cr_assert_eq(weir_task_restore_compat(tb, buf.p, buf.len, fa, fc, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
+    cr_assert_eq(weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){fa, fb, "f"}, err, sizeof(err)), WEIR_OK,
+                 "%s", err);
+    cr_assert_eq(weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){fa, fc, NULL}, err, sizeof(err)), WEIR_OK,
+                 "%s", err);
     weir_buf_free(&buf);
     weir_task_destroy(ta);
     weir_task_destroy(tb);
@@ -224,4 +227,68 @@ Test(pipeline, fingerprint_changes_with_node_config_only) {
     weir_pipeline_destroy(pa);
     weir_pipeline_destroy(pb);
     weir_pipeline_destroy(pc);
+}
+
+/* The task snapshot written by hand through the writer: u32 nodes | task frame | per node name + frame. */
+static void hand_snapshot(weir_buf_t *b, const char *second_tag) {
+    weir_writer_t w = {.buf = b};
+    weir_w_u32(&w, 2);
+    weir_w_frame_begin(&w, "task", 1);
+    weir_w_i64(&w, WEIR_TS_NONE);
+    weir_w_i64(&w, WEIR_TS_NONE);
+    weir_w_u32(&w, 0);
+    weir_w_frame_end(&w);
+    weir_w_str(&w, "f");
+    weir_w_frame_begin(&w, "filter", 1);
+    weir_w_frame_end(&w);
+    weir_w_str(&w, "m");
+    weir_w_frame_begin(&w, second_tag, 1);
+    weir_w_frame_end(&w);
+}
+
+Test(pipeline, stateless_nodes_write_empty_frames_and_one_reader_parses_them) {
+    weir_pipeline_t *pl = load(HEAD "nodes:\n  - {name: f, op: filter, where: 't > 0'}\n"
+                                    "  - {name: m, op: map, input: f, set: {u: 't * 2'}}\n");
+    cr_assert_not_null(pl, "%s", err);
+    cr_assert_null(pl->nodes[0].plan.cls->snapshot, "filter is stateless: no snapshot callback");
+    cr_assert_null(pl->nodes[1].plan.cls->restore, "map is stateless: no restore callback");
+    weir_task_t *t = weir_task_new(pl, sink_cb, NULL, NULL);
+    weir_buf_t got = {0}, want = {0}, wrong = {0};
+    cr_assert_eq(weir_task_snapshot(t, &got), WEIR_OK);
+    hand_snapshot(&want, "map");
+    cr_assert_eq(got.len, want.len);
+    cr_assert(!memcmp(got.p, want.p, want.len), "the engine's empty frames differ from the hand-written ones");
+
+    weir_task_snapshot_view_t v;
+    cr_assert_eq(weir_task_snapshot_parse(got.p, got.len, &v), WEIR_OK, "%s", v.errstr);
+    cr_assert_eq(v.node_count, 2);
+    cr_assert_eq(v.nnodes, 2);
+    cr_assert_eq(v.max_ts, WEIR_TS_NONE);
+    cr_assert_eq(v.nsinks, 0);
+    cr_assert_str_eq(v.nodes[0].name, "f");
+    cr_assert_str_eq(v.nodes[1].name, "m");
+    cr_assert_eq(v.nodes[1].frame.tag_len, 3);
+    cr_assert(!memcmp(v.nodes[1].frame.tag, "map", 3));
+    cr_assert(v.nodes[0].frame.crc_ok && v.nodes[1].frame.crc_ok);
+    cr_assert_eq(v.nodes[1].frame.payload_len, 0);
+    cr_assert_eq(v.trailing, 0);
+    weir_task_snapshot_view_free(&v);
+
+    /* A truncated snapshot: the node that could not be read is named. */
+    cr_assert_eq(weir_task_snapshot_parse(got.p, got.len - 2, &v), WEIR_ERR);
+    cr_assert_eq(v.bad_node, 1);
+    weir_task_snapshot_view_free(&v);
+
+    /* The engine checks a stateless node's frame as the operator did. */
+    cr_assert_eq(weir_task_restore(t, got.p, got.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
+    hand_snapshot(&wrong, "filter");
+    cr_assert_eq(weir_task_restore(t, wrong.p, wrong.len, NULL, err, sizeof(err)), WEIR_ERR);
+    cr_assert_str_eq(err, "node 'm': snapshot is for operator 'filter', expected 'map'");
+    cr_assert_eq(weir_task_restore(t, got.p, got.len - 2, NULL, err, sizeof(err)), WEIR_ERR);
+    cr_assert(!strncmp(err, "task snapshot: node 1: truncated", 32), "%s", err);
+    weir_buf_free(&got);
+    weir_buf_free(&want);
+    weir_buf_free(&wrong);
+    weir_task_destroy(t);
+    weir_pipeline_destroy(pl);
 }

@@ -32,6 +32,9 @@
 
 #define WEIR_OPERATOR_ABI 1
 #define WEIR_MAX_PORTS 4
+/** Format version of the empty frame the engine writes for a stateless class
+ *  (snapshot == NULL): tag = the class name, no payload. */
+#define WEIR_STATELESS_SNAPSHOT_VERSION 1
 /** Watermark meaning "end of input": every open window fires. */
 #define WEIR_WM_END INT64_MAX
 
