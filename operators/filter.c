@@ -25,10 +25,7 @@ static const weir_config_map_t filter_config_map[] = {
 };
 
 static int filter_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
-    filter_conf_t *conf = weir_calloc(1, sizeof(*conf));
-    plan->conf = conf;
-    if (weir_config_map_apply(filter_config_map, plan->cfg, conf, errstr, errstr_size))
-        return WEIR_ERR;
+    filter_conf_t *conf = plan->conf; /* where_src set by the engine from filter_config_map */
     const weir_cfg_t *at = weir_cfg_get(plan->cfg, "where");
     conf->where = weir_plan_expr(plan, at, "where", plan->input, errstr, errstr_size);
     if (!conf->where)
@@ -47,7 +44,6 @@ static void filter_plan_destroy(void *p) {
     if (!conf)
         return;
     weir_expr_destroy(conf->where);
-    free(conf);
 }
 
 static void filter_describe(const weir_plan_t *plan, FILE *fp) {
@@ -88,6 +84,7 @@ const weir_operator_class_t weir_filter_class = {
     .name = "filter",
     .description = "keep the records for which `where` is true",
     .config_map = filter_config_map,
+    .conf_size = sizeof(filter_conf_t),
     .configure = filter_configure,
     .plan_destroy = filter_plan_destroy,
     .describe = filter_describe,

@@ -39,12 +39,10 @@ static void map_plan_destroy(void *p) {
     free(conf->exprs);
     free(conf->src_slot);
     free(conf->expr_idx);
-    free(conf);
 }
 
 static int map_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
-    map_conf_t *conf = weir_calloc(1, sizeof(*conf));
-    plan->conf = conf;
+    map_conf_t *conf = plan->conf;
     const weir_cfg_t *set = weir_cfg_get(plan->cfg, "set");
     const weir_cfg_t *drop = weir_cfg_get(plan->cfg, "drop");
     if (!set && !drop)
@@ -161,6 +159,7 @@ const weir_operator_class_t weir_map_class = {
     .name = "map",
     .description = "compute fields with `set: {name: expr}` and remove fields with `drop: [..]`",
     .config_map = map_config_map,
+    .conf_size = sizeof(map_conf_t),
     .configure = map_configure,
     .plan_destroy = map_plan_destroy,
     .describe = map_describe,
