@@ -113,10 +113,10 @@ typedef struct weir_restore_opts {
 /**
  * @brief Restore from weir_task_snapshot's bytes, node by node, matching
  *        nodes by name: the one restore path of tests, `weir state` and the
- *        Kafka runtime. With fingerprints, a node whose entry differs from
- *        saved_fp, a node that is new, and a saved node that no longer exists
- *        are refused with a clear error, unless `reset` is "all" or names that
- *        node: a reset node starts empty. A refusal found before any operator
+ *        Kafka runtime. A node that is new, a saved node that no longer
+ *        exists and (given saved_fp) a node whose fingerprint entry differs
+ *        from saved_fp are refused with a clear error, unless `reset` is "all"
+ *        or names that node: a reset node starts empty. A refusal found before any operator
  *        is restored changes nothing; an operator's restore error may leave
  *        the task half restored (recreate it).
  * @returns WEIR_OK or WEIR_ERR with errstr.
