@@ -2,9 +2,9 @@
  * state_cmd.c: `weir state`, the operator's view of a pipeline's checkpoints
  * in Redis: list them, dump one as JSON, delete them all.
  *
- * dump decodes the task snapshot layout of weir_task_snapshot() (task.c):
- *   u32 node count | frame "task" {i64 max_ts, i64 watermark, sink counters} | per node: str name + frame
- * and each frame's header (snapshot.h). The payload of a frame is an
+ * dump shows the task snapshot as weir_task_snapshot_parse() (task.c, the one
+ * reader of that layout) takes it apart: the task header, and each node's name
+ * and frame header (tag, version, payload length, CRC). The payload of a frame is an
  * operator's private format: with the pipeline file (--file) the checkpoint is
  * restored into that pipeline's operators and each class's `dump` callback
  * prints the node's state as JSON (a stateless operator's state is `{}`);
