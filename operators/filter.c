@@ -1,14 +1,12 @@
 /**
  * filter: forwards the records for which `where` is true (null counts as
- * false). Stateless; its snapshot is an empty frame so that the checkpoint
- * format is the same for every operator.
+ * false). Stateless: it has no snapshot, restore or dump callbacks, and the
+ * engine writes an empty frame for it so that every node has one.
  */
 #include <stdlib.h>
 
 #include "expr.h"
 #include "operator.h"
-
-#define FILTER_SNAPSHOT_VERSION 1
 
 typedef struct filter_conf {
     const char *where_src;
@@ -27,10 +25,7 @@ static const weir_config_map_t filter_config_map[] = {
 };
 
 static int filter_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
-    filter_conf_t *conf = weir_calloc(1, sizeof(*conf));
-    plan->conf = conf;
-    if (weir_config_map_apply(filter_config_map, plan->cfg, conf, errstr, errstr_size))
-        return WEIR_ERR;
+    filter_conf_t *conf = plan->conf; /* where_src set by the engine from filter_config_map */
     const weir_cfg_t *at = weir_cfg_get(plan->cfg, "where");
     conf->where = weir_plan_expr(plan, at, "where", plan->input, errstr, errstr_size);
     if (!conf->where)
@@ -49,7 +44,6 @@ static void filter_plan_destroy(void *p) {
     if (!conf)
         return;
     weir_expr_destroy(conf->where);
-    free(conf);
 }
 
 static void filter_describe(const weir_plan_t *plan, FILE *fp) {
@@ -77,28 +71,6 @@ static int filter_process(void *vctx, const weir_record_t *in, weir_emitter_t *e
     return WEIR_OK;
 }
 
-static int filter_snapshot(void *vctx, weir_writer_t *w) {
-    (void)vctx;
-    weir_w_frame_begin(w, "filter", FILTER_SNAPSHOT_VERSION);
-    weir_w_frame_end(w);
-    return WEIR_OK;
-}
-
-static int filter_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errstr_size) {
-    filter_ctx_t *ctx = vctx;
-    uint16_t version;
-    weir_reader_t body;
-    return weir_r_frame_expect(r, ctx->plan->name, "filter", FILTER_SNAPSHOT_VERSION, &version, &body, errstr,
-                               errstr_size);
-}
-
-/* Stateless: its state is the empty object. */
-static int filter_dump(void *vctx, weir_buf_t *out) {
-    (void)vctx;
-    weir_buf_puts(out, "{}");
-    return WEIR_OK;
-}
-
 static void filter_destroy(void *vctx) {
     filter_ctx_t *ctx = vctx;
     if (!ctx)
@@ -112,13 +84,11 @@ const weir_operator_class_t weir_filter_class = {
     .name = "filter",
     .description = "keep the records for which `where` is true",
     .config_map = filter_config_map,
+    .conf_size = sizeof(filter_conf_t),
     .configure = filter_configure,
     .plan_destroy = filter_plan_destroy,
     .describe = filter_describe,
     .init = filter_init,
     .process = filter_process,
-    .snapshot = filter_snapshot,
-    .restore = filter_restore,
     .destroy = filter_destroy,
-    .dump = filter_dump,
 };

@@ -2,15 +2,14 @@
  * map: computes new fields (`set: {name: expr}`), replacing a field of the
  * same name or appending it, and can `drop: [fields]`. Every expression sees
  * the *input* record (not the results of its siblings), so the order of the
- * keys in `set` does not matter. Stateless; empty snapshot frame.
+ * keys in `set` does not matter. Stateless: no snapshot, restore or dump
+ * callbacks (the engine writes an empty frame for it).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "expr.h"
 #include "operator.h"
-
-#define MAP_SNAPSHOT_VERSION 1
 
 typedef struct map_conf {
     int nout;      /* fields of the output row type */
@@ -40,12 +39,10 @@ static void map_plan_destroy(void *p) {
     free(conf->exprs);
     free(conf->src_slot);
     free(conf->expr_idx);
-    free(conf);
 }
 
 static int map_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
-    map_conf_t *conf = weir_calloc(1, sizeof(*conf));
-    plan->conf = conf;
+    map_conf_t *conf = plan->conf;
     const weir_cfg_t *set = weir_cfg_get(plan->cfg, "set");
     const weir_cfg_t *drop = weir_cfg_get(plan->cfg, "drop");
     if (!set && !drop)
@@ -149,27 +146,6 @@ static int map_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) 
     return WEIR_OK;
 }
 
-static int map_snapshot(void *vctx, weir_writer_t *w) {
-    (void)vctx;
-    weir_w_frame_begin(w, "map", MAP_SNAPSHOT_VERSION);
-    weir_w_frame_end(w);
-    return WEIR_OK;
-}
-
-static int map_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errstr_size) {
-    map_ctx_t *ctx = vctx;
-    uint16_t version;
-    weir_reader_t body;
-    return weir_r_frame_expect(r, ctx->plan->name, "map", MAP_SNAPSHOT_VERSION, &version, &body, errstr, errstr_size);
-}
-
-/* Stateless: its state is the empty object. */
-static int map_dump(void *vctx, weir_buf_t *out) {
-    (void)vctx;
-    weir_buf_puts(out, "{}");
-    return WEIR_OK;
-}
-
 static void map_destroy(void *vctx) {
     map_ctx_t *ctx = vctx;
     if (!ctx)
@@ -183,13 +159,11 @@ const weir_operator_class_t weir_map_class = {
     .name = "map",
     .description = "compute fields with `set: {name: expr}` and remove fields with `drop: [..]`",
     .config_map = map_config_map,
+    .conf_size = sizeof(map_conf_t),
     .configure = map_configure,
     .plan_destroy = map_plan_destroy,
     .describe = map_describe,
     .init = map_init,
     .process = map_process,
-    .snapshot = map_snapshot,
-    .restore = map_restore,
     .destroy = map_destroy,
-    .dump = map_dump,
 };

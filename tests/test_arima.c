@@ -277,7 +277,7 @@ Test(arima_operator, snapshot_restore_is_exact) {
     feed(ta, pl, 100, 200);
     /* a fresh task restored from the snapshot continues identically */
     weir_task_t *tb = weir_task_new(pl, capture_sink, capture_reject, &b);
-    cr_assert_eq(weir_task_restore(tb, snap.p, snap.len, err, sizeof(err)), WEIR_OK, "%s", err);
+    cr_assert_eq(weir_task_restore(tb, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
     feed(tb, pl, 100, 200);
     cr_assert_eq(a.text.len - mark, b.text.len);
     cr_assert(!memcmp(a.text.p + mark, b.text.p, b.text.len), "restored task diverged");
@@ -287,7 +287,7 @@ Test(arima_operator, snapshot_restore_is_exact) {
     /* a corrupted blob is rejected with a message, never a crash */
     snap.p[snap.len / 2] ^= 0x5a;
     weir_task_t *tc = weir_task_new(pl, capture_sink, capture_reject, &b);
-    cr_assert_eq(weir_task_restore(tc, snap.p, snap.len, err, sizeof(err)), WEIR_ERR);
+    cr_assert_eq(weir_task_restore(tc, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_ERR);
     cr_assert(strlen(err) > 0);
     weir_task_destroy(ta);
     weir_task_destroy(tb);
@@ -419,7 +419,7 @@ Test(arima_operator, dump_shows_buffer_and_model) {
     cr_assert_eq(weir_task_snapshot(ta, &snap), WEIR_OK);
     fit_capture_t fb = {0};
     weir_task_t *tb = weir_task_new(pl, capture_fit, capture_reject, &fb);
-    cr_assert_eq(weir_task_restore(tb, snap.p, snap.len, err, sizeof(err)), WEIR_OK, "%s", err);
+    cr_assert_eq(weir_task_restore(tb, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
     dump_task(pl, tb, &d3);
     cr_assert(d3.len == d1.len && !memcmp(d1.p, d3.p, d1.len), "restored dump differs:\n%.*s\n%.*s", (int)d1.len,
               (const char *)d1.p, (int)d3.len, (const char *)d3.p);

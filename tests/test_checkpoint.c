@@ -707,11 +707,11 @@ Test(checkpoint, state_dump_with_pipeline_file_shows_operator_state) {
     h_redis_start(&r);
     const char *file = h_path("dump.yaml");
     FILE *f = fopen(file, "w");
-    fprintf(
-        f,
-        "pipeline: dumpme\n"
-        "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
-        "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 10s, aggregate: {n: count(), s: sum(v)}}\n");
+    fprintf(f, "pipeline: dumpme\n"
+               "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
+               "nodes:\n  - {name: keep, op: filter, where: 'v > 0'}\n"
+               "  - {name: w, op: window, input: keep, key: k, type: tumbling, size: 10s, aggregate: {n: count(), s: "
+               "sum(v)}}\n");
     fclose(f);
     /* A real task snapshot of that pipeline after three records. */
     weir_pipeline_t *pl = weir_pipeline_load(file, errstr, sizeof(errstr));
@@ -763,14 +763,28 @@ Test(checkpoint, state_dump_with_pipeline_file_shows_operator_state) {
     cr_assert_eq(json_number_value(json_object_get(json_object_get(b, "aggregates"), "s")), 5.0);
     json_decref(j);
 
+    /* A stateless node (no dump callback, an empty frame written by the engine): its state is {}. */
+    cr_assert_eq(
+        run_state(out, err,
+                  (const char *[]){"--redis", r.url, "--file", file, "dump", "t", "0", "--node", "keep", NULL}),
+        0, "%s", h_read_file(err));
+    j = json_load_file(out, 0, &je);
+    cr_assert_not_null(j, "%s", h_read_file(out));
+    json_t *keep = json_object_get(json_object_get(j, "task"), "node");
+    cr_assert_str_eq(json_string_value(json_object_get(keep, "tag")), "filter", "%s", h_read_file(out));
+    cr_assert_eq(json_integer_value(json_object_get(keep, "payload_length")), 0);
+    state = json_object_get(keep, "state");
+    cr_assert(json_is_object(state) && json_object_size(state) == 0, "%s", h_read_file(out));
+    json_decref(j);
+
     /* A changed pipeline is refused with the reason instead of a wrong reading. */
     const char *file2 = h_path("dump2.yaml");
     f = fopen(file2, "w");
-    fprintf(
-        f,
-        "pipeline: dumpme\n"
-        "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
-        "nodes:\n  - {name: w, op: window, key: k, type: tumbling, size: 20s, aggregate: {n: count(), s: sum(v)}}\n");
+    fprintf(f, "pipeline: dumpme\n"
+               "source:\n  fields: {k: string, ts: long, v: double}\n  event_time: ts\n"
+               "nodes:\n  - {name: keep, op: filter, where: 'v > 0'}\n"
+               "  - {name: w, op: window, input: keep, key: k, type: tumbling, size: 20s, aggregate: {n: count(), s: "
+               "sum(v)}}\n");
     fclose(f);
     cr_assert_eq(run_state(out, err, (const char *[]){"--redis", r.url, "--file", file2, "dump", "t", "0", NULL}), 0);
     cr_assert(h_count_text(out, "node 'w' was reconfigured") == 1, "%s", h_read_file(out));

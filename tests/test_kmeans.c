@@ -594,7 +594,8 @@ static run_t *replay(const stream_cfg_t *s, const int *cuts, int ncuts) {
             weir_task_destroy(r->t);
             r->t = weir_task_new(r->pl, on_sink, on_reject, r);
             char errstr[WEIR_ERRSTR_SIZE];
-            cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+            cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, NULL, errstr, sizeof(errstr)), WEIR_OK, "%s",
+                         errstr);
             /* and snapshots again to the same bytes */
             weir_buf_t again = {0};
             weir_task_snapshot(r->t, &again);
@@ -664,18 +665,18 @@ Test(kmeans_snapshot, bad_blobs_are_rejected_never_crash) {
     char errstr[WEIR_ERRSTR_SIZE];
     /* every truncation */
     for (size_t n = 0; n < snap.len; n += 7)
-        cr_assert_eq(weir_task_restore(r->t, snap.p, n, errstr, sizeof(errstr)), WEIR_ERR);
+        cr_assert_eq(weir_task_restore(r->t, snap.p, n, NULL, errstr, sizeof(errstr)), WEIR_ERR);
     /* flipped bytes: the CRC catches them */
     for (size_t i = 40; i < snap.len; i += 53) {
         snap.p[i] ^= 0x5a;
-        cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_ERR);
+        cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, NULL, errstr, sizeof(errstr)), WEIR_ERR);
         snap.p[i] ^= 0x5a;
     }
-    cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+    cr_assert_eq(weir_task_restore(r->t, snap.p, snap.len, NULL, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
     run_free(r);
     /* a different configuration is refused with a message */
     run_t *r2 = run_new(SF, "features: [x, y], k: 4, init_size: 50, batch: 10");
-    cr_assert_eq(weir_task_restore(r2->t, snap.p, snap.len, errstr, sizeof(errstr)), WEIR_ERR);
+    cr_assert_eq(weir_task_restore(r2->t, snap.p, snap.len, NULL, errstr, sizeof(errstr)), WEIR_ERR);
     cr_assert(strstr(errstr, "k=3") && strstr(errstr, "k=4"), "%s", errstr);
     /* ... and the task still works afterwards */
     char line[256];
@@ -825,7 +826,7 @@ Test(kmeans_dump, key_scope_sorted_buffering_and_scaler) {
 static void assert_restored_dump(run_t *r, const weir_buf_t *snap, const weir_buf_t *want) {
     weir_task_t *t = weir_task_new(r->pl, on_sink, on_reject, r);
     char errstr[WEIR_ERRSTR_SIZE];
-    cr_assert_eq(weir_task_restore(t, snap->p, snap->len, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
+    cr_assert_eq(weir_task_restore(t, snap->p, snap->len, NULL, errstr, sizeof(errstr)), WEIR_OK, "%s", errstr);
     weir_buf_t got = {0};
     json_decref(dump_json(t, r->pl, &got));
     cr_assert_eq(got.len, want->len, "dump after restore: %.*s\nbefore: %.*s", (int)got.len, (const char *)got.p,

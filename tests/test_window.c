@@ -832,7 +832,7 @@ ParameterizedTest(int *idx, window, snapshot_restore_mid_stream) {
             weir_task_destroy(run.task);
             run.task = weir_task_new(run.pl, on_sink, on_reject, &run);
             char err[WEIR_ERRSTR_SIZE];
-            cr_assert_eq(weir_task_restore(run.task, snap.p, snap.len, err, sizeof(err)), WEIR_OK, "%s", err);
+            cr_assert_eq(weir_task_restore(run.task, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
             weir_buf_free(&snap);
             c++;
         }
@@ -855,13 +855,13 @@ Test(window, restore_rejects_bad_snapshots) {
     weir_buf_t snap = {0};
     cr_assert_eq(weir_task_snapshot(a.task, &snap), WEIR_OK);
     char err[WEIR_ERRSTR_SIZE];
-    cr_assert_eq(weir_task_restore(b.task, snap.p, snap.len, err, sizeof(err)), WEIR_ERR);
+    cr_assert_eq(weir_task_restore(b.task, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_ERR);
     cr_assert(strstr(err, "different window configuration"), "%s", err);
     /* Every single-byte corruption is refused (CRC) or, in the task header, fails cleanly. */
     for (size_t i = 0; i < snap.len; i++) {
         snap.p[i] ^= 0x5a;
         weir_task_t *t = weir_task_new(a.pl, on_sink, on_reject, &a);
-        int rc = weir_task_restore(t, snap.p, snap.len, err, sizeof(err));
+        int rc = weir_task_restore(t, snap.p, snap.len, NULL, err, sizeof(err));
         if (i >= 20) /* past the task header (node count, max_ts, watermark) */
             cr_assert_eq(rc, WEIR_ERR, "byte %zu flipped, accepted", i);
         weir_task_destroy(t);
@@ -870,13 +870,13 @@ Test(window, restore_rejects_bad_snapshots) {
     /* Truncated. */
     for (size_t len = 0; len < snap.len; len += 7) {
         weir_task_t *t = weir_task_new(a.pl, on_sink, on_reject, &a);
-        cr_assert_eq(weir_task_restore(t, snap.p, len, err, sizeof(err)), WEIR_ERR);
+        cr_assert_eq(weir_task_restore(t, snap.p, len, NULL, err, sizeof(err)), WEIR_ERR);
         weir_task_destroy(t);
     }
     /* The good one restores and fires the same windows. */
-    cr_assert_eq(weir_task_restore(b.task, snap.p, 0, err, sizeof(err)), WEIR_ERR);
+    cr_assert_eq(weir_task_restore(b.task, snap.p, 0, NULL, err, sizeof(err)), WEIR_ERR);
     weir_task_t *t = weir_task_new(a.pl, on_sink, on_reject, &a);
-    cr_assert_eq(weir_task_restore(t, snap.p, snap.len, err, sizeof(err)), WEIR_OK, "%s", err);
+    cr_assert_eq(weir_task_restore(t, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
     weir_task_advance(t, WEIR_WM_END);
     cr_assert_str_eq(log_str(&a), "x [0,10000) n=1 s=1 final\ny [0,10000) n=1 s=2 final\n");
     weir_task_destroy(t);
@@ -969,7 +969,7 @@ static void check_dump_survives_restore(run_t *run) {
     cr_assert(snap.len == snap2.len && !memcmp(snap.p, snap2.p, snap.len), "dump changed the state");
     weir_task_t *t = weir_task_new(run->pl, on_sink, on_reject, run);
     char err[WEIR_ERRSTR_SIZE];
-    cr_assert_eq(weir_task_restore(t, snap.p, snap.len, err, sizeof(err)), WEIR_OK, "%s", err);
+    cr_assert_eq(weir_task_restore(t, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
     weir_buf_reset(&d2);
     dump_into(run, t, &d2);
     cr_assert_eq(d2.len, d1.len, "restored dump has %zu bytes, original %zu", d2.len, d1.len);

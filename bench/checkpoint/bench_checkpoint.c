@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
         if (t) {
             weir_task_t *t2 = weir_task_new(pl, nosink, NULL, NULL);
             t0 = weir_now_ns();
-            if (weir_task_restore(t2, back.p, back.len, err, sizeof(err)))
+            if (weir_task_restore(t2, back.p, back.len, NULL, err, sizeof(err)))
                 die("restore", err);
             x_ns[i] = weir_now_ns() - t0;
             weir_task_destroy(t2);

@@ -90,7 +90,6 @@ static void arima_plan_destroy(void *p) {
     weir_expr_destroy(conf->key);
     weir_expr_destroy(conf->value);
     weir_expr_destroy(conf->ts);
-    free(conf);
 }
 
 static int parse_order(const weir_plan_t *plan, arima_conf_t *conf, char *errstr, size_t errstr_size) {
@@ -130,10 +129,7 @@ static int parse_order(const weir_plan_t *plan, arima_conf_t *conf, char *errstr
 }
 
 static int arima_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
-    arima_conf_t *conf = weir_calloc(1, sizeof(*conf));
-    plan->conf = conf;
-    if (weir_config_map_apply(arima_config_map, plan->cfg, conf, errstr, errstr_size))
-        return WEIR_ERR;
+    arima_conf_t *conf = plan->conf; /* arima_config_map applied by the engine */
     if (parse_order(plan, conf, errstr, errstr_size))
         return WEIR_ERR;
     const weir_cfg_t *at = weir_cfg_get(plan->cfg, "value");
@@ -811,6 +807,7 @@ const weir_operator_class_t weir_arima_class = {
     .name = "arima",
     .description = "per-key ARIMA(p,d,q) by exact maximum likelihood: forecasts, intervals, anomaly flags",
     .config_map = arima_config_map,
+    .conf_size = sizeof(arima_conf_t),
     .configure = arima_configure,
     .plan_destroy = arima_plan_destroy,
     .describe = arima_describe,

@@ -629,6 +629,364 @@ static void t_sandwich(int d, int r, int p, const double *phi, const double *X, 
  * depends on it; the likelihood's own switch is KF_STEADY_TOL on P). */
 #define KF_DSTEADY_TOL 1e-11
 
+enum {
+    KF_M = ARIMA_MAX_M,
+    KF_MM = ARIMA_MAX_M * ARIMA_MAX_M,
+    KF_NP = ARIMA_MAX_PARAMS,
+    KF_RR = ARIMA_MAX_R * ARIMA_MAX_R
+};
+
+/* The model at params, the filter's predicted state, and the derivatives of
+ * that state along every parameter direction k (0 .. np-1, statsmodels order:
+ * trend terms, AR, MA, sigma2). */
+typedef struct kf_score {
+    int kt, p, q, d, r, m, nz, burn, np;
+    const double *phi, *theta;
+    double s2, b0, b1;        /* sigma2, constant, drift */
+    int drift_dir, const_dir; /* the direction of the drift / the constant, or -1 */
+    double R[KF_M];           /* selection vector */
+    double a[KF_M], P[KF_MM]; /* predicted state mean and covariance */
+    double da[KF_NP][KF_M], dP[KF_NP][KF_MM];
+    double ll, tt;       /* log-likelihood so far; trend time of the next observation */
+    double *grad, *info; /* NULL when np == 0 */
+} kf_score_t;
+
+/* One observation's quantities that every direction's recursion reads. */
+typedef struct kf_step {
+    double PZ[KF_M], v, finv;
+    double af[KF_M]; /* filtered state mean */
+    double W[KF_MM]; /* T Pf, from the sandwich */
+} kf_step_t;
+
+/* The steady-state tail: gain, its derivatives, and the running sums. */
+typedef struct kf_steady {
+    double PZ[KF_M], K[KF_M], F, finv;
+    double dK[KF_NP][KF_M], dF[KF_NP], sv[KF_NP], sdd[KF_NP * KF_NP];
+    int aro[KF_NP]; /* AR index of each direction, or -1 */
+    /* direction-major copies, so the inner loops vectorise over k */
+    double D[KF_M][KF_NP], dKt[KF_M][KF_NP], E[KF_M][KF_NP], dmc[KF_NP], dmt[KF_NP];
+    double sumsq;
+    int cnt;
+} kf_steady_t;
+
+/* The model's dimensions, parameters and selection vector. false when sigma2 <= 0. */
+static bool kf_model(kf_score_t *s, const arima_spec_t *spec, const double *params, double *grad, double *info) {
+    const arima_trend_t trend = spec->trend;
+    s->kt = arima_k_trend(trend), s->p = spec->p, s->q = spec->q, s->d = spec->d;
+    s->r = s->p > s->q + 1 ? s->p : s->q + 1, s->m = s->d + s->r, s->nz = s->d + 1, s->burn = s->d;
+    s->np = grad ? s->kt + s->p + s->q + 1 : 0;
+    s->phi = params + s->kt, s->theta = params + s->kt + s->p;
+    s->s2 = params[s->kt + s->p + s->q];
+    s->grad = grad, s->info = info;
+    if (!(s->s2 > 0))
+        return false;
+    s->b0 = has_const(trend) ? params[0] : 0.0, s->b1 = has_drift(trend) ? params[s->kt - 1] : 0.0;
+    s->drift_dir = has_drift(trend) ? s->kt - 1 : -1, s->const_dir = has_const(trend) ? 0 : -1;
+    memset(s->R, 0, sizeof(s->R));
+    s->R[s->d] = 1;
+    for (int j = 0; j < s->q; j++)
+        s->R[s->d + 1 + j] = s->theta[j];
+    return true;
+}
+
+/* The ARMA part's initial covariance X (X = A X A' + R R', sigma2 left out)
+ * and, with derivatives, dX for each AR and MA direction at X + (1 + j) RR. */
+static int kf_initial_cov(const kf_score_t *s, double *X) {
+    const int r = s->r, p = s->p, q = s->q;
+    const double *phi = s->phi;
+    double A[KF_RR] = {0}, C[(KF_NP + 1) * KF_RR];
+    int nrhs = 1;
+    for (int i = 0; i < p; i++)
+        A[i * r] = phi[i];
+    for (int i = 0; i + 1 < r; i++)
+        A[i * r + i + 1] = 1;
+    const double *Ra = s->R + s->d;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            C[i * r + j] = Ra[i] * Ra[j];
+    if (!s->np)
+        return lyap_multi(r, A, nrhs, C, X, KF_RR);
+    /* right-hand sides need X itself for the AR directions: solve first */
+    if (lyap_multi(r, A, 1, C, X, KF_RR))
+        return -1;
+    double Wx[KF_RR]; /* A X */
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            Wx[i * r + j] = (i < p ? phi[i] * X[j] : 0.0) + (i + 1 < r ? X[(i + 1) * r + j] : 0.0);
+    for (int k = 0; k < p + q; k++) {
+        double *Ck = C + (size_t)(1 + k) * KF_RR;
+        memset(Ck, 0, sizeof(double) * (size_t)(r * r));
+        if (k < p) { /* dA = e_k e_0': S = e_k (A X)[:,0]', C = S + S' */
+            for (int l = 0; l < r; l++) {
+                Ck[k * r + l] += Wx[l * r];
+                Ck[l * r + k] += Wx[l * r];
+            }
+        } else { /* dR = e_{j+1} */
+            int e = k - p + 1;
+            for (int l = 0; l < r; l++) {
+                Ck[e * r + l] += Ra[l];
+                Ck[l * r + e] += Ra[l];
+            }
+        }
+    }
+    if (p + q > 0 && lyap_multi(r, A, p + q, C + KF_RR, X + KF_RR, KF_RR))
+        return -1;
+    return 0;
+}
+
+/* The first prediction: a = 0, P = diffuse on the d integrated states and
+ * sigma2 X on the ARMA part; dP from dX (AR, MA) and X (sigma2). */
+static void kf_initial_state(kf_score_t *s, const double *X, double diffuse) {
+    const int d = s->d, r = s->r, m = s->m, kt = s->kt, np = s->np;
+    memset(s->a, 0, sizeof(s->a));
+    memset(s->P, 0, sizeof(s->P));
+    for (int i = 0; i < d; i++)
+        s->P[i * m + i] = diffuse;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            s->P[(d + i) * m + d + j] = s->s2 * X[i * r + j];
+    for (int k = 0; k < np; k++) {
+        memset(s->da[k], 0, sizeof(double) * (size_t)m);
+        memset(s->dP[k], 0, sizeof(double) * (size_t)(m * m));
+        const double *Xk = NULL;
+        double f = 1.0;
+        if (k >= kt && k < kt + s->p + s->q)
+            Xk = X + (size_t)(1 + k - kt) * KF_RR, f = s->s2;
+        else if (k == np - 1)
+            Xk = X;
+        if (Xk)
+            for (int i = 0; i < r; i++)
+                for (int j = 0; j < r; j++)
+                    s->dP[k][(d + i) * m + d + j] = f * Xk[i * r + j];
+    }
+    if (np) {
+        memset(s->grad, 0, sizeof(double) * (size_t)np);
+        memset(s->info, 0, sizeof(double) * (size_t)(np * np));
+    }
+    s->ll = 0, s->tt = 1;
+}
+
+/* Pn = T Pf T' + sigma2 R R'. @returns whether P has stopped moving. */
+static bool kf_cov_predict(const kf_score_t *s, const double *Pf, double *W, double *Pn) {
+    const int m = s->m;
+    t_sandwich(s->d, s->r, s->p, s->phi, Pf, W, Pn);
+    double maxdiff = 0, maxabs = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++) {
+            double x = Pn[i * m + j] + s->s2 * s->R[i] * s->R[j];
+            if (j >= i) {
+                maxdiff = fmax(maxdiff, fabs(x - s->P[i * m + j]));
+                maxabs = fmax(maxabs, fabs(x));
+            }
+            Pn[i * m + j] = x;
+        }
+    return maxdiff <= KF_STEADY_TOL * (maxabs > 1 ? maxabs : 1);
+}
+
+/* Direction k through one step: dv, dF, and the next da, dP (the filter
+ * equations differentiated). Clears *steady while dP still moves. */
+static void kf_direction_step(kf_score_t *s, int k, const kf_step_t *st, double *dv, double *dF, bool *steady) {
+    const int d = s->d, m = s->m, kt = s->kt, p = s->p, q = s->q;
+    const double *PZ = st->PZ, v = st->v, finv = st->finv;
+    double *dak = s->da[k], *dPk = s->dP[k];
+    double dPZ[KF_M], dza = 0;
+    const double dFk = steady_pz(dPk, m, s->nz, dPZ);
+    for (int i = 0; i < s->nz; i++)
+        dza += dak[i];
+    double dvk = -dza - (k == s->const_dir ? 1.0 : k == s->drift_dir ? s->tt : 0.0);
+    *dv = dvk, *dF = dFk;
+    double daf[KF_M], dPf[KF_MM], dW[KF_MM], dPn[KF_MM];
+    const double c1 = v * finv, c2 = dvk * finv, c3 = v * dFk * finv * finv, c4 = dFk * finv * finv;
+    for (int i = 0; i < m; i++)
+        daf[i] = dak[i] + dPZ[i] * c1 + PZ[i] * (c2 - c3);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++)
+            dPf[i * m + j] = dPk[i * m + j] - (dPZ[i] * PZ[j] + PZ[i] * dPZ[j]) * finv + PZ[i] * PZ[j] * c4;
+    t_sandwich(d, s->r, p, s->phi, dPf, dW, dPn);
+    t_vec(d, s->r, p, s->phi, daf, dak);
+    if (k >= kt && k < kt + p) { /* dT = e_{d+j} e_d' */
+        int j = k - kt;
+        for (int l = 0; l < m; l++) {
+            dPn[(d + j) * m + l] += st->W[l * m + d];
+            dPn[l * m + d + j] += st->W[l * m + d];
+        }
+        dak[d + j] += st->af[d];
+    } else if (k >= kt + p && k < kt + p + q) { /* dR = e_{d+1+j} */
+        int e = d + 1 + (k - kt - p);
+        for (int l = 0; l < m; l++) {
+            dPn[e * m + l] += s->s2 * s->R[l];
+            dPn[l * m + e] += s->s2 * s->R[l];
+        }
+    } else if (k == s->np - 1) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < m; j++)
+                dPn[i * m + j] += s->R[i] * s->R[j];
+    }
+    if (*steady) {
+        double dd = 0, dm = 0;
+        for (int i = 0; i < m * m; i++) {
+            dd = fmax(dd, fabs(dPn[i] - dPk[i]));
+            dm = fmax(dm, fabs(dPn[i]));
+        }
+        if (dd > KF_DSTEADY_TOL * (dm > 1 ? dm : 1))
+            *steady = false;
+    }
+    memcpy(dPk, dPn, sizeof(double) * (size_t)(m * m));
+}
+
+/* One observation before steady state. @returns -1 (F <= 0 or a NaN value),
+ * else 1 when P and every dP have stopped moving, 0 otherwise. */
+static int kf_transient_step(kf_score_t *s, int t, double yt) {
+    const int m = s->m, np = s->np;
+    kf_step_t st;
+    double za = 0;
+    const double F = steady_pz(s->P, m, s->nz, st.PZ);
+    for (int i = 0; i < s->nz; i++)
+        za += s->a[i];
+    if (!(F > 0) || isnan(yt))
+        return -1;
+    const double finv = 1.0 / F, v = yt - za - s->b0 - s->b1 * s->tt;
+    st.finv = finv, st.v = v;
+    const bool use = t >= s->burn;
+    if (use)
+        s->ll += -0.5 * (LOG_2PI + log(F) + v * v * finv);
+    double Pf[KF_MM], Pn[KF_MM];
+    for (int i = 0; i < m; i++)
+        st.af[i] = s->a[i] + st.PZ[i] * v * finv;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++)
+            Pf[i * m + j] = s->P[i * m + j] - st.PZ[i] * st.PZ[j] * finv;
+    bool steady = kf_cov_predict(s, Pf, st.W, Pn);
+    double dv[KF_NP], dF[KF_NP];
+    for (int k = 0; k < np; k++)
+        kf_direction_step(s, k, &st, &dv[k], &dF[k], &steady);
+    if (use)
+        for (int k = 0; k < np; k++) {
+            s->grad[k] += -0.5 * (dF[k] * finv + 2 * v * dv[k] * finv - v * v * dF[k] * finv * finv);
+            for (int l = k; l < np; l++)
+                s->info[k * np + l] += dv[k] * dv[l] * finv + 0.5 * dF[k] * dF[l] * finv * finv;
+        }
+    memcpy(s->P, Pn, sizeof(double) * (size_t)(m * m));
+    t_vec(s->d, s->r, s->p, s->phi, st.af, s->a);
+    s->tt += 1;
+    return steady;
+}
+
+/* Steady state: F, the gain K and their derivatives are fixed from here on.
+ * false when F <= 0. */
+static bool kf_steady_gain(const kf_score_t *s, kf_steady_t *ss) {
+    const int d = s->d, m = s->m, kt = s->kt, p = s->p, np = s->np;
+    ss->F = steady_pz(s->P, m, s->nz, ss->PZ);
+    if (!(ss->F > 0))
+        return false;
+    const double finv = ss->finv = 1.0 / ss->F;
+    t_vec(d, s->r, p, s->phi, ss->PZ, ss->K);
+    for (int i = 0; i < m; i++)
+        ss->K[i] *= finv;
+    memset(ss->sv, 0, sizeof(ss->sv));
+    for (int k = 0; k < np; k++) {
+        double dPZ[KF_M];
+        ss->dF[k] = steady_pz(s->dP[k], m, s->nz, dPZ);
+        ss->aro[k] = k >= kt && k < kt + p ? k - kt : -1;
+        t_vec(d, s->r, p, s->phi, dPZ, ss->dK[k]);
+        if (ss->aro[k] >= 0)
+            ss->dK[k][d + ss->aro[k]] += ss->PZ[d];
+        for (int i = 0; i < m; i++)
+            ss->dK[k][i] = ss->dK[k][i] * finv - ss->K[i] * ss->dF[k] * finv;
+    }
+    memset(ss->sdd, 0, sizeof(ss->sdd));
+    for (int k = 0; k < np; k++) {
+        for (int i = 0; i < m; i++)
+            ss->D[i][k] = s->da[k][i], ss->dKt[i][k] = ss->dK[k][i], ss->E[i][k] = 0;
+        if (ss->aro[k] >= 0)
+            ss->E[d + ss->aro[k]][k] = 1;
+        ss->dmc[k] = k == s->const_dir ? 1.0 : 0.0;
+        ss->dmt[k] = k == s->drift_dir ? 1.0 : 0.0;
+    }
+    ss->sumsq = 0;
+    ss->cnt = 0;
+    return true;
+}
+
+/* Every direction through one steady step, O(m) each:
+ * da = dT a + T da + dK v + K dv (D holds da, direction-major). */
+static void kf_steady_directions(const kf_score_t *s, kf_steady_t *ss, double v, double ad, bool use) {
+    static const double zero[KF_NP] = {0};
+    const int d = s->d, r = s->r, p = s->p, np = s->np;
+    double dv[KF_NP], Dd[KF_NP];
+    for (int k = 0; k < np; k++)
+        dv[k] = -ss->dmc[k] - ss->dmt[k] * s->tt, Dd[k] = ss->D[d][k];
+    for (int i = 0; i < s->nz; i++)
+        for (int k = 0; k < np; k++)
+            dv[k] -= ss->D[i][k];
+    for (int k = 0; k < np; k++) {
+        double sacc = Dd[k];
+        for (int i = d - 1; i >= 0; i--) {
+            sacc += ss->D[i][k];
+            ss->D[i][k] = sacc;
+        }
+    }
+    for (int i = 0; i < r; i++) {
+        double f = i < p ? s->phi[i] : 0.0;
+        double *Di = ss->D[d + i];
+        const double *Dn = i + 1 < r ? ss->D[d + i + 1] : zero;
+        for (int k = 0; k < np; k++)
+            Di[k] = f * Dd[k] + Dn[k];
+    }
+    for (int i = 0; i < s->m; i++) {
+        const double Ki = ss->K[i];
+        for (int k = 0; k < np; k++)
+            ss->D[i][k] += ss->dKt[i][k] * v + Ki * dv[k] + ss->E[i][k] * ad;
+    }
+    if (use) {
+        for (int k = 0; k < np; k++)
+            ss->sv[k] += v * dv[k];
+        for (int k = 0; k < np; k++) {
+            const double dvk = dv[k];
+            for (int l = 0; l < np; l++)
+                ss->sdd[k * KF_NP + l] += dvk * dv[l];
+        }
+    }
+}
+
+/* The observations t .. n-1 in steady state. false on a NaN value. */
+static bool kf_steady_run(kf_score_t *s, kf_steady_t *ss, const double *y, int t, int n) {
+    const int d = s->d, m = s->m;
+    for (; t < n; t++) {
+        const double yt = y[t];
+        if (isnan(yt))
+            return false;
+        double za = 0;
+        for (int i = 0; i < s->nz; i++)
+            za += s->a[i];
+        const double v = yt - za - s->b0 - s->b1 * s->tt;
+        const double ad = s->a[d];
+        const bool use = t >= s->burn;
+        if (use)
+            ss->sumsq += v * v, ss->cnt++;
+        t_vec(d, s->r, s->p, s->phi, s->a, s->a);
+        for (int i = 0; i < m; i++)
+            s->a[i] += ss->K[i] * v;
+        if (s->np)
+            kf_steady_directions(s, ss, v, ad, use);
+        s->tt += 1;
+    }
+    return true;
+}
+
+/* The steady tail's sums into the log-likelihood, gradient and information. */
+static void kf_steady_finish(kf_score_t *s, const kf_steady_t *ss) {
+    const int np = s->np, cnt = ss->cnt;
+    const double finv = ss->finv, sumsq = ss->sumsq;
+    const double *dF = ss->dF;
+    s->ll += -0.5 * (cnt * (LOG_2PI + log(ss->F)) + sumsq * finv);
+    for (int k = 0; k < np; k++) {
+        s->grad[k] += -0.5 * (cnt * dF[k] * finv + 2 * ss->sv[k] * finv - sumsq * dF[k] * finv * finv);
+        for (int l = k; l < np; l++)
+            s->info[k * np + l] += ss->sdd[k * KF_NP + l] * finv + 0.5 * cnt * dF[k] * dF[l] * finv * finv;
+    }
+}
+
 /**
  * Log-likelihood of y at params (statsmodels order, with sigma2) with the
  * approximate-diffuse variance `diffuse`; when grad is not NULL, also its
@@ -638,279 +996,25 @@ static void t_sandwich(int d, int r, int p, const double *phi, const double *X, 
  */
 static double kf_score(const arima_spec_t *spec, const double *params, const double *y, int n, double diffuse,
                        double *grad, double *info) {
-    enum { M = ARIMA_MAX_M, MM = ARIMA_MAX_M * ARIMA_MAX_M, NP = ARIMA_MAX_PARAMS, RR = ARIMA_MAX_R * ARIMA_MAX_R };
-    const arima_trend_t trend = spec->trend;
-    const int kt = arima_k_trend(trend), p = spec->p, q = spec->q, d = spec->d;
-    const int r = p > q + 1 ? p : q + 1, m = d + r, nz = d + 1, burn = d;
-    const int np = grad ? kt + p + q + 1 : 0;
-    const double *phi = params + kt, *theta = params + kt + p;
-    const double s2 = params[kt + p + q];
-    if (!(s2 > 0))
+    kf_score_t s;
+    double X[(KF_NP + 1) * KF_RR];
+    if (!kf_model(&s, spec, params, grad, info) || kf_initial_cov(&s, X))
         return NAN;
-    const double b0 = has_const(trend) ? params[0] : 0.0, b1 = has_drift(trend) ? params[kt - 1] : 0.0;
-    /* direction kinds: trend (dmu = 1 or t), AR j, MA j, sigma2 */
-    const int drift_dir = has_drift(trend) ? kt - 1 : -1, const_dir = has_const(trend) ? 0 : -1;
-    double R[M] = {0};
-    R[d] = 1;
-    for (int j = 0; j < q; j++)
-        R[d + 1 + j] = theta[j];
-
-    /* initial covariance and its derivatives */
-    double A[RR] = {0}, C[(NP + 1) * RR], X[(NP + 1) * RR];
-    int nrhs = 1;
-    for (int i = 0; i < p; i++)
-        A[i * r] = phi[i];
-    for (int i = 0; i + 1 < r; i++)
-        A[i * r + i + 1] = 1;
-    const double *Ra = R + d;
-    for (int i = 0; i < r; i++)
-        for (int j = 0; j < r; j++)
-            C[i * r + j] = Ra[i] * Ra[j];
-    if (np) {
-        /* right-hand sides need X itself for the AR directions: solve first */
-        if (lyap_multi(r, A, 1, C, X, RR))
+    kf_initial_state(&s, X, diffuse);
+    int t = 0, steady = 0;
+    for (; t < n && !steady; t++)
+        if ((steady = kf_transient_step(&s, t, y[t])) < 0)
             return NAN;
-        double Wx[RR]; /* A X */
-        for (int i = 0; i < r; i++)
-            for (int j = 0; j < r; j++)
-                Wx[i * r + j] = (i < p ? phi[i] * X[j] : 0.0) + (i + 1 < r ? X[(i + 1) * r + j] : 0.0);
-        for (int k = 0; k < p + q; k++) {
-            double *Ck = C + (size_t)(1 + k) * RR;
-            memset(Ck, 0, sizeof(double) * (size_t)(r * r));
-            if (k < p) { /* dA = e_k e_0': S = e_k (A X)[:,0]', C = S + S' */
-                for (int l = 0; l < r; l++) {
-                    Ck[k * r + l] += Wx[l * r];
-                    Ck[l * r + k] += Wx[l * r];
-                }
-            } else { /* dR = e_{j+1} */
-                int e = k - p + 1;
-                for (int l = 0; l < r; l++) {
-                    Ck[e * r + l] += Ra[l];
-                    Ck[l * r + e] += Ra[l];
-                }
-            }
-        }
-        if (p + q > 0 && lyap_multi(r, A, p + q, C + RR, X + RR, RR))
-            return NAN;
-    } else if (lyap_multi(r, A, nrhs, C, X, RR)) {
-        return NAN;
-    }
-
-    double a[M] = {0}, P[MM] = {0};
-    double da[NP][M], dP[NP][MM];
-    for (int i = 0; i < d; i++)
-        P[i * m + i] = diffuse;
-    for (int i = 0; i < r; i++)
-        for (int j = 0; j < r; j++)
-            P[(d + i) * m + d + j] = s2 * X[i * r + j];
-    for (int k = 0; k < np; k++) {
-        memset(da[k], 0, sizeof(double) * (size_t)m);
-        memset(dP[k], 0, sizeof(double) * (size_t)(m * m));
-        const double *Xk = NULL;
-        double f = 1.0;
-        if (k >= kt && k < kt + p + q)
-            Xk = X + (size_t)(1 + k - kt) * RR, f = s2;
-        else if (k == np - 1)
-            Xk = X;
-        if (Xk)
-            for (int i = 0; i < r; i++)
-                for (int j = 0; j < r; j++)
-                    dP[k][(d + i) * m + d + j] = f * Xk[i * r + j];
-    }
-    if (np) {
-        memset(grad, 0, sizeof(double) * (size_t)np);
-        memset(info, 0, sizeof(double) * (size_t)(np * np));
-    }
-
-    double ll = 0, tt = 1;
-    int t = 0;
-    bool steady = false;
-    for (; t < n && !steady; t++) {
-        double PZ[M], za = 0;
-        const double F = steady_pz(P, m, nz, PZ);
-        for (int i = 0; i < nz; i++)
-            za += a[i];
-        if (!(F > 0) || isnan(y[t]))
-            return NAN;
-        const double finv = 1.0 / F, v = y[t] - za - b0 - b1 * tt;
-        const bool use = t >= burn;
-        if (use)
-            ll += -0.5 * (LOG_2PI + log(F) + v * v * finv);
-        double af[M], Pf[MM], W[MM], Pn[MM];
-        for (int i = 0; i < m; i++)
-            af[i] = a[i] + PZ[i] * v * finv;
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < m; j++)
-                Pf[i * m + j] = P[i * m + j] - PZ[i] * PZ[j] * finv;
-        t_sandwich(d, r, p, phi, Pf, W, Pn);
-        double maxdiff = 0, maxabs = 0;
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < m; j++) {
-                double s = Pn[i * m + j] + s2 * R[i] * R[j];
-                if (j >= i) {
-                    maxdiff = fmax(maxdiff, fabs(s - P[i * m + j]));
-                    maxabs = fmax(maxabs, fabs(s));
-                }
-                Pn[i * m + j] = s;
-            }
-        steady = maxdiff <= KF_STEADY_TOL * (maxabs > 1 ? maxabs : 1);
-        double dv[NP], dF[NP];
-        for (int k = 0; k < np; k++) {
-            double *dak = da[k], *dPk = dP[k];
-            double dPZ[M], dza = 0;
-            const double dFk = steady_pz(dPk, m, nz, dPZ);
-            for (int i = 0; i < nz; i++)
-                dza += dak[i];
-            double dvk = -dza - (k == const_dir ? 1.0 : k == drift_dir ? tt : 0.0);
-            dv[k] = dvk, dF[k] = dFk;
-            double daf[M], dPf[MM], dW[MM], dPn[MM];
-            const double c1 = v * finv, c2 = dvk * finv, c3 = v * dFk * finv * finv, c4 = dFk * finv * finv;
-            for (int i = 0; i < m; i++)
-                daf[i] = dak[i] + dPZ[i] * c1 + PZ[i] * (c2 - c3);
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < m; j++)
-                    dPf[i * m + j] = dPk[i * m + j] - (dPZ[i] * PZ[j] + PZ[i] * dPZ[j]) * finv + PZ[i] * PZ[j] * c4;
-            t_sandwich(d, r, p, phi, dPf, dW, dPn);
-            t_vec(d, r, p, phi, daf, dak);
-            if (k >= kt && k < kt + p) { /* dT = e_{d+j} e_d' */
-                int j = k - kt;
-                for (int l = 0; l < m; l++) {
-                    dPn[(d + j) * m + l] += W[l * m + d];
-                    dPn[l * m + d + j] += W[l * m + d];
-                }
-                dak[d + j] += af[d];
-            } else if (k >= kt + p && k < kt + p + q) { /* dR = e_{d+1+j} */
-                int e = d + 1 + (k - kt - p);
-                for (int l = 0; l < m; l++) {
-                    dPn[e * m + l] += s2 * R[l];
-                    dPn[l * m + e] += s2 * R[l];
-                }
-            } else if (k == np - 1) {
-                for (int i = 0; i < m; i++)
-                    for (int j = 0; j < m; j++)
-                        dPn[i * m + j] += R[i] * R[j];
-            }
-            if (steady) {
-                double dd = 0, dm = 0;
-                for (int i = 0; i < m * m; i++) {
-                    dd = fmax(dd, fabs(dPn[i] - dPk[i]));
-                    dm = fmax(dm, fabs(dPn[i]));
-                }
-                if (dd > KF_DSTEADY_TOL * (dm > 1 ? dm : 1))
-                    steady = false;
-            }
-            memcpy(dPk, dPn, sizeof(double) * (size_t)(m * m));
-        }
-        if (use)
-            for (int k = 0; k < np; k++) {
-                grad[k] += -0.5 * (dF[k] * finv + 2 * v * dv[k] * finv - v * v * dF[k] * finv * finv);
-                for (int l = k; l < np; l++)
-                    info[k * np + l] += dv[k] * dv[l] * finv + 0.5 * dF[k] * dF[l] * finv * finv;
-            }
-        memcpy(P, Pn, sizeof(double) * (size_t)(m * m));
-        t_vec(d, r, p, phi, af, a);
-        tt += 1;
-    }
     if (t < n) {
-        /* steady state: F, K and their derivatives are fixed */
-        double PZ[M], K[M];
-        double F = steady_pz(P, m, nz, PZ);
-        if (!(F > 0))
+        kf_steady_t ss;
+        if (!kf_steady_gain(&s, &ss) || !kf_steady_run(&s, &ss, y, t, n))
             return NAN;
-        const double finv = 1.0 / F;
-        t_vec(d, r, p, phi, PZ, K);
-        for (int i = 0; i < m; i++)
-            K[i] *= finv;
-        double dK[NP][M], dF[NP], sv[NP] = {0}, sdd[NP * NP];
-        int aro[NP]; /* AR index of each direction, or -1 */
-        for (int k = 0; k < np; k++) {
-            double dPZ[M];
-            dF[k] = steady_pz(dP[k], m, nz, dPZ);
-            aro[k] = k >= kt && k < kt + p ? k - kt : -1;
-            t_vec(d, r, p, phi, dPZ, dK[k]);
-            if (aro[k] >= 0)
-                dK[k][d + aro[k]] += PZ[d];
-            for (int i = 0; i < m; i++)
-                dK[k][i] = dK[k][i] * finv - K[i] * dF[k] * finv;
-        }
-        static const double zero[NP] = {0};
-        memset(sdd, 0, sizeof(sdd));
-        double D[M][NP], dKt[M][NP], E[M][NP], dmc[NP], dmt[NP];
-        for (int k = 0; k < np; k++) {
-            for (int i = 0; i < m; i++)
-                D[i][k] = da[k][i], dKt[i][k] = dK[k][i], E[i][k] = 0;
-            if (aro[k] >= 0)
-                E[d + aro[k]][k] = 1;
-            dmc[k] = k == const_dir ? 1.0 : 0.0;
-            dmt[k] = k == drift_dir ? 1.0 : 0.0;
-        }
-        double sumsq = 0;
-        int cnt = 0;
-        for (; t < n; t++) {
-            const double yt = y[t];
-            if (isnan(yt))
-                return NAN;
-            double za = 0;
-            for (int i = 0; i < nz; i++)
-                za += a[i];
-            const double v = yt - za - b0 - b1 * tt;
-            const double ad = a[d];
-            const bool use = t >= burn;
-            if (use)
-                sumsq += v * v, cnt++;
-            t_vec(d, r, p, phi, a, a);
-            for (int i = 0; i < m; i++)
-                a[i] += K[i] * v;
-            if (np) {
-                /* direction-major inner loops (vectorise over k) */
-                double dv[NP], Dd[NP];
-                for (int k = 0; k < np; k++)
-                    dv[k] = -dmc[k] - dmt[k] * tt, Dd[k] = D[d][k];
-                for (int i = 0; i < nz; i++)
-                    for (int k = 0; k < np; k++)
-                        dv[k] -= D[i][k];
-                for (int k = 0; k < np; k++) {
-                    double sacc = Dd[k];
-                    for (int i = d - 1; i >= 0; i--) {
-                        sacc += D[i][k];
-                        D[i][k] = sacc;
-                    }
-                }
-                for (int i = 0; i < r; i++) {
-                    double f = i < p ? phi[i] : 0.0;
-                    double *Di = D[d + i];
-                    const double *Dn = i + 1 < r ? D[d + i + 1] : zero;
-                    for (int k = 0; k < np; k++)
-                        Di[k] = f * Dd[k] + Dn[k];
-                }
-                for (int i = 0; i < m; i++) {
-                    const double Ki = K[i];
-                    for (int k = 0; k < np; k++)
-                        D[i][k] += dKt[i][k] * v + Ki * dv[k] + E[i][k] * ad;
-                }
-                if (use) {
-                    for (int k = 0; k < np; k++)
-                        sv[k] += v * dv[k];
-                    for (int k = 0; k < np; k++) {
-                        const double dvk = dv[k];
-                        for (int l = 0; l < np; l++)
-                            sdd[k * NP + l] += dvk * dv[l];
-                    }
-                }
-            }
-            tt += 1;
-        }
-        ll += -0.5 * (cnt * (LOG_2PI + log(F)) + sumsq * finv);
-        for (int k = 0; k < np; k++) {
-            grad[k] += -0.5 * (cnt * dF[k] * finv + 2 * sv[k] * finv - sumsq * dF[k] * finv * finv);
-            for (int l = k; l < np; l++)
-                info[k * np + l] += sdd[k * NP + l] * finv + 0.5 * cnt * dF[k] * dF[l] * finv * finv;
-        }
+        kf_steady_finish(&s, &ss);
     }
-    for (int k = 0; k < np; k++)
+    for (int k = 0; k < s.np; k++)
         for (int l = 0; l < k; l++)
-            info[k * np + l] = info[l * np + k];
-    return ll;
+            info[k * s.np + l] = info[l * s.np + k];
+    return s.ll;
 }
 
 /* ---- fitting ---- */

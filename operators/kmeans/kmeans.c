@@ -148,7 +148,6 @@ static void kmeans_plan_destroy(void *p) {
     free(conf->feature_slot);
     free(conf->null_reason);
     free(conf->nonfinite_reason);
-    free(conf);
 }
 
 static char *str_printf(const char *fmt, const char *arg) {
@@ -225,16 +224,18 @@ static int configure_batch(weir_plan_t *plan, kmeans_conf_t *conf, char *errstr,
     return WEIR_OK;
 }
 
-static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
-    kmeans_conf_t *conf = weir_calloc(1, sizeof(*conf));
-    plan->conf = conf;
+/* Before the engine applies kmeans_config_map: "not given" for the keys without a default. */
+static void kmeans_conf_init(void *p) {
+    kmeans_conf_t *conf = p;
     conf->decay = NAN;
     conf->half_life = NAN;
     conf->init_size = -1;
+}
+
+static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
+    kmeans_conf_t *conf = plan->conf;
     conf->key_slot = -1;
     conf->nin = plan->input->nfields;
-    if (weir_config_map_apply(kmeans_config_map, plan->cfg, conf, errstr, errstr_size))
-        return WEIR_ERR;
     if (conf->k < 1 || conf->k > KMEANS_MAX_K)
         return weir_cfg_error(at_key(plan, "k"), errstr, errstr_size,
                               "node '%s': k: must be between 1 and %d, got %lld", plan->name, KMEANS_MAX_K,
@@ -1084,6 +1085,8 @@ const weir_operator_class_t weir_kmeans_class = {
     .name = "kmeans",
     .description = "streaming k-means (k-means++ init, decayed mini-batch updates) per task or per key",
     .config_map = kmeans_config_map,
+    .conf_size = sizeof(kmeans_conf_t),
+    .conf_init = kmeans_conf_init,
     .configure = kmeans_configure,
     .plan_destroy = kmeans_plan_destroy,
     .describe = kmeans_describe,

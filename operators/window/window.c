@@ -102,7 +102,6 @@ static void window_plan_destroy(void *p) {
     free(conf->aggs);
     free(conf->key_src);
     weir_expr_destroy(conf->key);
-    free(conf);
 }
 
 static const char *const reserved_names[] = {"key", "window_start", "window_end", "last_ts", "final", "id"};
@@ -172,12 +171,9 @@ static int build_output(weir_plan_t *plan, window_conf_t *conf, const char *key_
 }
 
 static int window_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
-    window_conf_t *conf = weir_calloc(1, sizeof(*conf));
-    plan->conf = conf;
+    window_conf_t *conf = plan->conf; /* window_config_map applied by the engine */
     conf->key_out_slot = -1;
     conf->slot_last_ts = -1;
-    if (weir_config_map_apply(window_config_map, plan->cfg, conf, errstr, errstr_size))
-        return WEIR_ERR;
     const weir_cfg_t *type_at = weir_cfg_get(plan->cfg, "type");
     if (!strcmp(conf->type_src, "tumbling"))
         conf->type = WINDOW_TUMBLING;
@@ -1201,6 +1197,7 @@ const weir_operator_class_t weir_window_class = {
     .name = "window",
     .description = "tumbling, sliding and session windows on event time with per-key aggregates",
     .config_map = window_config_map,
+    .conf_size = sizeof(window_conf_t),
     .configure = window_configure,
     .plan_destroy = window_plan_destroy,
     .describe = window_describe,

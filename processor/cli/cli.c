@@ -7,7 +7,7 @@
 
 #include "runtime.h"
 
-#define WEIR_VERSION "0.1.0"
+/* WEIR_VERSION comes from meson.build (project version), see meson.build in this folder. */
 
 static void main_usage(FILE *fp) {
     fprintf(fp,

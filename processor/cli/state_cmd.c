@@ -2,11 +2,13 @@
  * state_cmd.c: `weir state`, the operator's view of a pipeline's checkpoints
  * in Redis: list them, dump one as JSON, delete them all.
  *
- * dump decodes the task snapshot layout of weir_task_snapshot() (task.c):
- *   u32 node count | frame "task" {i64 max_ts, i64 watermark, sink counters} | per node: str name + frame
- * and each frame's header (snapshot.h). The payload of a frame is an
- * operator's private format: printing it as JSON needs a `dump` callback per
- * operator class, which does not exist yet, so dump says so.
+ * dump shows the task snapshot as weir_task_snapshot_parse() (task.c, the one
+ * reader of that layout) takes it apart: the task header, and each node's name
+ * and frame header (tag, version, payload length, CRC). The payload of a frame is an
+ * operator's private format: with the pipeline file (--file) the checkpoint is
+ * restored into that pipeline's operators and each class's `dump` callback
+ * prints the node's state as JSON (a stateless operator's state is `{}`);
+ * without it, dump shows the frame headers and says how to see the state.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -123,76 +125,48 @@ static json_t *meta_value(const char *s) {
     return json_string(s);
 }
 
-/**
- * Decode the frame header at r's position into a JSON object, verify its CRC
- * and move past it. @returns the object (with "error" when it is damaged,
- * then *ok = false and r cannot go on).
- */
-static json_t *frame_json(weir_reader_t *r, bool *ok) {
+/** A frame header as JSON: tag, version, payload length, and "error" when it is damaged. */
+static json_t *frame_json(const weir_frame_t *f, bool readable) {
     json_t *o = json_object();
-    size_t start = r->pos;
-    const uint8_t *magic = weir_r_raw(r, 4);
-    const uint8_t *ver = weir_r_raw(r, 4); /* u16 version, u16 reserved */
-    size_t tlen = 0;
-    const uint8_t *tag = weir_r_bytes(r, &tlen);
-    uint64_t plen = weir_r_u64(r);
-    *ok = false;
-    if (r->err || memcmp(magic, "WSNP", 4)) {
-        json_object_set_new(o, "error", json_string(r->err ? r->errstr : "not a weir snapshot frame (bad magic)"));
-        return o;
+    if (f->tag) {
+        json_object_set_new(o, "tag", json_stringn((const char *)f->tag, f->tag_len));
+        json_object_set_new(o, "version", json_integer(f->version));
+        json_object_set_new(o, "payload_length", json_integer((json_int_t)f->payload_len));
     }
-    char *tagstr = weir_strndup((const char *)tag, tlen);
-    json_object_set_new(o, "tag", json_string(tagstr));
-    json_object_set_new(o, "version", json_integer(ver[0] | ver[1] << 8));
-    json_object_set_new(o, "payload_length", json_integer((json_int_t)plen));
-    r->pos = start;
-    uint16_t version;
-    weir_reader_t payload;
-    if (weir_r_frame_open(r, tagstr, &version, &payload)) {
-        json_object_set_new(o, "error", json_string(r->errstr));
-    } else {
-        json_object_set_new(o, "frame_bytes", json_integer((json_int_t)(r->pos - start)));
+    if (readable && f->crc_ok) {
+        json_object_set_new(o, "frame_bytes", json_integer((json_int_t)f->len));
         json_object_set_new(o, "crc_ok", json_true());
-        *ok = true;
+    } else if (readable) {
+        char why[200];
+        snprintf(why, sizeof(why), "snapshot of '%.*s' fails its CRC check (stored %08x, computed %08x)",
+                 (int)(f->tag_len > 64 ? 64 : f->tag_len), (const char *)f->tag, f->crc_stored, f->crc_computed);
+        json_object_set_new(o, "error", json_string(why));
     }
-    free(tagstr);
     return o;
 }
 
 /** Task snapshot layout -> {"max_ts", "watermark", "nodes": [...]}; only `node` if given. */
 static json_t *task_json(const weir_buf_t *state, const char *node, bool *node_found) {
     json_t *t = json_object();
-    weir_reader_t r;
-    weir_reader_init(&r, state->p, state->len);
-    uint32_t nn = weir_r_u32(&r);
-    uint16_t tver = 0;
-    weir_reader_t body;
-    int64_t max_ts = 0, wm = 0;
-    if (!r.err && weir_r_frame_open(&r, "task", &tver, &body) == WEIR_OK) {
-        max_ts = weir_r_i64(&body);
-        wm = weir_r_i64(&body);
-        if (body.err)
-            weir_r_fail(&r, "task frame: %s", body.errstr);
-    }
-    if (r.err) {
-        json_object_set_new(t, "error", json_string(r.errstr));
+    weir_task_snapshot_view_t v;
+    int rc = weir_task_snapshot_parse(state->p, state->len, &v);
+    if (rc && v.bad_node < 0) {
+        json_object_set_new(t, "error", json_string(v.errstr));
+        weir_task_snapshot_view_free(&v);
         return t;
     }
-    json_object_set_new(t, "node_count", json_integer(nn));
-    json_object_set_new(t, "max_ts", json_integer(max_ts));
-    json_object_set_new(t, "watermark", json_integer(wm));
+    json_object_set_new(t, "node_count", json_integer(v.node_count));
+    json_object_set_new(t, "max_ts", json_integer(v.max_ts));
+    json_object_set_new(t, "watermark", json_integer(v.watermark));
     json_t *nodes = json_array();
-    for (uint32_t i = 0; i < nn; i++) {
-        char *name = weir_r_strdup(&r);
-        if (r.err || !name) {
-            json_object_set_new(t, "error", json_string(r.err ? r.errstr : "node without a name"));
-            free(name);
-            break;
-        }
-        bool ok;
-        json_t *f = frame_json(&r, &ok);
-        json_object_set_new(f, "name", json_string(name));
-        if (!node || !strcmp(node, name)) {
+    for (uint32_t i = 0; i < v.nnodes; i++) {
+        const weir_task_snapshot_node_t *n = &v.nodes[i];
+        bool readable = !rc || (int)i != v.bad_node;
+        json_t *f = frame_json(&n->frame, readable);
+        if (!readable)
+            json_object_set_new(f, "error", json_string(v.errstr));
+        json_object_set_new(f, "name", json_string(n->name));
+        if (!node || !strcmp(node, n->name)) {
             if (node) {
                 *node_found = true;
                 json_object_set_new(f, "state", json_null());
@@ -202,18 +176,18 @@ static json_t *task_json(const weir_buf_t *state, const char *node, bool *node_f
         } else {
             json_decref(f);
         }
-        free(name);
-        if (!ok)
-            break; /* the next frame's position is unknown */
     }
-    if (!r.err && r.pos != r.len)
-        json_object_set_new(t, "trailing_bytes", json_integer((json_int_t)(r.len - r.pos)));
+    if (rc && (v.bad_node >= (int)v.nnodes)) /* no name: nothing to show for that node */
+        json_object_set_new(t, "error", json_string(v.errstr));
+    if (!rc && v.trailing)
+        json_object_set_new(t, "trailing_bytes", json_integer((json_int_t)v.trailing));
     if (!node) {
         json_object_set_new(t, "nodes", nodes);
     } else {
         json_object_set(t, "node", json_array_size(nodes) ? json_array_get(nodes, 0) : json_null());
         json_decref(nodes);
     }
+    weir_task_snapshot_view_free(&v);
     return t;
 }
 
@@ -236,7 +210,8 @@ static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const w
         json_array_append(nodes, single);
         json_object_set_new(task, "__tmp", nodes); /* owned by task while we fill it */
     }
-    if (weir_task_restore_compat(t, state->p, state->len, saved_fp, fp, NULL, errstr, sizeof(errstr))) {
+    weir_restore_opts_t opts = {.saved_fp = saved_fp, .cur_fp = fp};
+    if (weir_task_restore(t, state->p, state->len, &opts, errstr, sizeof(errstr))) {
         json_object_set_new(task, "state_error", json_string(errstr));
     } else {
         size_t i;
@@ -248,6 +223,10 @@ static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const w
             if (k < 0)
                 continue;
             const weir_operator_class_t *cls = pl->nodes[k].plan.cls;
+            if (!cls->snapshot) { /* stateless: its state is the empty object */
+                json_object_set_new(f, "state", json_object());
+                continue;
+            }
             if (!cls->dump) {
                 json_object_set_new(f, "state", json_null());
                 json_object_set_new(f, "note", json_string("this operator has no dump"));

@@ -32,6 +32,9 @@
 
 #define WEIR_OPERATOR_ABI 1
 #define WEIR_MAX_PORTS 4
+/** Format version of the empty frame the engine writes for a stateless class
+ *  (snapshot == NULL): tag = the class name, no payload. */
+#define WEIR_STATELESS_SNAPSHOT_VERSION 1
 /** Watermark meaning "end of input": every open window fires. */
 #define WEIR_WM_END INT64_MAX
 
@@ -71,17 +74,29 @@ typedef struct weir_plan {
 } weir_plan_t;
 
 typedef struct weir_operator_class {
-    int abi;                             /**< WEIR_OPERATOR_ABI */
-    const char *name;                    /**< the `op:` value */
-    const char *description;             /**< one line, for `weir validate` and docs */
-    const weir_config_map_t *config_map; /**< documented keys (NULL-terminated) */
+    int abi;                 /**< WEIR_OPERATOR_ABI */
+    const char *name;        /**< the `op:` value */
+    const char *description; /**< one line, for `weir validate` and docs */
+    /** Documented keys (NULL-terminated). The engine applies it (types,
+     *  defaults, required keys, placed errors) into plan->conf before configure. */
+    const weir_config_map_t *config_map;
+    /** Bytes of the compiled configuration (the struct config_map's offsets
+     *  point into); the engine allocates it zeroed as plan->conf and frees it. */
+    size_t conf_size;
+    /** @brief Optional: set fields before config_map is applied (e.g. NAN for
+     *  "not given" when a key has no default). */
+    void (*conf_init)(void *conf);
 
     /**
-     * @brief Compile the node: read keys from plan->cfg (all keys not read are
-     *        reported as unknown afterwards), set plan->conf and the ports.
+     * @brief Compile the node. plan->conf already holds config_map's keys;
+     *        configure reads the custom keys from plan->cfg (keys never read
+     *        are reported as unknown afterwards), checks the rules across
+     *        fields, fills derived fields and sets the ports.
      * @returns WEIR_OK or WEIR_ERR with a placed message (weir_cfg_error).
      */
     int (*configure)(weir_plan_t *plan, char *errstr, size_t errstr_size);
+    /** @brief Optional: release what configure allocated inside conf (not conf
+     *  itself: the engine frees it). Accepts a half-configured conf. */
     void (*plan_destroy)(void *conf);
     /** @brief Print the compiled configuration for `weir validate` (optional). */
     void (*describe)(const weir_plan_t *plan, FILE *fp);
@@ -90,11 +105,16 @@ typedef struct weir_operator_class {
     void *(*init)(const weir_plan_t *plan);
     /** @returns WEIR_OK (a rejected record is reported through em->reject, not an error). */
     int (*process)(void *ctx, const weir_record_t *in, weir_emitter_t *em);
-    /** @brief The task's watermark advanced to wm (optional: NULL = stateless). */
+    /** @brief The task's watermark advanced to wm (optional: NULL = nothing to do on time). */
     int (*on_watermark)(void *ctx, int64_t wm, weir_emitter_t *em);
-    /** @brief Write one frame (weir_w_frame_begin/end) holding all state. */
+    /**
+     * @brief Write one frame (weir_w_frame_begin/end) holding all state.
+     *        NULL (with restore NULL) = stateless: the engine writes an empty
+     *        frame tagged with the class name at WEIR_STATELESS_SNAPSHOT_VERSION,
+     *        checks it on restore, and `weir state dump` shows `{}`.
+     */
     int (*snapshot)(void *ctx, weir_writer_t *w);
-    /** @brief Read the frame written by snapshot; reject what it does not understand. */
+    /** @brief Read the frame written by snapshot; reject what it does not understand (NULL = stateless). */
     int (*restore)(void *ctx, weir_reader_t *r, char *errstr, size_t errstr_size);
     /** @brief Free ctx; accepts a half-built ctx. */
     void (*destroy)(void *ctx);
@@ -109,6 +129,14 @@ typedef struct weir_operator_class {
 const weir_operator_class_t *weir_operator_find(const char *name);
 /** @returns the NULL-terminated list of registered classes. */
 const weir_operator_class_t *const *weir_operator_list(void);
+/**
+ * @brief The contract a class must meet before the engine uses it: its abi is
+ *        WEIR_OPERATOR_ABI; configure, init, process and destroy are set;
+ *        snapshot and restore are both set or both NULL (stateless); every
+ *        typed config_map entry lies inside conf_size.
+ * @returns WEIR_OK or WEIR_ERR with errstr ("operator 'x': ...").
+ */
+int weir_operator_check(const weir_operator_class_t *cls, char *errstr, size_t errstr_size);
 
 /**
  * @brief Compile an expression held by a config scalar, with errors placed at

@@ -117,7 +117,9 @@ char *weir_r_strdup(weir_reader_t *r) {
     return p ? weir_strndup((const char *)p, len) : NULL;
 }
 
-int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir_reader_t *payload) {
+/* The frame's header: magic, version, tag and payload length. */
+static int frame_header(weir_reader_t *r, weir_frame_t *f) {
+    memset(f, 0, sizeof(*f));
     size_t start = r->pos;
     const uint8_t *magic = weir_r_raw(r, 4);
     if (!magic)
@@ -126,31 +128,57 @@ int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir
         weir_r_fail(r, "not a weir snapshot frame (bad magic at byte %zu)", start);
         return WEIR_ERR;
     }
-    uint16_t ver = (uint16_t)get_le(r, 2);
+    f->version = (uint16_t)get_le(r, 2);
     (void)get_le(r, 2);
-    size_t tlen;
-    const uint8_t *t = weir_r_bytes(r, &tlen);
-    uint64_t plen = weir_r_u64(r);
+    f->tag = weir_r_bytes(r, &f->tag_len);
+    f->payload_len = weir_r_u64(r);
     if (r->err)
         return WEIR_ERR;
-    if (tlen != strlen(tag) || memcmp(t, tag, tlen)) {
-        weir_r_fail(r, "snapshot is for operator '%.*s', expected '%s'", (int)(tlen > 64 ? 64 : tlen), (const char *)t,
-                    tag);
+    f->start = r->p + start;
+    return WEIR_OK;
+}
+
+/* The payload and the CRC after the header; a CRC mismatch is not a reader
+ * error here (f->crc_ok says it), so that a caller can show the frame. */
+static int frame_body(weir_reader_t *r, weir_frame_t *f) {
+    const uint8_t *body = weir_r_raw(r, (size_t)f->payload_len);
+    if (!body || f->payload_len > SIZE_MAX)
         return WEIR_ERR;
-    }
-    const uint8_t *body = weir_r_raw(r, (size_t)plen);
-    if (!body || plen > SIZE_MAX)
-        return WEIR_ERR;
-    uint32_t want = weir_crc32(0, r->p + start, r->pos - start);
-    uint32_t crc = weir_r_u32(r);
+    size_t start = (size_t)(f->start - r->p);
+    f->crc_computed = weir_crc32(0, f->start, r->pos - start);
+    f->crc_stored = weir_r_u32(r);
     if (r->err)
         return WEIR_ERR;
-    if (crc != want) {
-        weir_r_fail(r, "snapshot of '%s' fails its CRC check (stored %08x, computed %08x)", tag, crc, want);
+    f->payload = body;
+    f->len = r->pos - start;
+    f->crc_ok = f->crc_stored == f->crc_computed;
+    return WEIR_OK;
+}
+
+int weir_r_frame_next(weir_reader_t *r, weir_frame_t *f) {
+    if (frame_header(r, f))
+        return WEIR_ERR;
+    return frame_body(r, f);
+}
+
+int weir_r_frame_open(weir_reader_t *r, const char *tag, uint16_t *version, weir_reader_t *payload) {
+    weir_frame_t f;
+    if (frame_header(r, &f))
+        return WEIR_ERR;
+    if (f.tag_len != strlen(tag) || memcmp(f.tag, tag, f.tag_len)) {
+        weir_r_fail(r, "snapshot is for operator '%.*s', expected '%s'", (int)(f.tag_len > 64 ? 64 : f.tag_len),
+                    (const char *)f.tag, tag);
         return WEIR_ERR;
     }
-    *version = ver;
-    weir_reader_init(payload, body, (size_t)plen);
+    if (frame_body(r, &f))
+        return WEIR_ERR;
+    if (!f.crc_ok) {
+        weir_r_fail(r, "snapshot of '%s' fails its CRC check (stored %08x, computed %08x)", tag, f.crc_stored,
+                    f.crc_computed);
+        return WEIR_ERR;
+    }
+    *version = f.version;
+    weir_reader_init(payload, f.payload, (size_t)f.payload_len);
     return WEIR_OK;
 }
 

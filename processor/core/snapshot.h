@@ -61,6 +61,30 @@ char *weir_r_strdup(weir_reader_t *r);
 /** @brief Record an error (keeps the first). */
 void weir_r_fail(weir_reader_t *r, const char *fmt, ...) WEIR_PRINTF(2, 3);
 
+/** One frame as found in a byte string (all pointers borrow the reader's bytes). */
+typedef struct weir_frame {
+    const uint8_t *start;   /**< first byte of the frame ("WSNP") */
+    size_t len;             /**< bytes of the whole frame, CRC included */
+    uint16_t version;       /**< the operator's format version */
+    const uint8_t *tag;     /**< operator class name, not NUL-terminated */
+    size_t tag_len;         /**< bytes of tag */
+    const uint8_t *payload; /**< the operator's bytes */
+    uint64_t payload_len;   /**< bytes of payload */
+    uint32_t crc_stored;    /**< CRC-32 as written */
+    uint32_t crc_computed;  /**< CRC-32 of the bytes read */
+    bool crc_ok;            /**< crc_stored == crc_computed */
+} weir_frame_t;
+
+/**
+ * @brief The one reader of the frame layout: read the frame at the reader's
+ *        position, whatever its tag, and move past it. A CRC mismatch is
+ *        reported in f->crc_ok, not as an error, so that tools can show the
+ *        damaged frame; weir_r_frame_open() refuses it.
+ * @returns WEIR_OK, or WEIR_ERR (bad magic, overrun) with r->errstr set; the
+ *          header fields read before the error stay in *f.
+ */
+int weir_r_frame_next(weir_reader_t *r, weir_frame_t *f);
+
 /**
  * @brief Open the frame at the reader's position: check magic, tag and CRC and
  *        set *version; *payload becomes a reader over the payload alone.

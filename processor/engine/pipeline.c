@@ -256,6 +256,24 @@ static void edge_add(weir_edge_list_t *l, int v) {
     l->items[l->n++] = v;
 }
 
+int weir_plan_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
+    const weir_operator_class_t *cls = plan->cls;
+    if (cls->conf_size)
+        plan->conf = weir_calloc(1, cls->conf_size);
+    if (cls->conf_init)
+        cls->conf_init(plan->conf);
+    if (weir_config_map_apply(cls->config_map, plan->cfg, plan->conf, errstr, errstr_size))
+        return WEIR_ERR;
+    return cls->configure(plan, errstr, errstr_size);
+}
+
+void weir_plan_release(weir_plan_t *plan) {
+    if (plan->cls && plan->cls->plan_destroy && plan->conf)
+        plan->cls->plan_destroy(plan->conf);
+    free(plan->conf);
+    plan->conf = NULL;
+}
+
 static int compile_node(load_ctx_t *lc, int i) {
     weir_pipeline_t *pl = lc->pl;
     weir_node_t *node = &pl->nodes[i];
@@ -282,7 +300,7 @@ static int compile_node(load_ctx_t *lc, int i) {
         }
     }
     char msg[WEIR_ERRSTR_SIZE];
-    if (node->plan.cls->configure(&node->plan, msg, sizeof(msg))) {
+    if (weir_plan_configure(&node->plan, msg, sizeof(msg))) {
         weir_err(lc->errstr, lc->errstr_size, "%s", msg);
         return WEIR_ERR;
     }
@@ -340,6 +358,9 @@ static int load_nodes(load_ctx_t *lc) {
             return weir_cfg_error(op, lc->errstr, lc->errstr_size, "node '%s': unknown op '%s' (known: %s)", plan->name,
                                   ops, known);
         }
+        char why[WEIR_ERRSTR_SIZE];
+        if (weir_operator_check(plan->cls, why, sizeof(why)))
+            return weir_cfg_error(op, lc->errstr, lc->errstr_size, "node '%s': %s", plan->name, why);
     }
     for (int i = 0; i < pl->nnodes; i++)
         if (compile_node(lc, i))
@@ -525,8 +546,7 @@ void weir_pipeline_destroy(weir_pipeline_t *pl) {
         return;
     for (int i = 0; i < pl->nnodes; i++) {
         weir_node_t *n = &pl->nodes[i];
-        if (n->plan.cls && n->plan.cls->plan_destroy)
-            n->plan.cls->plan_destroy(n->plan.conf);
+        weir_plan_release(&n->plan);
         for (int p = 0; p < WEIR_MAX_PORTS; p++) {
             weir_rowtype_destroy(n->plan.ports[p].rt);
             free(n->nodes[p].items);

@@ -88,10 +88,21 @@ void weir_pipeline_destroy(weir_pipeline_t *pl);
 /** @brief Print the compiled graph with resolved fields and types (`weir validate`). */
 void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp);
 
+/**
+ * @brief Compile one node the way the pipeline compiler does: allocate
+ *        plan->conf (the class's conf_size, zeroed), conf_init, apply the
+ *        class's config_map (types, defaults, required keys; errors placed at
+ *        file:line:col), then call configure. plan->cls and plan->cfg (and
+ *        input, name) must be set. Release with weir_plan_release, also
+ *        after an error.
+ * @returns WEIR_OK or WEIR_ERR with errstr.
+ */
+int weir_plan_configure(weir_plan_t *plan, char *errstr, size_t errstr_size);
+/** @brief plan_destroy(conf), then free conf (the engine owns it); plan->conf becomes NULL. */
+void weir_plan_release(weir_plan_t *plan);
+
 /** @returns the node index by name, or -1. */
 int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);
-
-#endif
 
 /**
  * @brief The graph fingerprint stored with every checkpoint:
@@ -101,3 +112,5 @@ int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);
  *        Returns a malloc'ed string.
  */
 char *weir_pipeline_fingerprint(const weir_pipeline_t *pl);
+
+#endif

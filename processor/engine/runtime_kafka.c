@@ -584,8 +584,8 @@ static int64_t restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
         free(fp);
         return -1;
     }
-    if (weir_task_restore_compat(t->task, state.p, state.len, fp, kr->fingerprint, kr->o->reset_state, errstr,
-                                 sizeof(errstr))) {
+    weir_restore_opts_t opts = {.saved_fp = fp, .cur_fp = kr->fingerprint, .reset = kr->o->reset_state};
+    if (weir_task_restore(t->task, state.p, state.len, &opts, errstr, sizeof(errstr))) {
         weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: cannot restore checkpoint #%lld: %s", t->topic, (int)t->partition,
                  (long long)n, errstr);
         kr->fatal = true;

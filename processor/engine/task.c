@@ -135,16 +135,19 @@ int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf) {
     weir_w_frame_end(&w);
     for (int i = 0; i < t->pl->nnodes; i++) {
         weir_w_str(&w, t->pl->nodes[i].plan.name);
-        if (t->pl->nodes[i].plan.cls->snapshot(t->ctx[i], &w))
+        const weir_operator_class_t *cls = t->pl->nodes[i].plan.cls;
+        if (!cls->snapshot) { /* stateless: an empty frame, so every node has one */
+            weir_w_frame_begin(&w, cls->name, WEIR_STATELESS_SNAPSHOT_VERSION);
+            weir_w_frame_end(&w);
+        } else if (cls->snapshot(t->ctx[i], &w)) {
             return WEIR_ERR;
+        }
     }
     return WEIR_OK;
 }
 
-/* Read the task frame: max event time, watermark and the per-sink output
- * counters; sinks are matched by (node label, topic), so adding or removing a
- * sink keeps the others' numbering. */
-static int read_task_frame(const weir_task_t *t, weir_reader_t *r, int64_t *max_ts, int64_t *wm, uint64_t *seq) {
+/* The task frame: max event time, watermark and the per-sink output counters. */
+static int parse_task_frame(weir_reader_t *r, weir_task_snapshot_view_t *v) {
     uint16_t version;
     weir_reader_t body;
     if (weir_r_frame_open(r, "task", &version, &body))
@@ -154,17 +157,17 @@ static int read_task_frame(const weir_task_t *t, weir_reader_t *r, int64_t *max_
                     TASK_SNAPSHOT_VERSION);
         return WEIR_ERR;
     }
-    *max_ts = weir_r_i64(&body);
-    *wm = weir_r_i64(&body);
+    v->max_ts = weir_r_i64(&body);
+    v->watermark = weir_r_i64(&body);
     uint32_t ns = weir_r_u32(&body);
+    if (!body.err && ns > body.len / 16) /* each counter takes 16 bytes at least */
+        weir_r_fail(&body, "%u sink counters in %zu bytes", ns, body.len);
+    v->sinks = weir_calloc((size_t)(body.err ? 0 : ns) + 1, sizeof(*v->sinks));
     for (uint32_t k = 0; k < ns && !body.err; k++) {
-        char *label = weir_r_strdup(&body), *topic = weir_r_strdup(&body);
-        uint64_t v = weir_r_u64(&body);
-        for (int i = 0; !body.err && label && topic && i < t->pl->nsinks; i++)
-            if (!strcmp(t->pl->sinks[i].label, label) && !strcmp(t->pl->sinks[i].topic, topic))
-                seq[i] = v;
-        free(label);
-        free(topic);
+        weir_task_snapshot_sink_t *s = &v->sinks[v->nsinks++];
+        s->label = weir_r_strdup(&body);
+        s->topic = weir_r_strdup(&body);
+        s->seq = weir_r_u64(&body);
     }
     if (body.err) {
         weir_r_fail(r, "task frame: %s", body.errstr);
@@ -173,40 +176,48 @@ static int read_task_frame(const weir_task_t *t, weir_reader_t *r, int64_t *max_
     return WEIR_OK;
 }
 
-int weir_task_restore(weir_task_t *t, const void *p, size_t n, char *errstr, size_t errstr_size) {
+int weir_task_snapshot_parse(const void *p, size_t n, weir_task_snapshot_view_t *v) {
+    memset(v, 0, sizeof(*v));
+    v->bad_node = -1;
     weir_reader_t r;
     weir_reader_init(&r, p, n);
-    uint32_t nn = weir_r_u32(&r);
-    int64_t max_ts = 0, wm = 0;
-    uint64_t *seq = weir_calloc((size_t)t->pl->nsinks + 1, sizeof(uint64_t));
-    if (r.err || read_task_frame(t, &r, &max_ts, &wm, seq)) {
-        free(seq);
-        return weir_err(errstr, errstr_size, "task snapshot: %s", r.errstr);
+    v->node_count = weir_r_u32(&r);
+    if (!r.err && v->node_count > 4096)
+        weir_r_fail(&r, "too many nodes");
+    if (r.err || parse_task_frame(&r, v)) {
+        snprintf(v->errstr, sizeof(v->errstr), "%s", r.errstr);
+        return WEIR_ERR;
     }
-    if (nn != (uint32_t)t->pl->nnodes) {
-        free(seq);
-        return weir_err(errstr, errstr_size, "task snapshot has %u nodes, the pipeline has %d", nn, t->pl->nnodes);
-    }
-    for (int i = 0; i < t->pl->nnodes; i++) {
-        char *name = weir_r_strdup(&r);
-        if (r.err || !name || strcmp(name, t->pl->nodes[i].plan.name)) {
-            int rc = weir_err(errstr, errstr_size, "task snapshot: node %d is '%s', expected '%s'%s%s", i,
-                              name ? name : "?", t->pl->nodes[i].plan.name, r.err ? ": " : "", r.err ? r.errstr : "");
-            free(name);
-            free(seq);
-            return rc;
-        }
-        free(name);
-        if (t->pl->nodes[i].plan.cls->restore(t->ctx[i], &r, errstr, errstr_size)) {
-            free(seq);
+    v->nodes = weir_calloc((size_t)v->node_count + 1, sizeof(*v->nodes));
+    for (uint32_t i = 0; i < v->node_count; i++) {
+        weir_task_snapshot_node_t *node = &v->nodes[i];
+        node->name = weir_r_strdup(&r);
+        if (!r.err && !node->name)
+            weir_r_fail(&r, "node without a name");
+        if (!r.err)
+            weir_r_frame_next(&r, &node->frame);
+        if (r.err) {
+            v->nnodes = node->name ? i + 1 : i;
+            v->bad_node = (int)i;
+            snprintf(v->errstr, sizeof(v->errstr), "%s", r.errstr);
             return WEIR_ERR;
         }
     }
-    t->max_ts = max_ts;
-    t->watermark = wm;
-    memcpy(t->sink_seq, seq, (size_t)t->pl->nsinks * sizeof(uint64_t));
-    free(seq);
+    v->nnodes = v->node_count;
+    v->trailing = r.len - r.pos;
     return WEIR_OK;
+}
+
+void weir_task_snapshot_view_free(weir_task_snapshot_view_t *v) {
+    for (uint32_t i = 0; v->sinks && i < v->nsinks; i++) {
+        free(v->sinks[i].label);
+        free(v->sinks[i].topic);
+    }
+    for (uint32_t i = 0; v->nodes && i < v->node_count; i++)
+        free(v->nodes[i].name);
+    free(v->sinks);
+    free(v->nodes);
+    memset(v, 0, sizeof(*v));
 }
 
 /* The fingerprint entry "op:crc" of node `name` in fp, copied to out; false if absent. */
@@ -240,61 +251,51 @@ static bool reset_names(const char *reset, const char *name) {
     return false;
 }
 
-/* Skip one snapshot frame; returns its start and length. */
-static const uint8_t *frame_skip(weir_reader_t *r, size_t *len) {
-    size_t start = r->pos;
-    weir_r_raw(r, 8); /* magic, version, reserved */
-    size_t tl;
-    weir_r_bytes(r, &tl);
-    uint64_t pl = weir_r_u64(r);
-    if (r->err || pl > r->len)
-        return NULL;
-    weir_r_raw(r, (size_t)pl + 4);
-    if (r->err)
-        return NULL;
-    *len = r->pos - start;
-    return r->p + start;
+/* Restore one node from its frame; a stateless class (no restore) checks the empty frame. */
+static int restore_node(weir_task_t *t, int i, const weir_frame_t *f, char *errstr, size_t errstr_size) {
+    const weir_plan_t *plan = &t->pl->nodes[i].plan;
+    weir_reader_t fr;
+    weir_reader_init(&fr, f->start, f->len);
+    if (plan->cls->restore)
+        return plan->cls->restore(t->ctx[i], &fr, errstr, errstr_size);
+    uint16_t version;
+    weir_reader_t body;
+    return weir_r_frame_expect(&fr, plan->name, plan->cls->name, WEIR_STATELESS_SNAPSHOT_VERSION, &version, &body,
+                               errstr, errstr_size);
 }
 
-int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char *saved_fp, const char *cur_fp,
-                             const char *reset, char *errstr, size_t errstr_size) {
+int weir_task_restore(weir_task_t *t, const void *p, size_t n, const weir_restore_opts_t *opts, char *errstr,
+                      size_t errstr_size) {
+    static const weir_restore_opts_t none = {0};
+    if (!opts)
+        opts = &none;
+    const char *saved_fp = opts->saved_fp, *cur_fp = opts->cur_fp, *reset = opts->reset;
     const weir_pipeline_t *pl = t->pl;
-    weir_reader_t r;
-    weir_reader_init(&r, p, n);
-    uint32_t nn = weir_r_u32(&r);
-    int64_t max_ts = 0, wm = 0;
-    uint64_t *seq = weir_calloc((size_t)pl->nsinks + 1, sizeof(uint64_t));
-    if (r.err || nn > 4096 || read_task_frame(t, &r, &max_ts, &wm, seq)) {
-        free(seq);
-        return weir_err(errstr, errstr_size, "task snapshot header: %s", r.err ? r.errstr : "too many nodes");
-    }
-    char **names = weir_calloc(nn + 1, sizeof(char *));
-    const uint8_t **frames = weir_calloc(nn + 1, sizeof(uint8_t *));
-    size_t *flen = weir_calloc(nn + 1, sizeof(size_t));
+    weir_task_snapshot_view_t v;
     int rc = WEIR_ERR;
-    for (uint32_t i = 0; i < nn; i++) {
-        names[i] = weir_r_strdup(&r);
-        frames[i] = names[i] ? frame_skip(&r, &flen[i]) : NULL;
-        if (r.err || !frames[i]) {
-            weir_err(errstr, errstr_size, "task snapshot: node %u: %s", i, r.err ? r.errstr : "bad frame");
-            goto done;
-        }
+    int *src = NULL;
+    if (weir_task_snapshot_parse(p, n, &v)) {
+        if (v.bad_node < 0)
+            weir_err(errstr, errstr_size, "task snapshot header: %s", v.errstr);
+        else
+            weir_err(errstr, errstr_size, "task snapshot: node %d: %s", v.bad_node, v.errstr);
+        goto done;
     }
     /* Check everything first, then restore: a refusal changes nothing. */
-    for (uint32_t i = 0; i < nn; i++)
-        if (weir_pipeline_find_node(pl, names[i]) < 0 && !reset_names(reset, names[i])) {
+    for (uint32_t i = 0; i < v.nnodes; i++)
+        if (weir_pipeline_find_node(pl, v.nodes[i].name) < 0 && !reset_names(reset, v.nodes[i].name)) {
             weir_err(errstr, errstr_size,
                      "node '%s' has saved state but is no longer in the pipeline; start with --reset-state %s "
                      "(or all) to drop it",
-                     names[i], names[i]);
+                     v.nodes[i].name, v.nodes[i].name);
             goto done;
         }
-    int *src = weir_calloc((size_t)pl->nnodes + 1, sizeof(int));
+    src = weir_calloc((size_t)pl->nnodes + 1, sizeof(int));
     for (int i = 0; i < pl->nnodes; i++) {
         const char *name = pl->nodes[i].plan.name;
         src[i] = -1;
-        for (uint32_t k = 0; k < nn; k++)
-            if (!strcmp(names[k], name))
+        for (uint32_t k = 0; k < v.nnodes; k++)
+            if (!strcmp(v.nodes[k].name, name))
                 src[i] = (int)k;
         if (reset_names(reset, name)) {
             src[i] = -1;
@@ -304,7 +305,6 @@ int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char
         bool had = saved_fp && fp_entry(saved_fp, name, was, sizeof(was));
         fp_entry(cur_fp, name, now, sizeof(now));
         if (src[i] < 0) {
-            free(src);
             weir_err(errstr, errstr_size,
                      "node '%s' is new since the checkpoint (it has no saved state); start with --reset-state %s "
                      "(or all) to start it empty",
@@ -312,7 +312,6 @@ int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char
             goto done;
         }
         if (saved_fp && (!had || strcmp(was, now))) {
-            free(src);
             weir_err(errstr, errstr_size,
                      "node '%s' was reconfigured since the checkpoint (%s, now %s); its state cannot be restored; "
                      "start with --reset-state %s (or all) to start it empty",
@@ -320,27 +319,20 @@ int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char
             goto done;
         }
     }
-    for (int i = 0; i < pl->nnodes; i++) {
-        if (src[i] < 0)
-            continue;
-        weir_reader_t fr;
-        weir_reader_init(&fr, frames[src[i]], flen[src[i]]);
-        if (pl->nodes[i].plan.cls->restore(t->ctx[i], &fr, errstr, errstr_size)) {
-            free(src);
+    for (int i = 0; i < pl->nnodes; i++)
+        if (src[i] >= 0 && restore_node(t, i, &v.nodes[src[i]].frame, errstr, errstr_size))
             goto done;
-        }
-    }
-    free(src);
-    t->max_ts = max_ts;
-    t->watermark = wm;
-    memcpy(t->sink_seq, seq, (size_t)pl->nsinks * sizeof(uint64_t));
+    t->max_ts = v.max_ts;
+    t->watermark = v.watermark;
+    /* Sinks are matched by (node label, topic): adding or removing a sink keeps the others' numbering. */
+    memset(t->sink_seq, 0, (size_t)pl->nsinks * sizeof(uint64_t));
+    for (uint32_t k = 0; k < v.nsinks; k++)
+        for (int i = 0; v.sinks[k].label && v.sinks[k].topic && i < pl->nsinks; i++)
+            if (!strcmp(pl->sinks[i].label, v.sinks[k].label) && !strcmp(pl->sinks[i].topic, v.sinks[k].topic))
+                t->sink_seq[i] = v.sinks[k].seq;
     rc = WEIR_OK;
 done:
-    free(seq);
-    for (uint32_t i = 0; i < nn; i++)
-        free(names[i]);
-    free(names);
-    free(frames);
-    free(flen);
+    free(src);
+    weir_task_snapshot_view_free(&v);
     return rc;
 }

@@ -64,18 +64,64 @@ void weir_task_idle_tick(weir_task_t *t, int64_t now_ms);
 
 /** @brief Snapshot every operator into buf: u32 node count, then per node its name and frame. */
 int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf);
-/** @brief Restore from weir_task_snapshot's bytes. @returns WEIR_OK or WEIR_ERR with errstr. */
-int weir_task_restore(weir_task_t *t, const void *p, size_t n, char *errstr, size_t errstr_size);
+/** One node of a task snapshot: its name and its frame (see weir_task_snapshot_parse). */
+typedef struct weir_task_snapshot_node {
+    char *name;         /**< owned */
+    weir_frame_t frame; /**< borrows the snapshot bytes */
+} weir_task_snapshot_node_t;
+
+/** One sink's output counter in a task snapshot. */
+typedef struct weir_task_snapshot_sink {
+    char *label, *topic; /**< owned; sinks are matched by (label, topic) */
+    uint64_t seq;        /**< outputs numbered so far */
+} weir_task_snapshot_sink_t;
 
 /**
- * @brief Restore node by node, matching nodes by name, after a pipeline
- *        change. A node whose fingerprint entry (see weir_pipeline_fingerprint)
- *        differs from saved_fp, a node that is new, and a saved node that no
- *        longer exists are refused with a clear error, unless `reset` is "all"
- *        or names that node (comma-separated list): a reset node starts empty.
- *        On error nothing is changed (the task must then be recreated).
+ * A task snapshot taken apart. The layout, read here only:
+ *   u32 node count | frame "task" {i64 max_ts, i64 watermark, u32 n, n x (str label, str topic, u64 seq)}
+ *   | per node: str name + the operator's frame
  */
-int weir_task_restore_compat(weir_task_t *t, const void *p, size_t n, const char *saved_fp, const char *cur_fp,
-                             const char *reset, char *errstr, size_t errstr_size);
+typedef struct weir_task_snapshot_view {
+    uint32_t node_count; /**< as stored */
+    int64_t max_ts, watermark;
+    uint32_t nsinks;
+    weir_task_snapshot_sink_t *sinks;
+    uint32_t nnodes; /**< nodes read (all of node_count unless an error stopped the reading) */
+    weir_task_snapshot_node_t *nodes;
+    int bad_node;     /**< on error: -1 = the header, else the node that could not be read */
+    size_t trailing;  /**< bytes after the last node */
+    char errstr[160]; /**< on error: why */
+} weir_task_snapshot_view_t;
+
+/**
+ * @brief Parse a task snapshot: the header, every node's name and frame
+ *        (frame CRCs are checked by whoever opens a frame, so that a
+ *        damaged frame can still be shown). What was read before an error
+ *        stays in *v. Free with weir_task_snapshot_view_free in any case.
+ * @returns WEIR_OK or WEIR_ERR (v->bad_node, v->errstr).
+ */
+int weir_task_snapshot_parse(const void *p, size_t n, weir_task_snapshot_view_t *v);
+void weir_task_snapshot_view_free(weir_task_snapshot_view_t *v);
+
+/** What weir_task_restore may have to reconcile; NULL or NULL fields = nothing. */
+typedef struct weir_restore_opts {
+    const char *saved_fp; /**< fingerprint stored with the checkpoint (weir_pipeline_fingerprint) */
+    const char *cur_fp;   /**< the running pipeline's fingerprint */
+    const char *reset;    /**< --reset-state: "all" or comma-separated node names that start empty */
+} weir_restore_opts_t;
+
+/**
+ * @brief Restore from weir_task_snapshot's bytes, node by node, matching
+ *        nodes by name: the one restore path of tests, `weir state` and the
+ *        Kafka runtime. A node that is new, a saved node that no longer
+ *        exists and (given saved_fp) a node whose fingerprint entry differs
+ *        from saved_fp are refused with a clear error, unless `reset` is "all"
+ *        or names that node: a reset node starts empty. A refusal found before any operator
+ *        is restored changes nothing; an operator's restore error may leave
+ *        the task half restored (recreate it).
+ * @returns WEIR_OK or WEIR_ERR with errstr.
+ */
+int weir_task_restore(weir_task_t *t, const void *p, size_t n, const weir_restore_opts_t *opts, char *errstr,
+                      size_t errstr_size);
 
 #endif
