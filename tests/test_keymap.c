@@ -223,3 +223,24 @@ Test(key, one_rendering) {
     v = weir_v_null();
     cr_assert_eq(weir_key_render(&v, buf, &p, &n), -1);
 }
+
+Test(keymap, sorted_ids_bytewise_prefix_first) {
+    weir_keymap_t m;
+    weir_keymap_init(&m, 0);
+    static const char *const keys[] = {"a\0c", "b", "", "a\0b", "a", "\0\0", "a\0", "\0"};
+    static const size_t lens[] = {3, 1, 0, 3, 1, 2, 2, 1};
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(keys); i++)
+        weir_keymap_add(&m, keys[i], lens[i], weir_keymap_hash(keys[i], lens[i]));
+    weir_keymap_del(&m, 1); /* "b" */
+    static const char *const want[] = {"", "\0", "\0\0", "a", "a\0", "a\0b", "a\0c"};
+    static const size_t wlen[] = {0, 1, 2, 1, 2, 3, 3};
+    uint32_t *ids = weir_keymap_sorted_ids(&m);
+    cr_assert_not_null(ids);
+    for (size_t i = 0; i < WEIR_ARRAY_SIZE(want); i++) {
+        size_t n;
+        const char *k = weir_keymap_key(&m, ids[i], &n);
+        cr_assert(n == wlen[i] && !memcmp(k, want[i], n), "sorted position %zu", i);
+    }
+    free(ids);
+    weir_keymap_free(&m, NULL, NULL);
+}

@@ -643,21 +643,6 @@ static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errs
 
 #define ARIMA_DUMP_LAST 10 /* buffered values shown per key (the most recent) */
 
-typedef struct dump_ent {
-    const char *key; /* key bytes in the map */
-    size_t key_len;
-    const series_t *s;
-} dump_ent_t;
-
-static int series_cmp(const void *a, const void *b) {
-    const dump_ent_t *x = a, *y = b;
-    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = n ? memcmp(x->key, y->key, n) : 0;
-    if (c)
-        return c;
-    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
-}
-
 static void dump_num(weir_buf_t *out, double d) {
     weir_value_t v = weir_v_double(d);
     weir_json_append_value(out, &v);
@@ -673,10 +658,13 @@ static void dump_bool(weir_buf_t *out, bool b) {
     weir_json_append_value(out, &v);
 }
 
-static void dump_series(const arima_conf_t *conf, const dump_ent_t *e, weir_buf_t *out) {
-    const series_t *s = e->s;
+static void dump_series(const arima_ctx_t *ctx, uint32_t id, weir_buf_t *out) {
+    const arima_conf_t *conf = ctx->plan->conf;
+    const series_t *s = *(series_t **)weir_keymap_val(&ctx->series, id);
+    size_t kn;
+    const char *kb = weir_keymap_key(&ctx->series, id, &kn);
     weir_buf_puts(out, "{\"key\":");
-    weir_json_append_str(out, e->key, e->key_len);
+    weir_json_append_str(out, kb, kn);
     weir_buf_puts(out, ",\"n\":");
     dump_long(out, s->count);
     weir_buf_puts(out, ",\"total\":");
@@ -751,26 +739,17 @@ static void dump_series(const arima_conf_t *conf, const dump_ent_t *e, weir_buf_
  * map's order (a restored task dumps byte-identically). */
 static int arima_dump(void *vctx, weir_buf_t *out) {
     const arima_ctx_t *ctx = vctx;
-    const arima_conf_t *conf = ctx->plan->conf;
-    const weir_keymap_t *m = &ctx->series;
-    dump_ent_t *v = weir_keymap_count(m) ? weir_malloc(weir_keymap_count(m) * sizeof(*v)) : NULL;
-    size_t n = 0;
-    for (uint32_t id = weir_keymap_first(m); id != WEIR_KEYMAP_NONE; id = weir_keymap_next(m, id), n++) {
-        v[n].key = weir_keymap_key(m, id, &v[n].key_len);
-        v[n].s = *(series_t **)weir_keymap_val(m, id);
-    }
-    if (n > 1)
-        qsort(v, n, sizeof(*v), series_cmp);
+    uint32_t *ids = weir_keymap_sorted_ids(&ctx->series), n = weir_keymap_count(&ctx->series);
     weir_buf_puts(out, "{\"keys\":");
     dump_long(out, (int64_t)n);
     weir_buf_puts(out, ",\"series\":[");
-    for (size_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         if (i)
             weir_buf_putc(out, ',');
-        dump_series(conf, &v[i], out);
+        dump_series(ctx, ids[i], out);
     }
     weir_buf_puts(out, "]}");
-    free(v);
+    free(ids);
     return WEIR_OK;
 }
 

@@ -971,29 +971,15 @@ static int kmeans_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
 
 /* ---- state dump (`weir state dump`) ---- */
 
-typedef struct dump_ent {
-    const char *key; /* key bytes in the map */
-    size_t key_len;
-    const km_slot_t *s;
-} dump_ent_t;
-
-/* Models by key, bytewise (a prefix first). */
-static int slot_key_cmp(const void *a, const void *b) {
-    const dump_ent_t *x = a, *y = b;
-    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = n ? memcmp(x->key, y->key, n) : 0;
-    if (c)
-        return c;
-    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
-}
-
-static void dump_model(const kmeans_ctx_t *ctx, const dump_ent_t *e, weir_buf_t *out) {
-    const km_slot_t *s = e->s;
+static void dump_model(const kmeans_ctx_t *ctx, uint32_t id, weir_buf_t *out) {
+    const km_slot_t *s = slot_at(ctx, id);
+    size_t kn;
+    const char *kb = slot_key(ctx, s, &kn);
     const kmeans_model_t *m = &s->m;
     const kmeans_params_t *p = &ctx->conf->params;
     weir_buf_puts(out, "{\"key\":");
     if (ctx->conf->per_key)
-        weir_json_append_str(out, e->key, e->key_len);
+        weir_json_append_str(out, kb, kn);
     else
         weir_buf_puts(out, "null");
     weir_buf_printf(out, ",\"ready\":%s,\"model_version\":%lld,\"k\":%d,\"centroids\":", m->ready ? "true" : "false",
@@ -1032,21 +1018,12 @@ static void dump_model(const kmeans_ctx_t *ctx, const dump_ent_t *e, weir_buf_t 
 /* {"models": [...sorted by key...], "reseeds": N}; read-only, O(state) (+ sorting the model pointers). */
 static int kmeans_dump(void *vctx, weir_buf_t *out) {
     const kmeans_ctx_t *ctx = vctx;
-    const weir_keymap_t *m = &ctx->models;
-    uint32_t nm = weir_keymap_count(m);
-    dump_ent_t *order = nm ? weir_malloc(nm * sizeof(*order)) : NULL;
-    size_t n = 0;
-    for (uint32_t id = weir_keymap_first(m); id != WEIR_KEYMAP_NONE; id = weir_keymap_next(m, id), n++) {
-        order[n].key = weir_keymap_key(m, id, &order[n].key_len);
-        order[n].s = slot_at(ctx, id);
-    }
-    if (n > 1)
-        qsort(order, n, sizeof(*order), slot_key_cmp);
+    uint32_t *order = weir_keymap_sorted_ids(&ctx->models), n = weir_keymap_count(&ctx->models);
     weir_buf_puts(out, "{\"models\":[");
-    for (size_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         if (i)
             weir_buf_putc(out, ',');
-        dump_model(ctx, &order[i], out);
+        dump_model(ctx, order[i], out);
     }
     weir_buf_printf(out, "],\"reseeds\":%llu}", (unsigned long long)ctx->reseeds);
     free(order);

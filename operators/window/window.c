@@ -963,21 +963,6 @@ static int window_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
  * value is bit-identical to what firing the window now would emit. Cost: sorting
  * the keys (O(K log K)), then per key O(panes + windows) merges. */
 
-typedef struct dump_key {
-    const char *p;
-    uint32_t n;
-    uint32_t k;
-} dump_key_t;
-
-static int dump_key_cmp(const void *va, const void *vb) {
-    const dump_key_t *a = va, *b = vb;
-    size_t n = a->n < b->n ? a->n : b->n;
-    int r = n ? memcmp(a->p, b->p, n) : 0;
-    if (r)
-        return r;
-    return (a->n > b->n) - (a->n < b->n);
-}
-
 typedef struct dump_scratch {
     const wwin_t **pane; /* the key's panes, ascending start */
     wagg_state_t *suf;   /* naggs states per pane of the front block (right fold) */
@@ -987,12 +972,14 @@ typedef struct dump_scratch {
     wagg_state_t *acc;  /* naggs: the window */
 } dump_scratch_t;
 
-static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, const dump_key_t *dk, int64_t start,
-                        int64_t end, const int64_t *last_ts, int64_t rows, const wagg_state_t *agg) {
+static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, uint32_t k, int64_t start, int64_t end,
+                        const int64_t *last_ts, int64_t rows, const wagg_state_t *agg) {
     const window_conf_t *c = ctx->conf;
     weir_buf_puts(out, *first ? "{\"key\":" : ",{\"key\":");
     *first = false;
-    weir_json_append_str(out, dk->p, dk->n);
+    size_t kn;
+    const char *kb = weir_keymap_key(&ctx->st.keys, k, &kn);
+    weir_json_append_str(out, kb, kn);
     weir_buf_printf(out, ",\"window_start\":%" PRId64 ",\"window_end\":%" PRId64, start, end);
     if (last_ts)
         weir_buf_printf(out, ",\"last_ts\":%" PRId64, *last_ts);
@@ -1021,11 +1008,10 @@ static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, c
 /* Every open window [s, s + size) of a tumbling/sliding key, ascending s, as slide_window
  * would compute it (tumbling: one pane per window, the fold is a copy). Windows without
  * records are skipped (they emit nothing): s jumps over gaps between panes. */
-static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first, const dump_key_t *dk,
-                          dump_scratch_t *sc) {
+static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first, uint32_t k, dump_scratch_t *sc) {
     const window_conf_t *c = ctx->conf;
     const wstate_t *st = &ctx->st;
-    const wkey_t *key = wstate_key(st, dk->k);
+    const wkey_t *key = wstate_key(st, k);
     size_t na = (size_t)c->naggs, n = 0;
     if (key->head < 0)
         return;
@@ -1089,7 +1075,7 @@ static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first,
         for (size_t a = 0; a < na; a++)
             wagg_merge(&c->aggs[a], &sc->acc[a], &sc->back[a]);
         if (rows)
-            dump_window(ctx, out, first, dk, s, e, NULL, rows, sc->acc);
+            dump_window(ctx, out, first, k, s, e, NULL, rows, sc->acc);
         s += c->slide;
     }
 }
@@ -1105,28 +1091,21 @@ static int window_dump(void *vctx, weir_buf_t *out) {
         weir_buf_printf(out, "%" PRId64, ctx->wm);
     weir_buf_printf(out, ",\"late\":%" PRIu64 ",\"keys_rejected\":%" PRIu64 ",\"keys\":%" PRIu32 ",\"windows\":[",
                     ctx->late, ctx->keys_rejected, weir_keymap_count(&st->keys));
-    dump_key_t *keys = weir_malloc(((size_t)weir_keymap_count(&st->keys) + 1) * sizeof(*keys));
-    size_t nk = 0;
-    for (uint32_t k = weir_keymap_first(&st->keys); k != WEIR_KEYMAP_NONE; k = weir_keymap_next(&st->keys, k)) {
-        size_t kn;
-        const char *kb = weir_keymap_key(&st->keys, k, &kn);
-        keys[nk++] = (dump_key_t){kb, (uint32_t)kn, k};
-    }
-    qsort(keys, nk, sizeof(*keys), dump_key_cmp);
+    uint32_t *keys = weir_keymap_sorted_ids(&st->keys), nk = weir_keymap_count(&st->keys);
     dump_scratch_t sc = {0};
     sc.back = weir_calloc((size_t)c->naggs + 1, sizeof(*sc.back));
     sc.acc = weir_calloc((size_t)c->naggs + 1, sizeof(*sc.acc));
     bool first = true;
-    for (size_t i = 0; i < nk; i++) {
-        const wkey_t *key = wstate_key(st, keys[i].k);
+    for (uint32_t i = 0; i < nk; i++) {
+        const wkey_t *key = wstate_key(st, keys[i]);
         if (c->type != WINDOW_SESSION) {
-            dump_pane_key(ctx, out, &first, &keys[i], &sc);
+            dump_pane_key(ctx, out, &first, keys[i], &sc);
             continue;
         }
         /* Sessions are sorted and disjoint: one window each, as emit_session emits it. */
         for (int32_t w = key->head; w >= 0;) {
             const wwin_t *x = wstate_win(st, w);
-            dump_window(ctx, out, &first, &keys[i], x->start, x->last_ts + c->gap, &x->last_ts, x->rows, x->agg);
+            dump_window(ctx, out, &first, keys[i], x->start, x->last_ts + c->gap, &x->last_ts, x->rows, x->agg);
             w = x->next;
         }
     }

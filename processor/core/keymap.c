@@ -189,6 +189,37 @@ void weir_keymap_del(weir_keymap_t *m, uint32_t id) {
     m->n--;
 }
 
+typedef struct sort_ent {
+    const uint8_t *p;
+    uint32_t n, id;
+} sort_ent_t;
+
+static int sort_ent_cmp(const void *va, const void *vb) {
+    const sort_ent_t *a = va, *b = vb;
+    uint32_t n = a->n < b->n ? a->n : b->n;
+    int r = n ? memcmp(a->p, b->p, n) : 0;
+    if (r)
+        return r;
+    return (a->n > b->n) - (a->n < b->n);
+}
+
+uint32_t *weir_keymap_sorted_ids(const weir_keymap_t *m) {
+    if (!m->n)
+        return NULL;
+    sort_ent_t *v = weir_malloc((size_t)m->n * sizeof(*v));
+    size_t i = 0;
+    for (uint32_t id = m->head; id != WEIR_KEYMAP_NONE; id = weir_keymap_ent(m, id)->next, i++) {
+        const weir_keymap_ent_t *e = weir_keymap_ent(m, id);
+        v[i] = (sort_ent_t){m->slab + e->koff, e->klen, id};
+    }
+    qsort(v, i, sizeof(*v), sort_ent_cmp);
+    uint32_t *ids = weir_malloc(i * sizeof(*ids));
+    for (size_t j = 0; j < i; j++)
+        ids[j] = v[j].id;
+    free(v);
+    return ids;
+}
+
 size_t weir_keymap_bytes(const weir_keymap_t *m) {
     return (size_t)m->cap * m->stride + ((size_t)m->tab_mask + 1) * sizeof(*m->tab) + m->slab_cap +
            (m->slab_free ? SLAB_CLASSES * sizeof(uint32_t) : 0);

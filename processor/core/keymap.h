@@ -111,6 +111,13 @@ static inline uint32_t weir_keymap_first(const weir_keymap_t *m) { return m->n ?
 /** @returns the id added after id (still live), or WEIR_KEYMAP_NONE. */
 static inline uint32_t weir_keymap_next(const weir_keymap_t *m, uint32_t id) { return weir_keymap_ent(m, id)->next; }
 
+/**
+ * @brief The live ids sorted by key bytes (bytewise, a prefix first): the order
+ *        of state dumps, which must not depend on insertion order either.
+ * @returns a new array of weir_keymap_count(m) ids (the caller frees it; NULL when empty).
+ */
+uint32_t *weir_keymap_sorted_ids(const weir_keymap_t *m);
+
 /** @returns approximate bytes held by the map (for docs and benches). */
 size_t weir_keymap_bytes(const weir_keymap_t *m);
 
