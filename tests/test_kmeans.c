@@ -558,6 +558,37 @@ Test(kmeans_key, one_model_per_key) {
     run_free(r);
 }
 
+/* key: is an expression (processor/core/key.h); a null key is dead-lettered with the node and the expression,
+ * and the other records give exactly what they give without it. */
+static void feed_keyed(run_t *r, bool with_nulls) {
+    for (int i = 0; i < 24; i++) {
+        char line[128];
+        snprintf(line, sizeof(line), "{\"s\": \"%s\", \"x\": %d, \"y\": 0, \"ts\": %d}", i % 2 ? "b" : "a",
+                 (i / 2) % 2 ? 10 + i : i, i);
+        feed(r, line);
+        if (with_nulls && i % 5 == 0)
+            feed(r, "{\"s\": null, \"x\": 1000, \"y\": 1000, \"ts\": 0}");
+    }
+    finish(r);
+}
+
+Test(kmeans_key, expression_key_and_null_key_dead_lettered) {
+    static const char *const opts = "features: [x, y], k: 2, init_size: 4, batch: 2, scope: key, key: \"upper(s)\"";
+    run_t *r = run_new("s: string?, x: double, y: double, ts: long", opts);
+    run_t *ref = run_new("s: string?, x: double, y: double, ts: long", opts);
+    feed_keyed(r, true);
+    feed_keyed(ref, false);
+    cr_assert_eq(r->nreject, 5);
+    cr_assert_str_eq(r->reject, "kmeans: node 'km': key 'upper(s)' is null");
+    cr_assert_eq(ref->nreject, 0);
+    cr_assert_str_eq(r->cent[0].key, "A");
+    cr_assert_str_eq(r->cent[1].key, "B");
+    cr_assert(r->text.len == ref->text.len && !memcmp(r->text.p, ref->text.p, r->text.len),
+              "null keys changed the other models' output");
+    run_free(r);
+    run_free(ref);
+}
+
 /* ---- snapshot / restore ---- */
 
 typedef struct stream_cfg {
@@ -771,7 +802,8 @@ Test(kmeans_dump, task_scope_by_hand) {
 }
 
 Test(kmeans_dump, key_scope_sorted_buffering_and_scaler) {
-    /* Keys created in the order b, (none), a; the dump lists them null, "a", "b". */
+    /* Keys created in the order b, "", a; the dump lists them "", "a", "b". A null key is dead-lettered
+     * (processor/core/key.h) and makes no model. */
     run_t *r = run_new("s: string?, x: double, y: double, ts: long",
                        "features: [x, y], k: 2, init_size: 4, batch: 100, scope: key, key: s, standardize: true");
     static const double bx[4] = {0, 2, 10, 12};
@@ -779,8 +811,10 @@ Test(kmeans_dump, key_scope_sorted_buffering_and_scaler) {
     for (int i = 0; i < 4; i++) {
         snprintf(line, sizeof(line), "{\"s\": \"b\", \"x\": %g, \"y\": 0, \"ts\": %d}", bx[i], i);
         feed(r, line);
-        if (i == 0)
+        if (i == 0) {
+            feed(r, "{\"s\": \"\", \"x\": 1, \"y\": 1, \"ts\": 0}");
             feed(r, "{\"s\": null, \"x\": 1, \"y\": 1, \"ts\": 0}");
+        }
     }
     feed(r, "{\"s\": \"a\", \"x\": 5, \"y\": 5, \"ts\": 9}");
     feed(r, "{\"s\": \"a\", \"x\": 6, \"y\": 5, \"ts\": 9}");
@@ -790,7 +824,9 @@ Test(kmeans_dump, key_scope_sorted_buffering_and_scaler) {
     json_t *models = json_object_get(j, "models");
     cr_assert_eq(json_array_size(models), 3);
     json_t *mn = json_array_get(models, 0), *ma = json_array_get(models, 1), *mb = json_array_get(models, 2);
-    cr_assert(json_is_null(json_object_get(mn, "key")));
+    cr_assert_str_eq(json_string_value(json_object_get(mn, "key")), "");
+    cr_assert_eq(r->nreject, 1);
+    cr_assert_str_eq(r->reject, "kmeans: node 'km': key 's' is null");
     cr_assert_str_eq(json_string_value(json_object_get(ma, "key")), "a");
     cr_assert_str_eq(json_string_value(json_object_get(mb, "key")), "b");
     /* still buffering: no centroids yet */

@@ -336,6 +336,12 @@ static const window_case_t cases[] = {
      " [10000,20000) n=1 s=4 final\n"},
     {"key_expression", "key: \"upper(k)\", type: tumbling, size: 10s, " AGG_SV, "0", false, "a@1000=1 A@2000=2 !end",
      "A [0,10000) n=2 s=3 final\n"},
+    /* key: the one meaning (processor/core/key.h): a null key value is dead-lettered with the node and expression. */
+    {"null_key_dead_lettered_with_reason", "key: v, type: tumbling, size: 10s, " AGG_SV, "0", false,
+     "a@1000=1 a@2000=~ b@3000=1 a@4000=2 !end",
+     "reject w: window: node 'w': key 'v' is null a@2000\n"
+     "1 [0,10000) n=2 s=2 final\n"
+     "2 [0,10000) n=1 s=2 final\n"},
     {"no_event_time_rejected", "key: k, type: tumbling, size: 10s, " AGG_SV, "0", false, "a@- a@1000=1 !end",
      "reject w: window: record has no event time a@-9223372036854775808\n"
      "a [0,10000) n=1 s=1 final\n"},
@@ -364,6 +370,32 @@ ParameterizedTest(int *idx, window, table) {
     play(&run, tc->events);
     cr_assert_str_eq(log_str(&run), tc->expect, "case %s:\n--- got ---\n%s--- want ---\n%s", tc->name, log_str(&run),
                      tc->expect);
+    run_close(&run);
+}
+
+/* Without key: the record key groups (the Kafka message key); records without one form the group "". */
+Test(window, unkeyed_groups_by_record_key) {
+    run_t run;
+    run_open(&run, "type: tumbling, size: 10s, " AGG_SV, "0", false);
+    static const char *const rkeys[] = {"m1", NULL, "m2", "m1", NULL};
+    for (int i = 0; i < 5; i++) {
+        weir_record_t rec;
+        weir_record_init(&rec, run.task->pl->source.rt);
+        rec.v[0] = weir_v_str("f", 1);
+        rec.v[1] = weir_v_long(1000 + i);
+        rec.v[2] = weir_v_double(i + 1);
+        rec.ts = 1000 + i;
+        rec.key = rkeys[i];
+        rec.key_len = rkeys[i] ? strlen(rkeys[i]) : 0;
+        weir_task_process(run.task, &rec);
+        weir_record_free(&rec);
+    }
+    weir_task_advance(run.task, WEIR_WM_END);
+    cr_assert_str_eq(log_str(&run),
+                     "m1 [0,10000) n=2 s=5 final\n"
+                     " [0,10000) n=2 s=7 final\n"
+                     "m2 [0,10000) n=1 s=3 final\n",
+                     "%s", log_str(&run));
     run_close(&run);
 }
 

@@ -20,6 +20,8 @@
 #include "arima_model.h"
 #include "json.h"
 #include "expr.h"
+#include "key.h"
+#include "keymap.h"
 #include "operator.h"
 
 #define ARIMA_SNAPSHOT_VERSION 1
@@ -28,7 +30,8 @@ typedef struct arima_conf {
     const char *key_src, *value_src, *ts_src, *trend_src, *emit_src;
     int64_t horizon, history, refit_every, min_points;
     double anomaly_threshold; /* coverage of the interval outside which a value is anomalous */
-    weir_expr_t *key, *value, *ts;
+    weir_key_spec_t key;      /* key.h: an expression; absent: the record key */
+    weir_expr_t *value, *ts;
     arima_spec_t spec;
     bool every_point;
     double z_anomaly; /* normal quantile for anomaly_threshold */
@@ -38,10 +41,9 @@ typedef struct arima_conf {
     int p_key, p_ts, p_id, p_actual, p_fc, p_se, p_lo, p_hi, p_z, p_anom, p_error; /* port 1 slots */
 } arima_conf_t;
 
-/** Per-key series state. */
+/** Per-key series state: the value (a pointer) of its key in ctx->series. */
 typedef struct series {
-    char *key; /**< owned, NUL-terminated */
-    size_t key_len;
+    uint32_t id;       /**< its id in ctx->series (the key bytes are there) */
     double *buf;       /**< ring buffer of `history` values */
     int head;          /**< index of the oldest value */
     int count;         /**< values held */
@@ -55,8 +57,8 @@ typedef struct series {
 
 typedef struct arima_ctx {
     const weir_plan_t *plan;
-    series_t **slots; /* open-addressing hash table */
-    size_t cap, n;
+    weir_keymap_t series; /* key bytes -> series_t * (owned), first-seen order */
+    char keybuf[WEIR_KEY_BUF];
     weir_record_t out, pts;
     weir_arena_t scratch;
     double *work; /* history values in order, for fitting */
@@ -66,7 +68,7 @@ typedef struct arima_ctx {
 static const weir_config_map_t arima_config_map[] = {
     {WEIR_CM_STR, "value", NULL, true, offsetof(arima_conf_t, value_src), "numeric expression: the series value"},
     {WEIR_CM_STR, "key", NULL, false, offsetof(arima_conf_t, key_src),
-     "expression naming the series (default: the record key; no key = one series)"},
+     "expression naming the series (default: the record key; no key = one series); null: dead-lettered"},
     {WEIR_CM_STR, "ts", NULL, false, offsetof(arima_conf_t, ts_src),
      "expression giving the time (epoch ms, long) of a value (default: the record's event time)"},
     {WEIR_CM_CUSTOM, "order", NULL, true, 0, "[p, d, q] with p, q <= 8 and d <= 2"},
@@ -87,7 +89,7 @@ static void arima_plan_destroy(void *p) {
     arima_conf_t *conf = p;
     if (!conf)
         return;
-    weir_expr_destroy(conf->key);
+    weir_key_spec_free(&conf->key);
     weir_expr_destroy(conf->value);
     weir_expr_destroy(conf->ts);
 }
@@ -139,11 +141,8 @@ static int arima_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) 
     if (t != WEIR_LONG && t != WEIR_DOUBLE)
         return weir_cfg_error(at, errstr, errstr_size, "node '%s': value: must be numeric, got %s", plan->name,
                               weir_type_name(t));
-    if (conf->key_src) {
-        at = weir_cfg_get(plan->cfg, "key");
-        if (!(conf->key = weir_plan_expr(plan, at, "key", plan->input, errstr, errstr_size)))
-            return WEIR_ERR;
-    }
+    if (weir_key_spec_init(&conf->key, plan, errstr, errstr_size))
+        return WEIR_ERR;
     if (conf->ts_src) {
         at = weir_cfg_get(plan->cfg, "ts");
         if (!(conf->ts = weir_plan_expr(plan, at, "ts", plan->input, errstr, errstr_size)))
@@ -230,63 +229,40 @@ static void arima_describe(const weir_plan_t *plan, FILE *fp) {
     fprintf(fp, "\n");
 }
 
-/* ---- per-key hash table ---- */
-
-static uint64_t hash_key(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
-    return h;
-}
+/* ---- per-key series (a weir_keymap of series_t *) ---- */
 
 static void series_free(series_t *s) {
     if (!s)
         return;
-    free(s->key);
     free(s->buf);
     free(s);
 }
 
-static void table_insert(arima_ctx_t *ctx, series_t *s) {
-    if ((ctx->n + 1) * 2 > ctx->cap) {
-        size_t ncap = ctx->cap ? ctx->cap * 2 : 64;
-        series_t **ns = weir_calloc(ncap, sizeof(*ns));
-        for (size_t i = 0; i < ctx->cap; i++)
-            if (ctx->slots[i]) {
-                size_t j = hash_key(ctx->slots[i]->key, ctx->slots[i]->key_len) & (ncap - 1);
-                while (ns[j])
-                    j = (j + 1) & (ncap - 1);
-                ns[j] = ctx->slots[i];
-            }
-        free(ctx->slots);
-        ctx->slots = ns;
-        ctx->cap = ncap;
-    }
-    size_t j = hash_key(s->key, s->key_len) & (ctx->cap - 1);
-    while (ctx->slots[j])
-        j = (j + 1) & (ctx->cap - 1);
-    ctx->slots[j] = s;
-    ctx->n++;
+static void series_free_val(void *val, void *arg) {
+    (void)arg;
+    series_free(*(series_t **)val);
 }
 
-static series_t *series_new(const arima_conf_t *conf, const char *key, size_t n) {
+/* A new series under key bytes that are not in map yet. */
+static series_t *series_add(weir_keymap_t *map, const arima_conf_t *conf, const char *key, size_t n, uint64_t h) {
     series_t *s = weir_calloc(1, sizeof(*s));
-    s->key = weir_strndup(key, n);
-    s->key_len = n;
     s->buf = weir_calloc((size_t)conf->history, sizeof(double));
+    s->id = weir_keymap_add(map, key, n, h);
+    *(series_t **)weir_keymap_val(map, s->id) = s;
     return s;
 }
 
 static series_t *series_get(arima_ctx_t *ctx, const char *key, size_t n) {
-    if (ctx->cap) {
-        size_t j = hash_key(key, n) & (ctx->cap - 1);
-        for (series_t *s; (s = ctx->slots[j]); j = (j + 1) & (ctx->cap - 1))
-            if (s->key_len == n && !memcmp(s->key, key, n))
-                return s;
-    }
-    series_t *s = series_new(ctx->plan->conf, key, n);
-    table_insert(ctx, s);
-    return s;
+    uint64_t h = weir_keymap_hash(key, n);
+    uint32_t id = weir_keymap_find(&ctx->series, key, n, h);
+    if (id != WEIR_KEYMAP_NONE)
+        return *(series_t **)weir_keymap_val(&ctx->series, id);
+    return series_add(&ctx->series, ctx->plan->conf, key, n, h);
+}
+
+/* The key bytes of a series (NUL-terminated). */
+static const char *series_key(const arima_ctx_t *ctx, const series_t *s, size_t *n) {
+    return weir_keymap_key(&ctx->series, s->id, n);
 }
 
 /* ---- life cycle ---- */
@@ -295,6 +271,7 @@ static void *arima_init(const weir_plan_t *plan) {
     const arima_conf_t *conf = plan->conf;
     arima_ctx_t *ctx = weir_calloc(1, sizeof(*ctx));
     ctx->plan = plan;
+    weir_keymap_init(&ctx->series, sizeof(series_t *));
     weir_record_init(&ctx->out, plan->ports[0].rt);
     if (conf->every_point)
         weir_record_init(&ctx->pts, plan->ports[1].rt);
@@ -306,9 +283,7 @@ static void arima_destroy(void *vctx) {
     arima_ctx_t *ctx = vctx;
     if (!ctx)
         return;
-    for (size_t i = 0; i < ctx->cap; i++)
-        series_free(ctx->slots[i]);
-    free(ctx->slots);
+    weir_keymap_free(&ctx->series, series_free_val, NULL);
     const arima_conf_t *conf = ctx->plan->conf;
     weir_record_free(&ctx->out);
     if (conf->every_point)
@@ -347,7 +322,8 @@ static weir_value_t json_array(weir_record_t *r, weir_buf_t *b, const double *v,
 static weir_value_t make_id(arima_ctx_t *ctx, weir_record_t *r, const series_t *s, int64_t ts) {
     weir_buf_t *b = &ctx->json;
     weir_buf_reset(b);
-    weir_buf_printf(b, "%s/%s/%s/", ctx->plan->pipeline, ctx->plan->name, s->key);
+    size_t kn;
+    weir_buf_printf(b, "%s/%s/%s/", ctx->plan->pipeline, ctx->plan->name, series_key(ctx, s, &kn));
     if (ts != WEIR_TS_NONE)
         weir_buf_printf(b, "%lld", (long long)ts);
     else
@@ -363,10 +339,9 @@ static void emit_fit(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *
     weir_record_t *out = &ctx->out;
     weir_record_clear(out);
     weir_record_copy_meta(out, in);
-    out->key = s->key;
-    out->key_len = s->key_len;
+    out->key = series_key(ctx, s, &out->key_len);
     out->ts = ts;
-    out->v[conf->s_key] = weir_v_str(s->key, s->key_len);
+    out->v[conf->s_key] = weir_v_str(out->key, out->key_len);
     out->v[conf->s_ts] = ts_value(ts);
     out->v[conf->s_nobs] = weir_v_long(fit->nobs);
     out->v[conf->s_conv] = weir_v_bool(fit->converged);
@@ -419,10 +394,9 @@ static void emit_point(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t
     weir_record_t *r = &ctx->pts;
     weir_record_clear(r);
     weir_record_copy_meta(r, in);
-    r->key = s->key;
-    r->key_len = s->key_len;
+    r->key = series_key(ctx, s, &r->key_len);
     r->ts = ts;
-    r->v[conf->p_key] = weir_v_str(s->key, s->key_len);
+    r->v[conf->p_key] = weir_v_str(r->key, r->key_len);
     r->v[conf->p_ts] = ts_value(ts);
     r->v[conf->p_id] = make_id(ctx, r, s, ts);
     r->v[conf->p_actual] = weir_v_double(y);
@@ -487,28 +461,12 @@ static int arima_process(void *vctx, const weir_record_t *in, weir_emitter_t *em
         weir_expr_eval(conf->ts, in, &ctx->scratch, &t);
         ts = t.type == WEIR_LONG ? t.u.i : t.type == WEIR_DOUBLE ? (int64_t)t.u.d : WEIR_TS_NONE;
     }
-    const char *key = "";
-    size_t klen = 0;
-    char kbuf[64];
-    if (conf->key) {
-        weir_value_t k;
-        weir_expr_eval(conf->key, in, &ctx->scratch, &k);
-        if (k.type == WEIR_STRING || k.type == WEIR_BYTES) {
-            key = k.u.s.p;
-            klen = k.u.s.n;
-        } else if (k.type == WEIR_LONG) {
-            klen = (size_t)snprintf(kbuf, sizeof(kbuf), "%lld", (long long)k.u.i);
-            key = kbuf;
-        } else if (k.type == WEIR_DOUBLE) {
-            klen = (size_t)snprintf(kbuf, sizeof(kbuf), "%.17g", k.u.d);
-            key = kbuf;
-        } else if (k.type == WEIR_BOOL) {
-            key = k.u.b ? "true" : "false";
-            klen = strlen(key);
-        }
-    } else if (in->key) {
-        key = in->key;
-        klen = in->key_len;
+    const char *key;
+    size_t klen;
+    const char *why = weir_key_eval(&conf->key, in, &ctx->scratch, ctx->keybuf, &key, &klen);
+    if (why) {
+        em->reject(em, in, why);
+        return WEIR_OK;
     }
     series_t *s = series_get(ctx, key, klen);
     /* one-step prediction from the current model, then the Kalman update */
@@ -546,12 +504,14 @@ static int arima_snapshot(void *vctx, weir_writer_t *w) {
     weir_w_u32(w, (uint32_t)conf->spec.q);
     weir_w_u32(w, (uint32_t)conf->spec.trend);
     weir_w_u64(w, (uint64_t)conf->history);
-    weir_w_u64(w, ctx->n);
-    for (size_t i = 0; i < ctx->cap; i++) {
-        const series_t *s = ctx->slots[i];
-        if (!s)
-            continue;
-        weir_w_bytes(w, s->key, s->key_len);
+    weir_w_u64(w, weir_keymap_count(&ctx->series));
+    /* Series in first-seen order (weir_keymap iteration): independent of hashing. */
+    for (uint32_t id = weir_keymap_first(&ctx->series); id != WEIR_KEYMAP_NONE;
+         id = weir_keymap_next(&ctx->series, id)) {
+        const series_t *s = *(series_t **)weir_keymap_val(&ctx->series, id);
+        size_t kn;
+        const char *kb = weir_keymap_key(&ctx->series, id, &kn);
+        weir_w_bytes(w, kb, kn);
         weir_w_u64(w, s->total);
         weir_w_u32(w, (uint32_t)s->count);
         weir_w_u32(w, (uint32_t)s->since_fit);
@@ -605,8 +565,9 @@ static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errs
                         " configuration",
                         name, p, d, q, tr, (unsigned long long)hist);
     uint64_t n = weir_r_u64(&b);
-    /* parse everything into a new table first: a bad blob leaves the state untouched */
-    arima_ctx_t tmp = {.plan = ctx->plan};
+    /* parse everything into a new map first: a bad blob leaves the state untouched */
+    weir_keymap_t tmp;
+    weir_keymap_init(&tmp, sizeof(series_t *));
     int nparams = arima_nparams(&conf->spec);
     int m = conf->spec.d + (conf->spec.p > conf->spec.q + 1 ? conf->spec.p : conf->spec.q + 1);
     for (uint64_t i = 0; i < n && !b.err; i++) {
@@ -614,8 +575,12 @@ static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errs
         const uint8_t *k = weir_r_bytes(&b, &klen);
         if (!k)
             break;
-        series_t *s = series_new(conf, (const char *)k, klen);
-        table_insert(&tmp, s);
+        uint64_t h = weir_keymap_hash(k, klen);
+        if (klen > WEIR_KEYMAP_MAX_KEY || weir_keymap_find(&tmp, k, klen, h) != WEIR_KEYMAP_NONE) {
+            weir_r_fail(&b, "bad or repeated key in series %llu", (unsigned long long)i);
+            break;
+        }
+        series_t *s = series_add(&tmp, conf, (const char *)k, klen, h);
         s->total = weir_r_u64(&b);
         uint32_t cnt = weir_r_u32(&b);
         s->since_fit = (int)weir_r_u32(&b);
@@ -662,32 +627,17 @@ static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errs
     if (!b.err && b.pos != b.len)
         weir_r_fail(&b, "%zu trailing bytes", b.len - b.pos);
     if (b.err) {
-        for (size_t i = 0; i < tmp.cap; i++)
-            series_free(tmp.slots[i]);
-        free(tmp.slots);
+        weir_keymap_free(&tmp, series_free_val, NULL);
         return weir_err(errstr, errstr_size, "node '%s': bad arima snapshot: %s", name, b.errstr);
     }
-    for (size_t i = 0; i < ctx->cap; i++)
-        series_free(ctx->slots[i]);
-    free(ctx->slots);
-    ctx->slots = tmp.slots;
-    ctx->cap = tmp.cap;
-    ctx->n = tmp.n;
+    weir_keymap_free(&ctx->series, series_free_val, NULL);
+    ctx->series = tmp;
     return WEIR_OK;
 }
 
 /* ---- state dump (`weir state dump`) ---- */
 
 #define ARIMA_DUMP_LAST 10 /* buffered values shown per key (the most recent) */
-
-static int series_cmp(const void *a, const void *b) {
-    const series_t *x = *(const series_t *const *)a, *y = *(const series_t *const *)b;
-    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = memcmp(x->key, y->key, n);
-    if (c)
-        return c;
-    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
-}
 
 static void dump_num(weir_buf_t *out, double d) {
     weir_value_t v = weir_v_double(d);
@@ -704,9 +654,13 @@ static void dump_bool(weir_buf_t *out, bool b) {
     weir_json_append_value(out, &v);
 }
 
-static void dump_series(const arima_conf_t *conf, const series_t *s, weir_buf_t *out) {
+static void dump_series(const arima_ctx_t *ctx, uint32_t id, weir_buf_t *out) {
+    const arima_conf_t *conf = ctx->plan->conf;
+    const series_t *s = *(series_t **)weir_keymap_val(&ctx->series, id);
+    size_t kn;
+    const char *kb = weir_keymap_key(&ctx->series, id, &kn);
     weir_buf_puts(out, "{\"key\":");
-    weir_json_append_str(out, s->key, s->key_len);
+    weir_json_append_str(out, kb, kn);
     weir_buf_puts(out, ",\"n\":");
     dump_long(out, s->count);
     weir_buf_puts(out, ",\"total\":");
@@ -778,27 +732,20 @@ static void dump_series(const arima_conf_t *conf, const series_t *s, weir_buf_t 
 }
 
 /* Read-only: the series sorted by key so the output does not depend on the
- * hash table's layout (a restored task dumps byte-identically). */
+ * map's order (a restored task dumps byte-identically). */
 static int arima_dump(void *vctx, weir_buf_t *out) {
     const arima_ctx_t *ctx = vctx;
-    const arima_conf_t *conf = ctx->plan->conf;
-    series_t **v = ctx->n ? weir_malloc(ctx->n * sizeof(*v)) : NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < ctx->cap; i++)
-        if (ctx->slots[i])
-            v[n++] = ctx->slots[i];
-    if (n > 1)
-        qsort(v, n, sizeof(*v), series_cmp);
+    uint32_t *ids = weir_keymap_sorted_ids(&ctx->series), n = weir_keymap_count(&ctx->series);
     weir_buf_puts(out, "{\"keys\":");
     dump_long(out, (int64_t)n);
     weir_buf_puts(out, ",\"series\":[");
-    for (size_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         if (i)
             weir_buf_putc(out, ',');
-        dump_series(conf, v[i], out);
+        dump_series(ctx, ids[i], out);
     }
     weir_buf_puts(out, "]}");
-    free(v);
+    free(ids);
     return WEIR_OK;
 }
 

@@ -24,6 +24,8 @@
 
 #include "json.h"
 #include "expr.h"
+#include "key.h"
+#include "keymap.h"
 #include "numfmt.h"
 #include "kmeans_model.h"
 #include "operator.h"
@@ -39,7 +41,7 @@ typedef struct kmeans_conf {
     double half_life; /* NAN when not given */
     const char *time_unit;
     const char *scope;
-    const char *key_field; /* NULL: the record key */
+    const char *key_field; /* text of key: (an expression), NULL: the record key */
     bool standardize;
     int64_t init_size; /* -1: max(10 k, 100) */
     int64_t init_iterations;
@@ -58,18 +60,16 @@ typedef struct kmeans_conf {
     int64_t batch_n;         /* > 0: records per batch; 0: batch by input window */
     int window_end_slot;     /* slot of window_end (batch: window), else -1 */
     bool per_key;            /* scope: key */
-    int key_slot;            /* slot of key_field, or -1 */
+    weir_key_spec_t key;     /* scope key: the key (key.h: an expression; absent: the record key) */
     int nin;                 /* fields of the input row type */
     kmeans_params_t params;  /* what each model reads */
 } kmeans_conf_t;
 
-/* One model: the task's, or one key's. */
+/* One model: the task's, or one key's; the value (a pointer) of its key in ctx->models. */
 typedef struct km_slot {
     kmeans_model_t m;
-    bool has_key; /* false: the task model, or the model of records without a key */
-    char *key;    /* owned */
-    size_t key_len;
-    uint64_t hash;
+    uint32_t id;         /* its id in ctx->models: the key bytes are there; models are never removed, so ids are
+                            0, 1, ... in creation order */
     weir_record_t *held; /* records waiting for initialisation (init_size of them, lazily) */
     int nheld;
     int64_t max_ts; /* latest event time seen by this model */
@@ -83,20 +83,17 @@ typedef struct km_slot {
 typedef struct kmeans_ctx {
     const weir_plan_t *plan;
     const kmeans_conf_t *conf;
-    km_slot_t **slots; /* in creation order (snapshot order) */
-    int nslots, slots_cap;
-    uint32_t *index;     /* open addressing: slot index + 1, 0 = empty */
-    uint32_t index_cap;  /* power of two */
-    km_slot_t **pending; /* batch: window: models with an open windowed batch, in order */
+    weir_keymap_t models; /* key bytes -> km_slot_t * (owned), creation order; scope task: one, under "" */
+    km_slot_t **pending;  /* batch: window: models with an open windowed batch, in order */
     int npending, pending_cap;
-    int64_t pending_min;   /* <= every pending win_end (lower bound; O(1) watermark check) */
-    double *x;             /* d raw features of the record in hand */
-    weir_record_t out;     /* port 0, reused */
-    weir_record_t cent;    /* port 1, reused */
-    weir_buf_t cbuf, wbuf; /* JSON text of centroids and weights, reused */
-    weir_arena_t scratch;  /* string temporaries of feature expressions */
-    char keybuf[32];       /* a long key as text */
-    uint64_t reseeds;      /* dead clusters re-seeded, all models */
+    int64_t pending_min;       /* <= every pending win_end (lower bound; O(1) watermark check) */
+    double *x;                 /* d raw features of the record in hand */
+    weir_record_t out;         /* port 0, reused */
+    weir_record_t cent;        /* port 1, reused */
+    weir_buf_t cbuf, wbuf;     /* JSON text of centroids and weights, reused */
+    weir_arena_t scratch;      /* string temporaries of feature expressions */
+    char keybuf[WEIR_KEY_BUF]; /* a number key as text */
+    uint64_t reseeds;          /* dead clusters re-seeded, all models */
 } kmeans_ctx_t;
 
 static const weir_config_map_t kmeans_config_map[] = {
@@ -114,7 +111,8 @@ static const weir_config_map_t kmeans_config_map[] = {
     {WEIR_CM_STR, "scope", "task", false, offsetof(kmeans_conf_t, scope),
      "task (one model per task) or key (one model per key)"},
     {WEIR_CM_STR, "key", NULL, false, offsetof(kmeans_conf_t, key_field),
-     "scope key: field (string or long) holding the key; default the record key"},
+     "scope key: expression naming the model's key (a field name is one); default the record key; null: "
+     "dead-lettered"},
     {WEIR_CM_BOOL, "standardize", "false", false, offsetof(kmeans_conf_t, standardize),
      "scale features by their running standard deviation"},
     {WEIR_CM_LONG, "init_size", NULL, false, offsetof(kmeans_conf_t, init_size),
@@ -148,6 +146,7 @@ static void kmeans_plan_destroy(void *p) {
     free(conf->feature_slot);
     free(conf->null_reason);
     free(conf->nonfinite_reason);
+    weir_key_spec_free(&conf->key);
 }
 
 static char *str_printf(const char *fmt, const char *arg) {
@@ -234,7 +233,6 @@ static void kmeans_conf_init(void *p) {
 
 static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
     kmeans_conf_t *conf = plan->conf;
-    conf->key_slot = -1;
     conf->nin = plan->input->nfields;
     if (conf->k < 1 || conf->k > KMEANS_MAX_K)
         return weir_cfg_error(at_key(plan, "k"), errstr, errstr_size,
@@ -268,20 +266,10 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
     else if (strcmp(conf->scope, "task"))
         return weir_cfg_error(at_key(plan, "scope"), errstr, errstr_size,
                               "node '%s': scope: expected task or key, got '%s'", plan->name, conf->scope);
-    if (conf->key_field) {
-        if (!conf->per_key)
-            return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size, "node '%s': key: needs scope: key",
-                                  plan->name);
-        conf->key_slot = weir_rowtype_find(plan->input, conf->key_field);
-        if (conf->key_slot < 0)
-            return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size, "node '%s': key: unknown field '%s'",
-                                  plan->name, conf->key_field);
-        weir_type_t t = plan->input->fields[conf->key_slot].type;
-        if (t != WEIR_STRING && t != WEIR_LONG)
-            return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size,
-                                  "node '%s': key: field '%s' is %s; expected string or long", plan->name,
-                                  conf->key_field, weir_type_name(t));
-    }
+    if (conf->key_field && !conf->per_key)
+        return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size, "node '%s': key: needs scope: key", plan->name);
+    if (conf->per_key && weir_key_spec_init(&conf->key, plan, errstr, errstr_size))
+        return WEIR_ERR;
     if (conf->init_size < 0)
         conf->init_size = conf->k * 10 > 100 ? conf->k * 10 : 100;
     if (conf->init_size < conf->k || conf->init_size > KMEANS_MAX_INIT)
@@ -362,18 +350,23 @@ static void kmeans_describe(const weir_plan_t *plan, FILE *fp) {
         fprintf(fp, "batch every %lld records", (long long)conf->batch_n);
     else
         fprintf(fp, "batch per input window (window_end#%d)", conf->window_end_slot);
-    fprintf(fp,
-            "\n    scope %s%s%s, init %d points, %d k-means++ runs + <= %d Lloyd iterations, seed %lld, "
-            "dead fraction %g\n",
-            conf->per_key ? "key" : "task", conf->key_field ? " from field " : "",
-            conf->key_field ? conf->key_field : "", p->init_size, p->init_runs, p->init_iterations,
-            (long long)conf->seed, p->dead_fraction);
+    fprintf(fp, "\n    scope %s", conf->per_key ? "key" : "task");
+    if (conf->key.expr && conf->key.slot >= 0)
+        fprintf(fp, " from field %s", plan->input->fields[conf->key.slot].name);
+    else if (conf->key.expr) {
+        fprintf(fp, " from ");
+        weir_expr_print(conf->key.expr, plan->input, fp);
+    }
+    fprintf(fp, ", init %d points, %d k-means++ runs + <= %d Lloyd iterations, seed %lld, dead fraction %g\n",
+            p->init_size, p->init_runs, p->init_iterations, (long long)conf->seed, p->dead_fraction);
 }
 
 /* ---- models and the key map ---- */
 
-static uint64_t key_hash(const char *p, size_t n, bool has_key) {
-    uint64_t h = has_key ? 0xcbf29ce484222325ULL : 0x84222325cbf29ce4ULL;
+/* FNV-1a of the key bytes: only the per-key seed derivation (kept so that every key's random stream, hence its
+ * k-means++ seeding, is what it was); the map hashes with weir_keymap_hash. */
+static uint64_t key_seed_hash(const char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < n; i++) {
         h ^= (uint8_t)p[i];
         h *= 0x100000001b3ULL;
@@ -381,22 +374,26 @@ static uint64_t key_hash(const char *p, size_t n, bool has_key) {
     return h;
 }
 
-static km_slot_t *slot_new(kmeans_ctx_t *ctx, const char *key, size_t key_len, bool has_key, uint64_t hash) {
+static inline km_slot_t *slot_at(const kmeans_ctx_t *ctx, uint32_t id) {
+    return *(km_slot_t **)weir_keymap_val(&ctx->models, id);
+}
+
+/* The key bytes of a model (NUL-terminated; scope task: ""). */
+static inline const char *slot_key(const kmeans_ctx_t *ctx, const km_slot_t *s, size_t *n) {
+    return weir_keymap_key(&ctx->models, s->id, n);
+}
+
+/* A new model under key bytes that are not in ctx->models yet. */
+static km_slot_t *slot_add(kmeans_ctx_t *ctx, const char *key, size_t key_len, uint64_t h) {
     const kmeans_conf_t *conf = ctx->conf;
     km_slot_t *s = weir_calloc(1, sizeof(*s));
-    s->has_key = has_key;
-    if (has_key) {
-        s->key = weir_malloc(key_len + 1);
-        memcpy(s->key, key, key_len);
-        s->key[key_len] = '\0';
-        s->key_len = key_len;
-    }
-    s->hash = hash;
+    s->id = weir_keymap_add(&ctx->models, key, key_len, h);
+    *(km_slot_t **)weir_keymap_val(&ctx->models, s->id) = s;
     s->max_ts = WEIR_TS_NONE;
     /* Each key gets its own deterministic stream: the seed mixed with the key's hash. */
     uint64_t seed = (uint64_t)conf->seed;
     if (conf->per_key)
-        seed = kmeans_splitmix64(seed ^ hash);
+        seed = kmeans_splitmix64(seed ^ key_seed_hash(key, key_len));
     kmeans_model_init(&s->m, &conf->params, seed);
     return s;
 }
@@ -411,82 +408,40 @@ static void slot_free_held(km_slot_t *s) {
     s->nheld = 0;
 }
 
-static void slot_destroy(km_slot_t *s) {
+static void slot_free_val(void *val, void *arg) {
+    (void)arg;
+    km_slot_t *s = *(km_slot_t **)val;
     if (!s)
         return;
     kmeans_model_free(&s->m);
     slot_free_held(s);
-    free(s->key);
     free(s);
 }
 
-static void index_insert(kmeans_ctx_t *ctx, uint64_t hash, uint32_t idx) {
-    uint32_t mask = ctx->index_cap - 1;
-    for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1) & mask)
-        if (!ctx->index[i]) {
-            ctx->index[i] = idx + 1;
-            return;
-        }
-}
-
-static void slots_add(kmeans_ctx_t *ctx, km_slot_t *s) {
-    if (ctx->nslots == ctx->slots_cap) {
-        ctx->slots_cap = ctx->slots_cap ? ctx->slots_cap * 2 : 8;
-        ctx->slots = weir_realloc(ctx->slots, (size_t)ctx->slots_cap * sizeof(*ctx->slots));
-    }
-    ctx->slots[ctx->nslots++] = s;
-    if (!ctx->conf->per_key)
-        return;
-    if ((uint32_t)ctx->nslots * 2 > ctx->index_cap) {
-        free(ctx->index);
-        ctx->index_cap = ctx->index_cap ? ctx->index_cap * 2 : 64;
-        ctx->index = weir_calloc(ctx->index_cap, sizeof(uint32_t));
-        for (int i = 0; i < ctx->nslots; i++)
-            index_insert(ctx, ctx->slots[i]->hash, (uint32_t)i);
-    } else {
-        index_insert(ctx, s->hash, (uint32_t)(ctx->nslots - 1));
-    }
-}
-
-static km_slot_t *slot_find(kmeans_ctx_t *ctx, const char *key, size_t key_len, bool has_key) {
-    uint64_t hash = key_hash(key, key_len, has_key);
-    uint32_t mask = ctx->index_cap - 1;
-    for (uint32_t i = (uint32_t)hash & mask; ctx->index[i]; i = (i + 1) & mask) {
-        km_slot_t *s = ctx->slots[ctx->index[i] - 1];
-        if (s->hash == hash && s->has_key == has_key && s->key_len == key_len &&
-            (!key_len || !memcmp(s->key, key, key_len)))
-            return s;
-    }
-    km_slot_t *s = slot_new(ctx, key, key_len, has_key, hash);
-    slots_add(ctx, s);
-    return s;
-}
-
-static km_slot_t *slot_for(kmeans_ctx_t *ctx, const weir_record_t *in) {
+/* The model of a record in *out. @returns NULL, or the reason to reject the record (its key is null). */
+static const char *slot_for(kmeans_ctx_t *ctx, const weir_record_t *in, km_slot_t **out) {
     const kmeans_conf_t *conf = ctx->conf;
-    if (!conf->per_key)
-        return ctx->slots[0];
-    if (conf->key_slot >= 0) {
-        const weir_value_t *v = &in->v[conf->key_slot];
-        if (v->type == WEIR_STRING)
-            return slot_find(ctx, v->u.s.p, v->u.s.n, true);
-        if (v->type == WEIR_LONG) {
-            int n = snprintf(ctx->keybuf, sizeof(ctx->keybuf), "%lld", (long long)v->u.i);
-            return slot_find(ctx, ctx->keybuf, (size_t)n, true);
-        }
-        return slot_find(ctx, NULL, 0, false);
+    if (!conf->per_key) {
+        *out = slot_at(ctx, 0);
+        return NULL;
     }
-    return slot_find(ctx, in->key, in->key ? in->key_len : 0, in->key != NULL);
+    const char *kp;
+    size_t kn;
+    const char *why = weir_key_eval(&conf->key, in, &ctx->scratch, ctx->keybuf, &kp, &kn);
+    if (!why) {
+        uint64_t h = weir_keymap_hash(kp, kn);
+        uint32_t id = weir_keymap_find(&ctx->models, kp, kn, h);
+        *out = id != WEIR_KEYMAP_NONE ? slot_at(ctx, id) : slot_add(ctx, kp, kn, h);
+    }
+    if (ctx->scratch.head)
+        weir_arena_reset(&ctx->scratch);
+    return why;
 }
 
 /* ---- run time ---- */
 
 static void ctx_clear_models(kmeans_ctx_t *ctx) {
-    for (int i = 0; i < ctx->nslots; i++)
-        slot_destroy(ctx->slots[i]);
-    ctx->nslots = 0;
-    if (ctx->index)
-        memset(ctx->index, 0, ctx->index_cap * sizeof(uint32_t));
+    weir_keymap_clear(&ctx->models, slot_free_val, NULL);
     ctx->npending = 0;
     ctx->pending_min = INT64_MAX;
 }
@@ -494,7 +449,7 @@ static void ctx_clear_models(kmeans_ctx_t *ctx) {
 static void ctx_reset_models(kmeans_ctx_t *ctx) {
     ctx_clear_models(ctx);
     if (!ctx->conf->per_key)
-        slots_add(ctx, slot_new(ctx, NULL, 0, false, 0));
+        slot_add(ctx, "", 0, weir_keymap_hash("", 0));
 }
 
 static void *kmeans_init(const weir_plan_t *plan) {
@@ -507,10 +462,7 @@ static void *kmeans_init(const weir_plan_t *plan) {
     ctx->out.v[ctx->conf->nin + 1] = weir_v_double(0); /* distance */
     weir_record_init(&ctx->cent, plan->ports[1].rt);
     ctx->pending_min = INT64_MAX;
-    if (ctx->conf->per_key) {
-        ctx->index_cap = 64;
-        ctx->index = weir_calloc(ctx->index_cap, sizeof(uint32_t));
-    }
+    weir_keymap_init(&ctx->models, sizeof(km_slot_t *));
     ctx_reset_models(ctx);
     return ctx;
 }
@@ -519,10 +471,7 @@ static void kmeans_destroy(void *vctx) {
     kmeans_ctx_t *ctx = vctx;
     if (!ctx)
         return;
-    for (int i = 0; i < ctx->nslots; i++)
-        slot_destroy(ctx->slots[i]);
-    free(ctx->slots);
-    free(ctx->index);
+    weir_keymap_free(&ctx->models, slot_free_val, NULL);
     free(ctx->pending);
     free(ctx->x);
     weir_record_free(&ctx->out);
@@ -579,16 +528,18 @@ static void emit_centroids(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s, 
     put_numbers(&ctx->wbuf, s->m.w, p->k);
     weir_record_t *r = &ctx->cent;
     int f = 0;
+    size_t kn;
+    const char *kb = slot_key(ctx, s, &kn);
     if (ctx->conf->per_key)
-        r->v[f++] = s->has_key ? weir_v_str(s->key, s->key_len) : weir_v_null();
+        r->v[f++] = weir_v_str(kb, kn);
     r->v[f++] = weir_v_long(s->m.version);
     r->v[f++] = weir_v_long(p->k);
     r->v[f++] = weir_v_str((const char *)ctx->cbuf.p, ctx->cbuf.len);
     r->v[f++] = weir_v_str((const char *)ctx->wbuf.p, ctx->wbuf.len);
     r->v[f++] = weir_v_double(inertia);
     r->v[f++] = weir_v_long(reseeded);
-    r->key = s->has_key ? s->key : NULL;
-    r->key_len = s->key_len;
+    r->key = ctx->conf->per_key ? kb : NULL;
+    r->key_len = ctx->conf->per_key ? kn : 0;
     r->ts = s->max_ts;
     r->topic = NULL;
     r->partition = -1;
@@ -621,12 +572,15 @@ static void slot_close_batch(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s
     double inertia = s->m.binertia;
     int reseeded = kmeans_model_update(&s->m);
     if (reseeded) {
+        size_t kn;
+        const char *kb = slot_key(ctx, s, &kn);
+        bool keyed = ctx->conf->per_key;
         ctx->reseeds += (uint64_t)reseeded;
         weir_log(WEIR_LOG_INFO, "kmeans",
                  "node '%s'%s%.*s: re-seeded %d dead cluster%s by splitting the largest (model version %lld, "
                  "%llu re-seeds in this task)",
-                 ctx->plan->name, s->has_key ? " key " : "", s->has_key ? (int)s->key_len : 0, s->has_key ? s->key : "",
-                 reseeded, reseeded > 1 ? "s" : "", (long long)s->m.version, (unsigned long long)ctx->reseeds);
+                 ctx->plan->name, keyed ? " key " : "", keyed ? (int)kn : 0, kb, reseeded, reseeded > 1 ? "s" : "",
+                 (long long)s->m.version, (unsigned long long)ctx->reseeds);
     }
     s->last_inertia = inertia;
     s->last_reseeded = reseeded;
@@ -724,7 +678,11 @@ static int kmeans_process(void *vctx, const weir_record_t *in, weir_emitter_t *e
         em->reject(em, in, why);
         return WEIR_OK;
     }
-    km_slot_t *s = slot_for(ctx, in);
+    km_slot_t *s;
+    if ((why = slot_for(ctx, in, &s))) {
+        em->reject(em, in, why);
+        return WEIR_OK;
+    }
     if (in->ts != WEIR_TS_NONE && (s->max_ts == WEIR_TS_NONE || in->ts > s->max_ts))
         s->max_ts = in->ts;
     kmeans_model_t *m = &s->m;
@@ -761,8 +719,9 @@ static int kmeans_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
     kmeans_ctx_t *ctx = vctx;
     if (wm == WEIR_WM_END) {
         /* End of input: initialise models still buffering, close every open batch. */
-        for (int i = 0; i < ctx->nslots; i++) {
-            km_slot_t *s = ctx->slots[i];
+        for (uint32_t id = weir_keymap_first(&ctx->models); id != WEIR_KEYMAP_NONE;
+             id = weir_keymap_next(&ctx->models, id)) {
+            km_slot_t *s = slot_at(ctx, id);
             if (!s->m.ready && s->m.init_n > 0)
                 slot_initialize(ctx, em, s);
             slot_close_batch(ctx, em, s);
@@ -883,11 +842,14 @@ static int kmeans_snapshot(void *vctx, weir_writer_t *w) {
     weir_w_u8(w, ctx->conf->per_key ? 1 : 0);
     weir_w_u32(w, (uint32_t)p->init_size);
     weir_w_u64(w, ctx->reseeds);
-    weir_w_u32(w, (uint32_t)ctx->nslots);
-    for (int i = 0; i < ctx->nslots; i++) {
-        const km_slot_t *s = ctx->slots[i];
-        weir_w_u8(w, s->has_key ? 1 : 0);
-        weir_w_bytes(w, s->has_key ? s->key : "", s->key_len);
+    weir_w_u32(w, weir_keymap_count(&ctx->models));
+    for (uint32_t id = weir_keymap_first(&ctx->models); id != WEIR_KEYMAP_NONE;
+         id = weir_keymap_next(&ctx->models, id)) {
+        const km_slot_t *s = slot_at(ctx, id);
+        size_t kn;
+        const char *kb = slot_key(ctx, s, &kn);
+        weir_w_u8(w, ctx->conf->per_key ? 1 : 0); /* "has a key": every model of scope key */
+        weir_w_bytes(w, kb, kn);
         weir_w_i64(w, s->max_ts);
         weir_w_u8(w, s->win_set ? 1 : 0);
         weir_w_i64(w, s->win_end);
@@ -901,9 +863,7 @@ static int kmeans_snapshot(void *vctx, weir_writer_t *w) {
     /* Pending windowed batches in order (their order is the order they close in). */
     weir_w_u32(w, (uint32_t)ctx->npending);
     for (int i = 0; i < ctx->npending; i++)
-        for (int j = 0; j < ctx->nslots; j++)
-            if (ctx->slots[j] == ctx->pending[i])
-                weir_w_u32(w, (uint32_t)j);
+        weir_w_u32(w, ctx->pending[i]->id); /* = its position in creation order */
     weir_w_i64(w, ctx->pending_min);
     weir_w_frame_end(w);
     return WEIR_OK;
@@ -937,14 +897,19 @@ static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r, uint16_t version) {
     }
     ctx_clear_models(ctx);
     for (uint32_t i = 0; i < nslots && !r->err; i++) {
-        bool has_key = weir_r_u8(r) != 0;
+        (void)weir_r_u8(r); /* has a key: version 2 of scope key wrote 0 for records without one: the key "" now */
         size_t n;
         const uint8_t *key = weir_r_bytes(r, &n);
         if (r->err)
             break;
-        km_slot_t *s =
-            slot_new(ctx, (const char *)key, n, has_key, key_hash((const char *)key, has_key ? n : 0, has_key));
-        slots_add(ctx, s);
+        if (!ctx->conf->per_key)
+            n = 0;
+        uint64_t h = weir_keymap_hash(key, n);
+        if (n > WEIR_KEYMAP_MAX_KEY || weir_keymap_find(&ctx->models, key, n, h) != WEIR_KEYMAP_NONE) {
+            weir_r_fail(r, "model %u: bad or repeated key", i);
+            break;
+        }
+        km_slot_t *s = slot_add(ctx, (const char *)key, n, h);
         s->max_ts = weir_r_i64(r);
         s->win_set = weir_r_u8(r) != 0;
         s->win_end = weir_r_i64(r);
@@ -974,12 +939,12 @@ static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r, uint16_t version) {
     uint32_t npending = weir_r_u32(r);
     for (uint32_t i = 0; i < npending && !r->err; i++) {
         uint32_t j = weir_r_u32(r);
-        if (!r->err && (j >= (uint32_t)ctx->nslots || ctx->slots[j]->pending)) {
+        if (!r->err && (j >= weir_keymap_count(&ctx->models) || slot_at(ctx, j)->pending)) {
             weir_r_fail(r, "bad pending model index %u", j);
             break;
         }
         if (!r->err) {
-            pending_add(ctx, ctx->slots[j]);
+            pending_add(ctx, slot_at(ctx, j));
         }
     }
     ctx->pending_min = weir_r_i64(r);
@@ -1007,24 +972,15 @@ static int kmeans_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
 
 /* ---- state dump (`weir state dump`) ---- */
 
-/* Models by key: the model without a key first, then keys bytewise (a prefix first). */
-static int slot_key_cmp(const void *a, const void *b) {
-    const km_slot_t *x = *(const km_slot_t *const *)a, *y = *(const km_slot_t *const *)b;
-    if (x->has_key != y->has_key)
-        return x->has_key ? 1 : -1;
-    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = n ? memcmp(x->key, y->key, n) : 0;
-    if (c)
-        return c;
-    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
-}
-
-static void dump_model(const kmeans_ctx_t *ctx, const km_slot_t *s, weir_buf_t *out) {
+static void dump_model(const kmeans_ctx_t *ctx, uint32_t id, weir_buf_t *out) {
+    const km_slot_t *s = slot_at(ctx, id);
+    size_t kn;
+    const char *kb = slot_key(ctx, s, &kn);
     const kmeans_model_t *m = &s->m;
     const kmeans_params_t *p = &ctx->conf->params;
     weir_buf_puts(out, "{\"key\":");
-    if (s->has_key)
-        weir_json_append_str(out, s->key, s->key_len);
+    if (ctx->conf->per_key)
+        weir_json_append_str(out, kb, kn);
     else
         weir_buf_puts(out, "null");
     weir_buf_printf(out, ",\"ready\":%s,\"model_version\":%lld,\"k\":%d,\"centroids\":", m->ready ? "true" : "false",
@@ -1063,14 +1019,9 @@ static void dump_model(const kmeans_ctx_t *ctx, const km_slot_t *s, weir_buf_t *
 /* {"models": [...sorted by key...], "reseeds": N}; read-only, O(state) (+ sorting the model pointers). */
 static int kmeans_dump(void *vctx, weir_buf_t *out) {
     const kmeans_ctx_t *ctx = vctx;
-    km_slot_t **order = NULL;
-    if (ctx->nslots) {
-        order = weir_malloc((size_t)ctx->nslots * sizeof(*order));
-        memcpy(order, ctx->slots, (size_t)ctx->nslots * sizeof(*order));
-        qsort(order, (size_t)ctx->nslots, sizeof(*order), slot_key_cmp);
-    }
+    uint32_t *order = weir_keymap_sorted_ids(&ctx->models), n = weir_keymap_count(&ctx->models);
     weir_buf_puts(out, "{\"models\":[");
-    for (int i = 0; i < ctx->nslots; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         if (i)
             weir_buf_putc(out, ',');
         dump_model(ctx, order[i], out);

@@ -35,8 +35,8 @@ typedef struct window_ctx {
     wslide_t *early_slide; /* sliding + early results: scratch two-stacks cache */
     int32_t *idx;          /* sliding: pane indices of a block being folded */
     size_t idx_cap;
-    char keybuf[48]; /* key bytes of a numeric or boolean key */
-    char *id_prefix; /* "<pipeline>/<node>/" of the output ids */
+    char keybuf[WEIR_KEY_BUF]; /* key bytes of a numeric or boolean key */
+    char *id_prefix;           /* "<pipeline>/<node>/" of the output ids */
     size_t id_prefix_len;
     uint64_t late;          /* records later than allowed_lateness */
     uint64_t keys_rejected; /* records refused by max_keys */
@@ -51,7 +51,8 @@ static const weir_config_map_t window_config_map[] = {
      "session: a session closes after this much event time without a record"},
     {WEIR_CM_DURATION, "allowed_lateness", "0", false, offsetof(window_conf_t, lateness),
      "a window fires (final) when the watermark passes end + allowed_lateness"},
-    {WEIR_CM_CUSTOM, "key", NULL, false, 0, "expression grouping the records (default: one group)"},
+    {WEIR_CM_CUSTOM, "key", NULL, false, 0,
+     "expression grouping the records (default: the record key; none: one group); null: dead-lettered"},
     {WEIR_CM_CUSTOM, "aggregate", NULL, true, 0,
      "map of output field -> count() | count(x) | sum(x) | mean(x) | min(x) | max(x) | stddev(x) | "
      "variance(x) | first(x) | last(x)"},
@@ -100,8 +101,7 @@ static void window_plan_destroy(void *p) {
         weir_expr_destroy(conf->aggs[i].arg);
     }
     free(conf->aggs);
-    free(conf->key_src);
-    weir_expr_destroy(conf->key);
+    weir_key_spec_free(&conf->key);
 }
 
 static const char *const reserved_names[] = {"key", "window_start", "window_end", "last_ts", "final", "id"};
@@ -141,7 +141,7 @@ static int build_output(weir_plan_t *plan, window_conf_t *conf, const char *key_
             return weir_cfg_error(weir_cfg_get(plan->cfg, "key"), errstr, errstr_size,
                                   "node '%s': key field '%s' clashes with an output field of the window", plan->name,
                                   key_field);
-        conf->key_out_slot = weir_rowtype_add(rt, key_field, conf->key_type, false);
+        conf->key_out_slot = weir_rowtype_add(rt, key_field, conf->key.type, false);
     }
     conf->slot_start = weir_rowtype_add(rt, "window_start", WEIR_LONG, false);
     conf->slot_end = weir_rowtype_add(rt, "window_end", WEIR_LONG, false);
@@ -205,20 +205,9 @@ static int window_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
     conf->pane = session ? 0 : gcd64(conf->size, conf->slide);
     conf->early = conf->emit_early && conf->lateness > 0;
 
-    const char *key_field = NULL;
-    const weir_cfg_t *key_at = weir_cfg_get(plan->cfg, "key");
-    if (key_at) {
-        if (!(conf->key = weir_plan_expr(plan, key_at, "key", plan->input, errstr, errstr_size)))
-            return WEIR_ERR;
-        conf->key_src = weir_strdup(key_at->scalar);
-        conf->key_type = weir_expr_type(conf->key);
-        if (conf->key_type == WEIR_NULL)
-            return weir_cfg_error(key_at, errstr, errstr_size, "node '%s': key: the literal null cannot group records",
-                                  plan->name);
-        int slot = weir_rowtype_find(plan->input, conf->key_src);
-        if (slot >= 0)
-            key_field = plan->input->fields[slot].name;
-    }
+    if (weir_key_spec_init(&conf->key, plan, errstr, errstr_size))
+        return WEIR_ERR;
+    const char *key_field = conf->key.slot >= 0 ? plan->input->fields[conf->key.slot].name : NULL;
     const weir_cfg_t *aggc = weir_cfg_get(plan->cfg, "aggregate");
     if (aggc->kind != WEIR_CFG_MAP || aggc->n == 0)
         return weir_cfg_error(aggc, errstr, errstr_size,
@@ -253,8 +242,8 @@ static void window_describe(const weir_plan_t *plan, FILE *fp) {
     fprintf(fp, ", allowed lateness %" PRId64 " ms%s, max_keys %" PRId64 "\n", c->lateness,
             c->early ? ", early results" : "", c->max_keys);
     fprintf(fp, "    key: ");
-    if (c->key)
-        weir_expr_print(c->key, plan->input, fp);
+    if (c->key.expr)
+        weir_expr_print(c->key.expr, plan->input, fp);
     else
         fprintf(fp, "(none: one group)");
     fprintf(fp, "\n");
@@ -306,14 +295,14 @@ static void window_destroy(void *vctx) {
 /* The key under its own field name, typed, from its canonical bytes. */
 static weir_value_t key_typed(const window_conf_t *c, const char *p, size_t n) {
     char buf[64];
-    switch (c->key_type) {
+    switch (c->key.type) {
     case WEIR_LONG:
     case WEIR_DOUBLE:
         if (n >= sizeof(buf))
             return weir_v_null();
         memcpy(buf, p, n);
         buf[n] = '\0';
-        return c->key_type == WEIR_LONG ? weir_v_long(strtoll(buf, NULL, 10)) : weir_v_double(strtod(buf, NULL));
+        return c->key.type == WEIR_LONG ? weir_v_long(strtoll(buf, NULL, 10)) : weir_v_double(strtod(buf, NULL));
     case WEIR_BOOL: return weir_v_bool(n == 4);
     case WEIR_BYTES: {
         weir_value_t v = weir_v_str(p, n);
@@ -334,14 +323,14 @@ static inline void agg_out(const wagg_spec_t *a, const wagg_state_t *s, int64_t 
         *nulls = weir_v_long(rows - s->n);
 }
 
-static void emit_out(window_ctx_t *ctx, const wkey_t *key, int64_t start, int64_t end, int64_t last_ts, int64_t rows,
+static void emit_out(window_ctx_t *ctx, uint32_t k, int64_t start, int64_t end, int64_t last_ts, int64_t rows,
                      const wagg_state_t *agg, bool final, weir_emitter_t *em) {
     const window_conf_t *c = ctx->conf;
     weir_record_t *o = &ctx->out;
     if (o->arena.head)
         weir_arena_reset(&o->arena);
-    const char *kb = wstate_key_bytes(&ctx->st, key);
-    size_t kn = key->klen;
+    size_t kn;
+    const char *kb = weir_keymap_key(&ctx->st.keys, k, &kn);
     o->v[c->slot_key] = weir_v_str(kb, kn);
     if (c->key_out_slot >= 0)
         o->v[c->key_out_slot] = key_typed(c, kb, kn);
@@ -441,7 +430,7 @@ static int64_t slide_window(window_ctx_t *ctx, uint32_t k, wslide_t *sl, int64_t
     const window_conf_t *c = ctx->conf;
     wstate_t *st = &ctx->st;
     int64_t b0 = align_down(s, c->size), b1 = b0 + c->size, e = s + c->size;
-    int32_t q = st->keys[k].head;
+    int32_t q = wstate_key(st, k)->head;
     while (q >= 0 && wstate_win(st, q)->start < s)
         q = wstate_win(st, q)->next;
     if (sl->fblk != b0 || sl->bblk != b1 || sl->bupto > e)
@@ -496,11 +485,10 @@ static void emit_pane_window(window_ctx_t *ctx, uint32_t k, int64_t s, bool fina
             sl->fblk = sl->bblk = WINDOW_NEVER;
         int64_t rows = slide_window(ctx, k, sl, s);
         if (rows)
-            emit_out(ctx, &st->keys[k], s, s + c->size, 0, rows, ctx->acc, final, em);
+            emit_out(ctx, k, s, s + c->size, 0, rows, ctx->acc, final, em);
         return;
     }
-    const wkey_t *key = &st->keys[k];
-    for (int32_t i = key->head; i >= 0;) {
+    for (int32_t i = wstate_key(st, k)->head; i >= 0;) {
         const wwin_t *q = wstate_win(st, i);
         i = q->next;
         if (q->start < s)
@@ -508,13 +496,13 @@ static void emit_pane_window(window_ctx_t *ctx, uint32_t k, int64_t s, bool fina
         if (q->start >= s + c->size)
             break;
         if (q->rows)
-            emit_out(ctx, key, s, s + c->size, 0, q->rows, q->agg, final, em);
+            emit_out(ctx, k, s, s + c->size, 0, q->rows, q->agg, final, em);
         return;
     }
 }
 
 static void emit_session(window_ctx_t *ctx, uint32_t k, const wwin_t *w, bool final, weir_emitter_t *em) {
-    emit_out(ctx, &ctx->st.keys[k], w->start, w->last_ts + ctx->conf->gap, w->last_ts, w->rows, w->agg, final, em);
+    emit_out(ctx, k, w->start, w->last_ts + ctx->conf->gap, w->last_ts, w->rows, w->agg, final, em);
 }
 
 static void window_late(window_ctx_t *ctx, const weir_record_t *in, weir_emitter_t *em) {
@@ -570,7 +558,7 @@ static int64_t key_next_fire(const window_ctx_t *ctx, const wkey_t *key) {
 }
 
 static void key_reschedule(window_ctx_t *ctx, uint32_t k) {
-    wkey_t *key = &ctx->st.keys[k];
+    wkey_t *key = wstate_key(&ctx->st, k);
     int64_t nf = key_next_fire(ctx, key);
     if (nf < key->sched) {
         key->sched = nf;
@@ -579,52 +567,6 @@ static void key_reschedule(window_ctx_t *ctx, uint32_t k) {
 }
 
 /* ---- process ---- */
-
-/* Canonical key bytes: strings as they are, numbers in decimal. @returns -1 for a null key. */
-static int key_bytes(window_ctx_t *ctx, const weir_record_t *in, const char **p, size_t *n) {
-    const window_conf_t *c = ctx->conf;
-    if (!c->key) {
-        *p = "";
-        *n = 0;
-        return 0;
-    }
-    weir_value_t v;
-    weir_expr_eval(c->key, in, &ctx->scratch, &v);
-    switch (v.type) {
-    case WEIR_STRING:
-    case WEIR_BYTES:
-        *p = v.u.s.p ? v.u.s.p : "";
-        *n = v.u.s.n;
-        return 0;
-    case WEIR_LONG: {
-        /* Hand-rolled: snprintf per record is measurable. */
-        char tmp[24];
-        uint64_t u = v.u.i < 0 ? 0 - (uint64_t)v.u.i : (uint64_t)v.u.i;
-        int k = 0;
-        do {
-            tmp[k++] = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        int m = 0;
-        if (v.u.i < 0)
-            ctx->keybuf[m++] = '-';
-        while (k)
-            ctx->keybuf[m++] = tmp[--k];
-        *p = ctx->keybuf;
-        *n = (size_t)m;
-        return 0;
-    }
-    case WEIR_DOUBLE:
-        *n = (size_t)snprintf(ctx->keybuf, sizeof(ctx->keybuf), "%.17g", v.u.d);
-        *p = ctx->keybuf;
-        return 0;
-    case WEIR_BOOL:
-        *p = v.u.b ? "true" : "false";
-        *n = v.u.b ? 4 : 5;
-        return 0;
-    default: return -1;
-    }
-}
 
 static void eval_args(window_ctx_t *ctx, const weir_record_t *in) {
     const window_conf_t *c = ctx->conf;
@@ -651,10 +593,10 @@ static void win_add(window_ctx_t *ctx, wwin_t *w, int64_t ts) {
 /* Find or create key; -1 if max_keys refuses a new one (the record is rejected). */
 static int64_t key_get(window_ctx_t *ctx, const char *kp, size_t kn, uint64_t h, const weir_record_t *in,
                        weir_emitter_t *em) {
-    int64_t k = wstate_key_find(&ctx->st, kp, kn, h);
-    if (k >= 0)
+    uint32_t k = weir_keymap_find(&ctx->st.keys, kp, kn, h);
+    if (k != WEIR_KEYMAP_NONE)
         return k;
-    if (ctx->conf->max_keys && ctx->st.nkeys >= (uint64_t)ctx->conf->max_keys) {
+    if (ctx->conf->max_keys && weir_keymap_count(&ctx->st.keys) >= (uint64_t)ctx->conf->max_keys) {
         if (!ctx->keys_rejected++)
             weir_log(WEIR_LOG_WARN, "window",
                      "node '%s': max_keys (%" PRId64 ") reached: records of new keys are "
@@ -674,10 +616,10 @@ static void pane_process(window_ctx_t *ctx, const weir_record_t *in, int64_t ts,
         window_late(ctx, in, em);
         return;
     }
-    int64_t k = key_get(ctx, kp, kn, wstate_hash(kp, kn), in, em);
+    int64_t k = key_get(ctx, kp, kn, weir_keymap_hash(kp, kn), in, em);
     if (k < 0)
         return;
-    wkey_t *key = &st->keys[k];
+    wkey_t *key = wstate_key(st, (uint32_t)k);
     /* Windows closed by the watermark are done for this key too (new keys, and keys idle for a while). */
     key->fired_upto = max64(key->fired_upto, last_start(c, ctx->wm - c->size - c->lateness));
     if (c->early)
@@ -710,12 +652,13 @@ static void session_process(window_ctx_t *ctx, const weir_record_t *in, int64_t 
                             weir_emitter_t *em) {
     const window_conf_t *c = ctx->conf;
     wstate_t *st = &ctx->st;
-    uint64_t h = wstate_hash(kp, kn);
-    int64_t k = wstate_key_find(st, kp, kn, h);
+    uint64_t h = weir_keymap_hash(kp, kn);
+    uint32_t found = weir_keymap_find(&st->keys, kp, kn, h);
+    int64_t k = found == WEIR_KEYMAP_NONE ? -1 : (int64_t)found;
     int64_t hi = ts + c->gap; /* the record alone is the session [ts, ts + gap) */
     int32_t into = -1, before = -1;
     if (k >= 0) {
-        for (int32_t i = st->keys[k].head; i >= 0;) {
+        for (int32_t i = wstate_key(st, (uint32_t)k)->head; i >= 0;) {
             wwin_t *w = wstate_win(st, i);
             int32_t next = w->next;
             if (w->start >= hi) {
@@ -765,16 +708,14 @@ static void session_process(window_ctx_t *ctx, const weir_record_t *in, int64_t 
 static int window_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) {
     window_ctx_t *ctx = vctx;
     int64_t ts = in->ts;
-    const char *kp;
+    const char *kp, *why;
     size_t kn;
     if (ts == WEIR_TS_NONE)
         em->reject(em, in, "window: record has no event time");
     else if (ts <= -WINDOW_TS_LIMIT || ts >= WINDOW_TS_LIMIT)
         em->reject(em, in, "window: event time out of range");
-    else if (key_bytes(ctx, in, &kp, &kn))
-        em->reject(em, in, "window: key is null");
-    else if (kn > WINDOW_MAX_KEY)
-        em->reject(em, in, "window: key longer than 65536 bytes");
+    else if ((why = weir_key_eval(&ctx->conf->key, in, &ctx->scratch, ctx->keybuf, &kp, &kn)))
+        em->reject(em, in, why);
     else if (ctx->conf->type == WINDOW_SESSION)
         session_process(ctx, in, ts, kp, kn, em);
     else
@@ -790,7 +731,7 @@ static void pane_fire(window_ctx_t *ctx, uint32_t k, int64_t t, weir_emitter_t *
     const window_conf_t *c = ctx->conf;
     wstate_t *st = &ctx->st;
     for (;;) {
-        wkey_t *key = &st->keys[k];
+        wkey_t *key = wstate_key(st, k);
         int64_t sf = 0, tf, se = 0, te;
         pane_next(ctx, key, &sf, &tf, &se, &te);
         if (tf <= t && tf <= te) {
@@ -814,7 +755,7 @@ static void pane_fire(window_ctx_t *ctx, uint32_t k, int64_t t, weir_emitter_t *
 static void session_fire(window_ctx_t *ctx, uint32_t k, int64_t t, weir_emitter_t *em) {
     const window_conf_t *c = ctx->conf;
     wstate_t *st = &ctx->st;
-    for (int32_t i = st->keys[k].head; i >= 0;) {
+    for (int32_t i = wstate_key(st, k)->head; i >= 0;) {
         wwin_t *w = wstate_win(st, i);
         int32_t next = w->next;
         int64_t end = w->last_ts + c->gap;
@@ -841,22 +782,21 @@ static int window_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
          * now. The next top is one of the two children of this top, whose keys were
          * prefetched one step ago, so its first pane can be prefetched too. */
         if (st->nheap && st->heap[0].t <= ctx->wm) {
-            const wkey_t *nk = &st->keys[st->heap[0].key];
+            const wkey_t *nk = wstate_key(st, st->heap[0].key);
             if (nk->head >= 0)
                 __builtin_prefetch(wstate_win(st, nk->head));
-            if (st->slide)
-                __builtin_prefetch(wstate_slide(st, st->heap[0].key));
             for (size_t j = 1; j < 3 && j < st->nheap; j++)
-                __builtin_prefetch(&st->keys[st->heap[j].key]);
+                __builtin_prefetch(weir_keymap_ent(&st->keys, st->heap[j].key));
         }
-        wkey_t *key = &st->keys[tm.key];
-        if (key->seq != tm.seq || key->sched != tm.t)
+        weir_keymap_ent_t *ent = weir_keymap_ent(&st->keys, tm.key);
+        wkey_t *key = wstate_key(st, tm.key);
+        if (tm.key >= st->keys.used || !ent->live || key->seq != tm.seq || key->sched != tm.t)
             continue; /* stale: the key was rescheduled or deleted */
         if (ctx->conf->type == WINDOW_SESSION)
             session_fire(ctx, tm.key, tm.t, em);
         else
             pane_fire(ctx, tm.key, tm.t, em);
-        key = &st->keys[tm.key];
+        key = wstate_key(st, tm.key);
         if (key->head < 0) {
             wstate_key_del(st, tm.key);
             continue;
@@ -894,12 +834,13 @@ static int window_snapshot(void *vctx, weir_writer_t *w) {
     weir_w_u64(w, st->next_seq);
     weir_w_u64(w, ctx->late);
     weir_w_u64(w, ctx->keys_rejected);
-    weir_w_u64(w, st->nkeys);
-    for (uint32_t k = 0; k < st->keys_used; k++) {
-        const wkey_t *key = &st->keys[k];
-        if (!key->seq)
-            continue;
-        weir_w_bytes(w, wstate_key_bytes(st, key), key->klen);
+    weir_w_u64(w, weir_keymap_count(&st->keys));
+    /* Keys in first-seen order (weir_keymap iteration): independent of hashing. */
+    for (uint32_t k = weir_keymap_first(&st->keys); k != WEIR_KEYMAP_NONE; k = weir_keymap_next(&st->keys, k)) {
+        const wkey_t *key = wstate_key(st, k);
+        size_t kn;
+        const char *kb = weir_keymap_key(&st->keys, k, &kn);
+        weir_w_bytes(w, kb, kn);
         weir_w_u64(w, key->seq);
         weir_w_i64(w, key->sched);
         weir_w_i64(w, key->fired_upto);
@@ -956,14 +897,14 @@ static int restore_body(window_ctx_t *ctx, weir_reader_t *r, char *errstr, size_
         uint32_t nwin = weir_r_u32(r);
         if (r->err)
             break;
-        uint64_t h = wstate_hash(kp, kn);
-        if (kn > WINDOW_MAX_KEY || nwin == 0 || nwin > (r->len - r->pos) / win_bytes || seq == 0 ||
-            wstate_key_find(st, kp, kn, h) >= 0) {
+        uint64_t h = weir_keymap_hash(kp, kn);
+        if (kn > WEIR_KEYMAP_MAX_KEY || nwin == 0 || nwin > (r->len - r->pos) / win_bytes || seq == 0 ||
+            weir_keymap_find(&st->keys, kp, kn, h) != WEIR_KEYMAP_NONE) {
             weir_r_fail(r, "bad key record %" PRIu64, n);
             break;
         }
         uint32_t k = wstate_key_add(st, kp, kn, h);
-        wkey_t *key = &st->keys[k];
+        wkey_t *key = wstate_key(st, k);
         key->seq = seq;
         key->sched = sched;
         key->fired_upto = fired;
@@ -1018,21 +959,6 @@ static int window_restore(void *vctx, weir_reader_t *r, char *errstr, size_t err
  * value is bit-identical to what firing the window now would emit. Cost: sorting
  * the keys (O(K log K)), then per key O(panes + windows) merges. */
 
-typedef struct dump_key {
-    const char *p;
-    uint32_t n;
-    uint32_t k;
-} dump_key_t;
-
-static int dump_key_cmp(const void *va, const void *vb) {
-    const dump_key_t *a = va, *b = vb;
-    size_t n = a->n < b->n ? a->n : b->n;
-    int r = n ? memcmp(a->p, b->p, n) : 0;
-    if (r)
-        return r;
-    return (a->n > b->n) - (a->n < b->n);
-}
-
 typedef struct dump_scratch {
     const wwin_t **pane; /* the key's panes, ascending start */
     wagg_state_t *suf;   /* naggs states per pane of the front block (right fold) */
@@ -1042,12 +968,14 @@ typedef struct dump_scratch {
     wagg_state_t *acc;  /* naggs: the window */
 } dump_scratch_t;
 
-static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, const wkey_t *key, int64_t start,
-                        int64_t end, const int64_t *last_ts, int64_t rows, const wagg_state_t *agg) {
+static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, uint32_t k, int64_t start, int64_t end,
+                        const int64_t *last_ts, int64_t rows, const wagg_state_t *agg) {
     const window_conf_t *c = ctx->conf;
     weir_buf_puts(out, *first ? "{\"key\":" : ",{\"key\":");
     *first = false;
-    weir_json_append_str(out, wstate_key_bytes(&ctx->st, key), key->klen);
+    size_t kn;
+    const char *kb = weir_keymap_key(&ctx->st.keys, k, &kn);
+    weir_json_append_str(out, kb, kn);
     weir_buf_printf(out, ",\"window_start\":%" PRId64 ",\"window_end\":%" PRId64, start, end);
     if (last_ts)
         weir_buf_printf(out, ",\"last_ts\":%" PRId64, *last_ts);
@@ -1076,10 +1004,10 @@ static void dump_window(const window_ctx_t *ctx, weir_buf_t *out, bool *first, c
 /* Every open window [s, s + size) of a tumbling/sliding key, ascending s, as slide_window
  * would compute it (tumbling: one pane per window, the fold is a copy). Windows without
  * records are skipped (they emit nothing): s jumps over gaps between panes. */
-static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first, const wkey_t *key,
-                          dump_scratch_t *sc) {
+static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first, uint32_t k, dump_scratch_t *sc) {
     const window_conf_t *c = ctx->conf;
     const wstate_t *st = &ctx->st;
+    const wkey_t *key = wstate_key(st, k);
     size_t na = (size_t)c->naggs, n = 0;
     if (key->head < 0)
         return;
@@ -1143,7 +1071,7 @@ static void dump_pane_key(const window_ctx_t *ctx, weir_buf_t *out, bool *first,
         for (size_t a = 0; a < na; a++)
             wagg_merge(&c->aggs[a], &sc->acc[a], &sc->back[a]);
         if (rows)
-            dump_window(ctx, out, first, key, s, e, NULL, rows, sc->acc);
+            dump_window(ctx, out, first, k, s, e, NULL, rows, sc->acc);
         s += c->slide;
     }
 }
@@ -1158,27 +1086,22 @@ static int window_dump(void *vctx, weir_buf_t *out) {
     else
         weir_buf_printf(out, "%" PRId64, ctx->wm);
     weir_buf_printf(out, ",\"late\":%" PRIu64 ",\"keys_rejected\":%" PRIu64 ",\"keys\":%" PRIu32 ",\"windows\":[",
-                    ctx->late, ctx->keys_rejected, st->nkeys);
-    dump_key_t *keys = weir_malloc(((size_t)st->nkeys + 1) * sizeof(*keys));
-    size_t nk = 0;
-    for (uint32_t k = 0; k < st->keys_used && nk < st->nkeys; k++)
-        if (st->keys[k].seq)
-            keys[nk++] = (dump_key_t){wstate_key_bytes(st, &st->keys[k]), st->keys[k].klen, k};
-    qsort(keys, nk, sizeof(*keys), dump_key_cmp);
+                    ctx->late, ctx->keys_rejected, weir_keymap_count(&st->keys));
+    uint32_t *keys = weir_keymap_sorted_ids(&st->keys), nk = weir_keymap_count(&st->keys);
     dump_scratch_t sc = {0};
     sc.back = weir_calloc((size_t)c->naggs + 1, sizeof(*sc.back));
     sc.acc = weir_calloc((size_t)c->naggs + 1, sizeof(*sc.acc));
     bool first = true;
-    for (size_t i = 0; i < nk; i++) {
-        const wkey_t *key = &st->keys[keys[i].k];
+    for (uint32_t i = 0; i < nk; i++) {
+        const wkey_t *key = wstate_key(st, keys[i]);
         if (c->type != WINDOW_SESSION) {
-            dump_pane_key(ctx, out, &first, key, &sc);
+            dump_pane_key(ctx, out, &first, keys[i], &sc);
             continue;
         }
         /* Sessions are sorted and disjoint: one window each, as emit_session emits it. */
         for (int32_t w = key->head; w >= 0;) {
             const wwin_t *x = wstate_win(st, w);
-            dump_window(ctx, out, &first, key, x->start, x->last_ts + c->gap, &x->last_ts, x->rows, x->agg);
+            dump_window(ctx, out, &first, keys[i], x->start, x->last_ts + c->gap, &x->last_ts, x->rows, x->agg);
             w = x->next;
         }
     }

@@ -2,7 +2,7 @@
  * @file window_int.h
  * @brief Internal-but-shared declarations of the window operator: the compiled
  *        configuration, the aggregate functions (window_agg.c) and the keyed
- *        state (window_state.c: key hash map, key slab, window pool, timer heap).
+ *        state (window_state.c: keys in a weir_keymap, window pool, timer heap).
  *
  * Nothing here is public API: the operator is reached only through
  * `weir_window_class` (window.c). See README.md in this folder for the
@@ -15,12 +15,12 @@
 #include <stdint.h>
 
 #include "expr.h"
+#include "key.h"
+#include "keymap.h"
 #include "operator.h"
 
 /** Snapshot format version of the "window" frame. */
 #define WINDOW_SNAPSHOT_VERSION 1
-/** Longest key (bytes) the key slab stores; longer keys are rejected. */
-#define WINDOW_MAX_KEY 65536
 /** Event times outside (-2^60, 2^60) ms are rejected: no overflow in time arithmetic. */
 #define WINDOW_TS_LIMIT ((int64_t)1 << 60)
 /** The watermark before any: far below any accepted event time. */
@@ -99,12 +99,10 @@ typedef struct window_conf {
     bool emit_early, count_nulls;
     /* derived */
     window_type_t type;
-    int64_t pane;     /**< pane width: gcd(size, slide) (tumbling: size) */
-    bool early;       /**< emit_early and lateness > 0 */
-    char *key_src;    /**< owned copy of `key:`, or NULL (unkeyed) */
-    weir_expr_t *key; /**< compiled key expression, or NULL */
-    weir_type_t key_type;
-    int key_out_slot; /**< output slot of the key under its own name, or -1 */
+    int64_t pane;        /**< pane width: gcd(size, slide) (tumbling: size) */
+    bool early;          /**< emit_early and lateness > 0 */
+    weir_key_spec_t key; /**< `key:` (key.h: an expression; absent: the record key) */
+    int key_out_slot;    /**< output slot of the key under its own name, or -1 */
     int naggs;
     wagg_spec_t *aggs;
     /* output slots */
@@ -113,14 +111,12 @@ typedef struct window_conf {
 
 /* ---- keyed state (window_state.c) ---- */
 
-/** One key with open windows. */
+/** One key with open windows: the value of its entry in the keymap (sliding: a wslide_t follows it). */
 typedef struct wkey {
-    uint32_t hash;      /**< low 32 bits of the key's hash (home slot and quick compare) */
-    uint32_t klen;      /**< key length in bytes */
-    uint32_t koff;      /**< offset of the key bytes in the slab */
-    int32_t head, tail; /**< the key's panes/sessions, ascending start (tail: free-list link when free) */
+    int32_t head, tail; /**< the key's panes/sessions, ascending start */
     uint32_t nwin;      /**< panes/sessions in the list */
-    uint64_t seq;       /**< creation number: ties between keys fire in this order; 0 = free slot */
+    uint32_t pad;
+    uint64_t seq;       /**< creation number: ties between keys fire in this order (and stale timers are told apart) */
     int64_t sched;      /**< time of the key's live timer entry, WINDOW_NEVER if none */
     int64_t fired_upto; /**< tumbling/sliding: start of the last window closed for this key */
     int64_t early_upto; /**< tumbling/sliding: start of the last window emitted early */
@@ -167,21 +163,9 @@ typedef struct wtimer {
 /** Per-task state of one window node. */
 typedef struct wstate {
     int naggs;
-    /* keys: a pool of wkey_t (stable indices) + an open-addressing index */
-    wkey_t *keys;
-    uint32_t keys_cap, keys_used, key_free; /**< key_free: free-list head, UINT32_MAX = none */
-    uint32_t nkeys;                         /**< live keys */
-    uint8_t *slide;                         /**< sliding: one wslide_t per key slot (parallel to keys), else NULL */
-    size_t slide_size;                      /**< bytes per wslide_t, 0 = no two-stacks cache */
-    struct wslot {
-        uint32_t hash;
-        uint32_t idx1; /**< key index + 1; 0 = empty slot */
-    } * tab;
-    uint32_t tab_mask;
-    /* key bytes: a slab with one free list per 16-byte size class */
-    uint8_t *slab;
-    size_t slab_len, slab_cap;
-    uint32_t *slab_free; /**< WINDOW_MAX_KEY/16 + 1 heads; UINT32_MAX = none */
+    /* keys: key bytes -> wkey_t (+ wslide_t when sliding); ids are stable while a key lives */
+    weir_keymap_t keys;
+    size_t slide_size; /**< bytes per wslide_t, 0 = no two-stacks cache */
     /* windows: a pool of fixed-size wwin_t elements */
     uint8_t *wmem;
     size_t wsize; /**< bytes per element */
@@ -199,16 +183,12 @@ void wstate_free(wstate_t *st);
 /** @brief Drop everything (restore starts from an empty state). */
 void wstate_clear(wstate_t *st);
 
-uint64_t wstate_hash(const void *p, size_t n);
-/** @returns the key index or -1. */
-int64_t wstate_key_find(const wstate_t *st, const void *p, size_t n, uint64_t h);
+/** @returns key k's state (valid until the next wstate_key_add). */
+static inline wkey_t *wstate_key(const wstate_t *st, uint32_t k) { return (wkey_t *)weir_keymap_val(&st->keys, k); }
 /** @returns a new key (which must not exist) with an empty window list. */
 uint32_t wstate_key_add(wstate_t *st, const void *p, size_t n, uint64_t h);
 /** @brief Remove a key whose window list is empty. */
-void wstate_key_del(wstate_t *st, uint32_t k);
-static inline const char *wstate_key_bytes(const wstate_t *st, const wkey_t *k) {
-    return (const char *)st->slab + k->koff;
-}
+static inline void wstate_key_del(wstate_t *st, uint32_t k) { weir_keymap_del(&st->keys, k); }
 
 static inline wwin_t *wstate_win(const wstate_t *st, int32_t i) { return (wwin_t *)(st->wmem + (size_t)i * st->wsize); }
 /** @returns a new zeroed window linked into key k before `before` (-1: at the tail). */
@@ -217,9 +197,7 @@ int32_t wstate_win_new(wstate_t *st, uint32_t k, int64_t start, int32_t before);
 void wstate_win_del(wstate_t *st, uint32_t k, int32_t i);
 
 /** @returns key k's two-stacks cache (sliding windows only). */
-static inline wslide_t *wstate_slide(const wstate_t *st, uint32_t k) {
-    return (wslide_t *)(st->slide + (size_t)k * st->slide_size);
-}
+static inline wslide_t *wstate_slide(const wstate_t *st, uint32_t k) { return (wslide_t *)(wstate_key(st, k) + 1); }
 /** @returns the suffix aggregates of a sliding pane (naggs states after its own). */
 static inline wagg_state_t *wstate_suf(const wstate_t *st, wwin_t *w) { return w->agg + st->naggs; }
 /** @returns the row count of a sliding pane's suffix. */
