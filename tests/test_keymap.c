@@ -210,7 +210,7 @@ Test(key, one_rendering) {
     cr_assert(n == 1 && p[0] == '0');
     v = weir_v_double(0.1);
     weir_key_render(&v, buf, &p, &n);
-    cr_assert(n == strlen("0.10000000000000001") && !memcmp(p, "0.10000000000000001", n));
+    cr_assert(n == strlen("0.1") && !memcmp(p, "0.1", n)); /* the shortest form that reads back, as JS prints it */
     v = weir_v_double(-1.2345678901234567e-308);
     cr_assert_eq(weir_key_render(&v, buf, &p, &n), 0);
     cr_assert(n < WEIR_KEY_BUF);

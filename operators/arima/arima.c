@@ -19,6 +19,7 @@
 
 #include "arima_model.h"
 #include "json.h"
+#include "numfmt.h"
 #include "expr.h"
 #include "key.h"
 #include "keymap.h"
@@ -143,6 +144,8 @@ static int arima_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) 
                               weir_type_name(t));
     if (weir_key_spec_init(&conf->key, plan, errstr, errstr_size))
         return WEIR_ERR;
+    plan->partitioning = WEIR_PART_KEY; /* every record of a key in one task */
+    plan->key = &conf->key;
     if (conf->ts_src) {
         at = weir_cfg_get(plan->cfg, "ts");
         if (!(conf->ts = weir_plan_expr(plan, at, "ts", plan->input, errstr, errstr_size)))
@@ -297,10 +300,8 @@ static void arima_destroy(void *vctx) {
 /* ---- output ---- */
 
 static void json_num(weir_buf_t *b, double v) {
-    if (isfinite(v))
-        weir_buf_printf(b, "%.17g", v);
-    else
-        weir_buf_puts(b, "null");
+    char tmp[WEIR_FMT_DOUBLE_MAX];
+    weir_buf_append(b, tmp, weir_fmt_double(v, tmp)); /* non-finite: null */
 }
 
 static weir_value_t arena_str(weir_record_t *r, const weir_buf_t *b) {

@@ -108,11 +108,13 @@ static const weir_config_map_t kmeans_config_map[] = {
     {WEIR_CM_CUSTOM, "batch", NULL, false, 0,
      "N (update every N records of a model) or window (update when the input window_end changes or "
      "the watermark passes it); default window when the input has window_end, else 100"},
-    {WEIR_CM_STR, "scope", "task", false, offsetof(kmeans_conf_t, scope),
-     "task (one model per task) or key (one model per key)"},
+    {WEIR_CM_STR, "scope", NULL, false, offsetof(kmeans_conf_t, scope),
+     "global (one model over every record: the engine routes them through a one-partition repartition; the "
+     "default without key), key (one model per key; the default with key) or task (one model per input "
+     "partition: partial models, no repartition)"},
     {WEIR_CM_STR, "key", NULL, false, offsetof(kmeans_conf_t, key_field),
-     "scope key: expression naming the model's key (a field name is one); default the record key; null: "
-     "dead-lettered"},
+     "expression naming the model's key (a field name is one); implies scope key; scope key without it: the "
+     "record key; null: dead-lettered"},
     {WEIR_CM_BOOL, "standardize", "false", false, offsetof(kmeans_conf_t, standardize),
      "scale features by their running standard deviation"},
     {WEIR_CM_LONG, "init_size", NULL, false, offsetof(kmeans_conf_t, init_size),
@@ -261,15 +263,23 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
                               conf->time_unit);
     if (configure_batch(plan, conf, errstr, errstr_size))
         return WEIR_ERR;
+    if (!conf->scope)
+        conf->scope = conf->key_field ? "key" : "global";
     if (!strcmp(conf->scope, "key"))
         conf->per_key = true;
-    else if (strcmp(conf->scope, "task"))
+    else if (strcmp(conf->scope, "task") && strcmp(conf->scope, "global"))
         return weir_cfg_error(at_key(plan, "scope"), errstr, errstr_size,
-                              "node '%s': scope: expected task or key, got '%s'", plan->name, conf->scope);
+                              "node '%s': scope: expected global, key or task, got '%s'", plan->name, conf->scope);
     if (conf->key_field && !conf->per_key)
-        return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size, "node '%s': key: needs scope: key", plan->name);
+        return weir_cfg_error(at_key(plan, "key"), errstr, errstr_size,
+                              "node '%s': key: needs scope: key (scope is %s)", plan->name, conf->scope);
     if (conf->per_key && weir_key_spec_init(&conf->key, plan, errstr, errstr_size))
         return WEIR_ERR;
+    /* what the engine must guarantee about the records reaching the node */
+    plan->partitioning = conf->per_key                   ? WEIR_PART_KEY
+                         : strcmp(conf->scope, "global") ? WEIR_PART_ANY
+                                                         : WEIR_PART_GLOBAL;
+    plan->key = conf->per_key ? &conf->key : NULL;
     if (conf->init_size < 0)
         conf->init_size = conf->k * 10 > 100 ? conf->k * 10 : 100;
     if (conf->init_size < conf->k || conf->init_size > KMEANS_MAX_INIT)
@@ -350,7 +360,7 @@ static void kmeans_describe(const weir_plan_t *plan, FILE *fp) {
         fprintf(fp, "batch every %lld records", (long long)conf->batch_n);
     else
         fprintf(fp, "batch per input window (window_end#%d)", conf->window_end_slot);
-    fprintf(fp, "\n    scope %s", conf->per_key ? "key" : "task");
+    fprintf(fp, "\n    scope %s", conf->scope);
     if (conf->key.expr && conf->key.slot >= 0)
         fprintf(fp, " from field %s", plan->input->fields[conf->key.slot].name);
     else if (conf->key.expr) {

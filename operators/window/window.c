@@ -207,6 +207,8 @@ static int window_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
 
     if (weir_key_spec_init(&conf->key, plan, errstr, errstr_size))
         return WEIR_ERR;
+    plan->partitioning = WEIR_PART_KEY; /* every record of a key in one task */
+    plan->key = &conf->key;
     const char *key_field = conf->key.slot >= 0 ? plan->input->fields[conf->key.slot].name : NULL;
     const weir_cfg_t *aggc = weir_cfg_get(plan->cfg, "aggregate");
     if (aggc->kind != WEIR_CFG_MAP || aggc->n == 0)

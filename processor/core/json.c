@@ -106,16 +106,8 @@ static void append_bytes(weir_buf_t *out, const uint8_t *p, size_t n) {
 }
 
 static void append_long(weir_buf_t *out, int64_t v) {
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *q = e;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--q = '-';
-    weir_buf_append(out, q, (size_t)(e - q));
+    char tmp[WEIR_FMT_LONG_MAX];
+    weir_buf_append(out, tmp, weir_fmt_long(v, tmp));
 }
 
 /* The project's one number formatter (numfmt.c, shortest round trip) with

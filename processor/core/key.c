@@ -1,6 +1,8 @@
 /* The one meaning of `key:` (key.h). */
 #include "key.h"
 
+#include "numfmt.h"
+
 #include <stdlib.h>
 
 static char *reason_printf(const char *fmt, const char *op, const char *node, const char *src) {
@@ -48,26 +50,12 @@ int weir_key_render(const weir_value_t *v, char buf[WEIR_KEY_BUF], const char **
         *p = v->u.s.p ? v->u.s.p : "";
         *n = v->u.s.n;
         return 0;
-    case WEIR_LONG: {
-        /* Hand-rolled: snprintf per record is measurable. */
-        char tmp[24];
-        uint64_t u = v->u.i < 0 ? 0 - (uint64_t)v->u.i : (uint64_t)v->u.i;
-        int k = 0;
-        do {
-            tmp[k++] = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        int m = 0;
-        if (v->u.i < 0)
-            buf[m++] = '-';
-        while (k)
-            buf[m++] = tmp[--k];
+    case WEIR_LONG:
+        *n = weir_fmt_long(v->u.i, buf);
         *p = buf;
-        *n = (size_t)m;
         return 0;
-    }
-    case WEIR_DOUBLE:
-        *n = (size_t)snprintf(buf, WEIR_KEY_BUF, "%.17g", v->u.d);
+    case WEIR_DOUBLE: /* the project's one formatter: shortest round trip */
+        *n = weir_fmt_double(v->u.d, buf);
         *p = buf;
         return 0;
     case WEIR_BOOL:

@@ -8,7 +8,8 @@
  *    or the source's `key:` field); a record without one belongs to one group,
  *    the empty key "".
  *  - The value is rendered to key bytes once, here: strings and bytes as they
- *    are, longs in decimal, doubles with "%.17g", bools as `true` / `false`.
+ *    are, longs in decimal, doubles in the shortest form that reads back
+ *    (weir_fmt_double: 0.1, 20, 1e+21), bools as `true` / `false`.
  *  - A null value is not a key: weir_key_eval returns a reason ("window: node
  *    'w': key 'sensor_id' is null") and the operator dead-letters the record
  *    through em->reject. So is a key longer than WEIR_KEYMAP_MAX_KEY bytes.
@@ -57,7 +58,7 @@ const char *weir_key_eval(const weir_key_spec_t *ks, const weir_record_t *rec, w
 
 /**
  * @brief Render a value to key bytes (strings as they are, longs in decimal,
- *        doubles "%.17g", bools true/false).
+ *        doubles weir_fmt_double, bools true/false).
  * @returns 0, or -1 for null.
  */
 int weir_key_render(const weir_value_t *v, char buf[WEIR_KEY_BUF], const char **p, size_t *n);

@@ -20,9 +20,7 @@ int32_t weir_murmur2(const void *key, size_t n) {
     switch (n & 3) {
     case 3: h ^= (uint32_t)p[i + 2] << 16; /* fall through */
     case 2: h ^= (uint32_t)p[i + 1] << 8;  /* fall through */
-    case 1:
-        h ^= (uint32_t)p[i];
-        h *= m;
+    case 1: h ^= (uint32_t)p[i]; h *= m;
     }
     h ^= h >> 13;
     h *= m;

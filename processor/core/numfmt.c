@@ -349,3 +349,17 @@ size_t weir_fmt_double(double v, char *out) {
     const int n = grisu2(v, d, &K);
     return neg + layout(out, d, n, K);
 }
+
+size_t weir_fmt_long(int64_t v, char *out) {
+    char tmp[WEIR_FMT_LONG_MAX];
+    char *e = tmp + sizeof(tmp), *q = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--q = '-';
+    memcpy(out, q, (size_t)(e - q));
+    return (size_t)(e - q);
+}

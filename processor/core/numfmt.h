@@ -17,9 +17,16 @@
 #define WEIR_NUMFMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /** Longest output of weir_fmt_double(), without a terminator. */
 #define WEIR_FMT_DOUBLE_MAX 25
+
+/** Longest output of weir_fmt_long(), without a terminator. */
+#define WEIR_FMT_LONG_MAX 20
+
+/** @brief Write v in decimal into out (at least WEIR_FMT_LONG_MAX bytes, not terminated). @returns the length. */
+size_t weir_fmt_long(int64_t v, char *out);
 
 /** @brief Write v into out (at least WEIR_FMT_DOUBLE_MAX bytes, not terminated). @returns the length. */
 size_t weir_fmt_double(double v, char *out);

@@ -56,6 +56,20 @@ typedef struct weir_port {
 } weir_port_t;
 
 struct weir_operator_class;
+struct weir_key_spec;
+
+/**
+ * How the records reaching a node must be partitioned across tasks, set by
+ * configure(). The engine compares it with how the records are partitioned
+ * where the node sits and inserts a repartition (an internal Kafka topic,
+ * docs/keyby.md) where they are not: keyed state then sees every record of
+ * its key, whatever the input topic's partitioning.
+ */
+typedef enum weir_partitioning {
+    WEIR_PART_ANY = 0, /**< per-record or per-task: any partitioning */
+    WEIR_PART_KEY,     /**< all records of one key (plan->key) in one task */
+    WEIR_PART_GLOBAL,  /**< every record in one task (one partition) */
+} weir_partitioning_t;
 
 /** A compiled node: what configure() produced, shared read-only by all tasks. */
 typedef struct weir_plan {
@@ -70,7 +84,9 @@ typedef struct weir_plan {
      *  downstream node or sink (e.g. a window emits late records to the
      *  dead-letter output when nothing reads its `late` port). */
     bool port_used[WEIR_MAX_PORTS];
-    void *conf; /**< operator's compiled configuration */
+    void *conf;                       /**< operator's compiled configuration */
+    weir_partitioning_t partitioning; /**< set by configure (default ANY) */
+    const struct weir_key_spec *key;  /**< WEIR_PART_KEY: the node's key (owned by conf) */
 } weir_plan_t;
 
 typedef struct weir_operator_class {

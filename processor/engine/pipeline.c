@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "expr.h"
+#include "key.h"
 
 #ifndef WEIR_DATADIR
 #define WEIR_DATADIR "."
@@ -196,6 +197,9 @@ static int load_source(load_ctx_t *lc, weir_rowtype_t **owned_rt) {
         if ((src->key_slot = weir_rowtype_find(src->rt, f)) < 0)
             return weir_cfg_error(key, lc->errstr, lc->errstr_size, "key: unknown field '%s'", f);
     }
+    const weir_cfg_t *pb = weir_cfg_get(s, "partitioned_by");
+    if (pb && weir_cfg_as_str(pb, &src->partitioned_by, lc->errstr, lc->errstr_size))
+        return WEIR_ERR;
     const weir_cfg_t *wm = weir_cfg_get(s, "watermark");
     if (wm) {
         static const weir_config_map_t wm_map[] = {
@@ -437,6 +441,82 @@ static int load_sinks(load_ctx_t *lc) {
     return WEIR_OK;
 }
 
+/* ---- stages: where the records must move between tasks (docs/keyby.md) ---- */
+
+/* Expression text without blanks, for comparing two keys ("a + b" = "a+b"). */
+static char *key_canon(const char *src) {
+    char *c = weir_strdup(src ? src : "");
+    char *o = c;
+    for (const char *q = c; *q; q++)
+        if (*q != ' ' && *q != '\t')
+            *o++ = *q;
+    *o = '\0';
+    return c;
+}
+
+/* Does a stage partitioned as st already give node n what it needs? */
+static bool stage_satisfies(const weir_stage_t *st, const weir_plan_t *n) {
+    if (n->partitioning == WEIR_PART_ANY || st->partitioning == WEIR_PART_GLOBAL)
+        return true; /* one partition holds every key */
+    if (n->partitioning == WEIR_PART_GLOBAL || st->partitioning != WEIR_PART_KEY)
+        return false;
+    char *a = key_canon(st->key_src), *b = key_canon(n->key ? n->key->src : NULL);
+    bool same = n->key && n->key->src && st->key_src && !strcmp(a, b);
+    free(a);
+    free(b);
+    return same;
+}
+
+/*
+ * Give every node a stage. Stage 0 is fed by the source (its partitioning: the
+ * source's `partitioned_by`, else unknown); a keyed node whose records are not
+ * partitioned by its key starts a new stage fed by the repartition topic
+ * "<pipeline>-<node>-repartition", keyed by the node's key (one partition for
+ * a global node). Nodes downstream stay in their input's stage unless they
+ * need another partitioning: chained nodes with the same key share one stage.
+ */
+static int load_stages(load_ctx_t *lc) {
+    weir_pipeline_t *pl = lc->pl;
+    const weir_cfg_t *rp = weir_cfg_get(pl->root, "repartition_partitions");
+    if (rp) {
+        int64_t v;
+        if (weir_cfg_as_long(rp, &v, lc->errstr, lc->errstr_size))
+            return WEIR_ERR;
+        if (v < 1 || v > 100000)
+            return weir_cfg_error(rp, lc->errstr, lc->errstr_size,
+                                  "repartition_partitions: expected 1..100000, got %lld", (long long)v);
+        pl->repartition_partitions = (int)v;
+    }
+    pl->stages = weir_calloc((size_t)pl->nnodes + 1, sizeof(weir_stage_t));
+    pl->nstages = 1;
+    weir_stage_t *s0 = &pl->stages[0];
+    s0->head = -1;
+    s0->upstream = -1;
+    s0->partitioning = pl->source.partitioned_by ? WEIR_PART_KEY : WEIR_PART_ANY;
+    s0->key_src = pl->source.partitioned_by;
+    for (int k = 0; k < pl->nnodes; k++) {
+        int i = pl->order[k];
+        weir_node_t *n = &pl->nodes[i];
+        int ps = n->input_node == WEIR_SOURCE ? 0 : pl->nodes[n->input_node].stage;
+        if (stage_satisfies(&pl->stages[ps], &n->plan)) {
+            n->stage = ps;
+            continue;
+        }
+        weir_stage_t *st = &pl->stages[pl->nstages];
+        n->stage = pl->nstages++;
+        st->head = i;
+        st->upstream = ps;
+        st->partitioning = n->plan.partitioning;
+        st->key = n->plan.key;
+        st->key_src = n->plan.key ? n->plan.key->src : NULL;
+        size_t len = strlen(pl->name) + strlen(n->plan.name) + 16;
+        st->topic = weir_malloc(len);
+        snprintf(st->topic, len, "%s-%s-repartition", pl->name, n->plan.name);
+        st->partitions = st->partitioning == WEIR_PART_GLOBAL ? 1 : pl->repartition_partitions;
+    }
+    return WEIR_OK;
+}
+
 static int load_rest(load_ctx_t *lc) {
     weir_pipeline_t *pl = lc->pl;
     const weir_cfg_t *dl = weir_cfg_get(pl->root, "dead_letter");
@@ -513,7 +593,7 @@ static weir_pipeline_t *pipeline_compile(weir_cfg_t *root, char *errstr, size_t 
                        pl->name);
         goto done;
     }
-    if (load_source(&lc, &pp->inline_rt) || load_nodes(&lc) || load_sinks(&lc) || load_rest(&lc))
+    if (load_source(&lc, &pp->inline_rt) || load_nodes(&lc) || load_sinks(&lc) || load_stages(&lc) || load_rest(&lc))
         goto done;
     for (int i = 0; i < pl->nnodes; i++)
         for (int p = 0; p < WEIR_MAX_PORTS; p++)
@@ -560,6 +640,9 @@ void weir_pipeline_destroy(weir_pipeline_t *pl) {
     free(pl->sinks);
     free(pl->nodes);
     free(pl->order);
+    for (int i = 0; pl->stages && i < pl->nstages; i++)
+        free(pl->stages[i].topic);
+    free(pl->stages);
     free(pl->source.topics);
     weir_schema_destroy(pl->source.schema);
     weir_rowtype_destroy(source_rt_owned_get(pl));
@@ -579,6 +662,33 @@ static void print_rowtype(const weir_rowtype_t *rt, FILE *fp) {
     for (int i = 0; i < rt->nfields; i++)
         fprintf(fp, "%s%s#%d:%s%s", i ? ", " : "", rt->fields[i].name, i, weir_type_name(rt->fields[i].type),
                 rt->fields[i].nullable ? "?" : "");
+}
+
+void weir_pipeline_print_stages(const weir_pipeline_t *pl, FILE *fp) {
+    for (int g = 0; g < pl->nstages; g++) {
+        const weir_stage_t *st = &pl->stages[g];
+        if (g == 0) {
+            fprintf(fp, "stage 0: tasks = the source partitions (partitioned by %s)",
+                    st->key_src ? st->key_src : "an undeclared key");
+        } else {
+            fprintf(fp, "stage %d: tasks = repartition topic %s, ", g, st->topic);
+            if (st->partitions)
+                fprintf(fp, "%d partition%s", st->partitions, st->partitions == 1 ? "" : "s");
+            else
+                fprintf(fp, "partitions: the largest input partition count");
+            if (st->partitioning == WEIR_PART_GLOBAL)
+                fprintf(fp, " (global: every record)");
+            else
+                fprintf(fp, ", keyed by %s", st->key_src ? st->key_src : "the record key");
+            fprintf(fp, ", fed by stage %d", st->upstream);
+        }
+        fprintf(fp, "\n  nodes:");
+        int k = 0;
+        for (int j = 0; j < pl->nnodes; j++)
+            if (pl->nodes[pl->order[j]].stage == g)
+                fprintf(fp, "%s%s", k++ ? ", " : " ", pl->nodes[pl->order[j]].plan.name);
+        fprintf(fp, "%s\n", k ? "" : " (none: records go straight to the repartition)");
+    }
 }
 
 void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp) {
@@ -619,6 +729,7 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp) {
                 sk->schema ? weir_schema_path(sk->schema) : "");
     }
     fprintf(fp, "dead letters -> kafka topic %s\n", pl->dead_letter_topic);
+    weir_pipeline_print_stages(pl, fp);
     if (pl->redis_url)
         fprintf(fp, "checkpoint -> %s every %lld ms, delivery %s\n", pl->redis_url,
                 (long long)pl->checkpoint_interval_ms, pl->delivery);

@@ -23,6 +23,7 @@ typedef struct weir_edge_list {
 
 typedef struct weir_node {
     weir_plan_t plan;
+    int stage;                              /**< index into pl->stages */
     int input_node;                         /**< index of the upstream node or WEIR_SOURCE */
     int input_port;                         /**< its port */
     weir_edge_list_t nodes[WEIR_MAX_PORTS]; /**< downstream nodes per output port */
@@ -54,10 +55,29 @@ typedef struct weir_source_spec {
     int event_time_slot;          /**< slot of the event-time field, or -1: Kafka timestamp */
     int key_slot;                 /**< slot used as record key when the message has none, or -1 */
     int64_t max_out_of_orderness_ms;
-    int64_t idle_timeout_ms; /**< 0 = never */
+    int64_t idle_timeout_ms;    /**< 0 = never */
+    const char *partitioned_by; /**< `partitioned_by:` key expression the producer keyed by, or NULL */
 } weir_source_spec_t;
 
+/**
+ * A stage: the nodes that run in one task, fed either by the source (stage
+ * 0) or by a repartition topic that upstream tasks write, keyed by the stage
+ * head's key (Kafka Streams' sub-topologies; docs/keyby.md).
+ */
+typedef struct weir_stage {
+    int head;                         /**< first node (its input crosses the repartition); -1 for stage 0 */
+    int upstream;                     /**< the stage that feeds it; -1 for stage 0 */
+    weir_partitioning_t partitioning; /**< how its records are partitioned (stage 0: ANY unless declared) */
+    const struct weir_key_spec *key;  /**< KEY: the head's key, evaluated upstream for the message key */
+    const char *key_src;              /**< key expression text (stage 0: partitioned_by), NULL: the record key */
+    char *topic;                      /**< repartition topic (owned); NULL for stage 0 */
+    int partitions;                   /**< its partition count; 0: the largest input topic's count at run time */
+} weir_stage_t;
+
 typedef struct weir_pipeline {
+    int nstages;                /**< 1 + the repartitions */
+    weir_stage_t *stages;       /**< owned */
+    int repartition_partitions; /**< `repartition_partitions:`, 0 = default */
     weir_cfg_t *root; /**< the parsed file; owned */
     const char *path;
     const char *name; /**< `pipeline:` */
@@ -100,6 +120,9 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp);
 int weir_plan_configure(weir_plan_t *plan, char *errstr, size_t errstr_size);
 /** @brief plan_destroy(conf), then free conf (the engine owns it); plan->conf becomes NULL. */
 void weir_plan_release(weir_plan_t *plan);
+
+/** @brief Print the stages and their repartition topics (part of weir_pipeline_print). */
+void weir_pipeline_print_stages(const weir_pipeline_t *pl, FILE *fp);
 
 /** @returns the node index by name, or -1. */
 int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);
