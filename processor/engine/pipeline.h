@@ -57,6 +57,12 @@ typedef struct weir_source_spec {
     int64_t idle_timeout_ms; /**< 0 = never */
 } weir_source_spec_t;
 
+/** Output delivery guarantee (`delivery:`), decided once by the compiler. */
+typedef enum weir_delivery {
+    WEIR_AT_LEAST_ONCE = 0, /**< default: outputs may repeat after a crash (with the same ids) */
+    WEIR_EXACTLY_ONCE,      /**< Kafka transactions: outputs and input offsets commit together */
+} weir_delivery_t;
+
 typedef struct weir_pipeline {
     weir_cfg_t *root; /**< the parsed file; owned */
     const char *path;
@@ -72,7 +78,7 @@ typedef struct weir_pipeline {
     /* checkpoint (issue 6) */
     const char *redis_url; /**< NULL: no checkpoints */
     int64_t checkpoint_interval_ms;
-    const char *delivery; /**< "at_least_once" | "exactly_once" */
+    weir_delivery_t delivery;
 } weir_pipeline_t;
 
 /**
@@ -87,6 +93,9 @@ void weir_pipeline_destroy(weir_pipeline_t *pl);
 
 /** @brief Print the compiled graph with resolved fields and types (`weir validate`). */
 void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp);
+
+/** @returns "at_least_once" or "exactly_once", the spelling of `delivery:`. */
+const char *weir_delivery_name(weir_delivery_t d);
 
 /** @returns the node index by name, or -1. */
 int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);

@@ -532,7 +532,7 @@ static int64_t restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
         backoff = backoff * 2 > 8000 ? 8000 : backoff * 2;
     }
     if (rc == WEIR_ERR ||
-        (rc == WEIR_OK && !strcmp(kr->pl->delivery, "exactly_once") && committed >= 0 && off != committed)) {
+        (rc == WEIR_OK && kr->pl->delivery == WEIR_EXACTLY_ONCE && committed >= 0 && off != committed)) {
         /* A corrupt latest checkpoint, or (exactly-once) one whose transaction
          * never committed: fall back to the one before it. */
         if (rc == WEIR_ERR)
@@ -815,7 +815,7 @@ static rd_kafka_t *make_producer(krun_t *kr, char *errstr, size_t errstr_size) {
     /* Consumer-only properties of the source would be refused by a producer:
      * apply_props above only passes what the user gave for the source, which
      * normally is the connection and security settings shared by both. */
-    if (!strcmp(pl->delivery, "exactly_once")) {
+    if (pl->delivery == WEIR_EXACTLY_ONCE) {
         char tid[512];
         snprintf(tid, sizeof(tid), "weir-%s-%s", pl->name, kr->instance);
         if (set_prop(conf, "transactional.id", tid, errstr, errstr_size) ||
@@ -996,12 +996,12 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         kr.fingerprint = weir_pipeline_fingerprint(pl);
         weir_log(WEIR_LOG_INFO, "checkpoint", "state goes to %s every %lld ms", redis,
                  (long long)(o->checkpoint_interval_ms > 0 ? o->checkpoint_interval_ms : pl->checkpoint_interval_ms));
-    } else if (!strcmp(pl->delivery, "exactly_once")) {
+    } else if (pl->delivery == WEIR_EXACTLY_ONCE) {
         weir_log(WEIR_LOG_ERR, LOG, "%s: delivery: exactly_once needs checkpoints (checkpoint.redis or --redis)",
                  pl->path);
         goto done;
     }
-    if (!strcmp(pl->delivery, "exactly_once")) {
+    if (pl->delivery == WEIR_EXACTLY_ONCE) {
         rd_kafka_error_t *e = rd_kafka_init_transactions(kr.producer, 30000);
         if (!e)
             e = rd_kafka_begin_transaction(kr.producer);
