@@ -148,8 +148,8 @@ int kafka_ckpt_open(krun_t *kr) {
     const weir_run_opts_t *o = kr->o;
     const char *redis = o->redis ? o->redis : pl->redis_url;
     int64_t every_ms = o->commit_interval_ms > 0 ? o->commit_interval_ms : KAFKA_COMMIT_INTERVAL_MS;
-    char errstr[WEIR_ERRSTR_SIZE];
     if (redis) {
+        char errstr[WEIR_ERRSTR_SIZE];
         if (!(kr->ckpt = weir_ckpt_new(redis, pl->name, errstr, sizeof(errstr)))) {
             weir_log(WEIR_LOG_ERR, "checkpoint", "%s", errstr);
             return WEIR_ERR;

@@ -50,8 +50,11 @@
  *  worker rarely waits for the produce calls; larger outputs are produced on the worker. */
 #define KAFKA_HANDOFF_RING_BYTES (8u << 20)
 
-/** One assigned input partition: its task and where it is. */
+typedef struct krun krun_t;
+
+/** One assigned input partition: its task and where it is. The task's callbacks get this. */
 typedef struct ktask {
+    krun_t *kr; /* the run it belongs to */
     char *topic;
     int32_t partition;
     weir_task_t *task;
@@ -73,7 +76,7 @@ typedef struct end_mark {
 } end_mark_t;
 
 /** One run of weir_run_kafka. */
-typedef struct krun {
+struct krun {
     const weir_pipeline_t *pl;
     const weir_run_opts_t *o;
     rd_kafka_t *consumer;
@@ -83,8 +86,7 @@ typedef struct krun {
     weir_encoder_t **enc; /* per sink */
     weir_buf_t buf;
     ktask_t *tasks;
-    ktask_t *current; /* the task whose record is in hand */
-    ktask_t *hint;    /* the task of the last message */
+    ktask_t *hint; /* the task of the last message */
     end_mark_t *ends;
     int nends;
     uint64_t in, out, dead;
@@ -113,7 +115,7 @@ typedef struct krun {
     char idbuf[512];
     weir_metrics_t metrics; /* read by the metrics thread */
     weir_metrics_server_t *msrv;
-} krun_t;
+};
 
 /* runtime_kafka.c */
 /** The rebalance callback (assign / revoke, eager or cooperative). */
@@ -132,7 +134,8 @@ int kafka_sink_open(krun_t *kr, char *errstr, size_t errstr_size);
 void kafka_sink_stop(krun_t *kr);
 /** Frees what kafka_sink_open made (topics before the producer is destroyed). */
 void kafka_sink_close(krun_t *kr);
-void kafka_sink(void *opaque, int sink, const weir_record_t *rec);
+/** The tasks' sink and reject callbacks; opaque is the task's ktask_t. */
+void kafka_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec);
 void kafka_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason);
 /** Everything queued for the hand-off thread has been given to librdkafka. */
 void kafka_sink_drain(krun_t *kr);

@@ -48,31 +48,26 @@ typedef struct out_hdr {
 } out_hdr_t;
 
 /* The deterministic id of an output: its `id` field, else its task (input
- * partition) and its number among that task's outputs to this sink. The
- * numbers are part of the checkpoint, so a replay after a crash numbers the
- * same outputs the same way whatever triggered them (a record, a watermark,
- * end of input). */
-static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec, size_t *len) {
+ * partition) and its number `seq` among that task's outputs to this sink.
+ * The numbers are part of the checkpoint, so a replay after a crash numbers
+ * the same outputs the same way whatever triggered them (a record, a
+ * watermark, end of input). */
+static const char *output_id(const ktask_t *t, int sink, uint64_t seq, const weir_record_t *rec, size_t *len) {
+    krun_t *kr = t->kr;
     int slot = kr->id_slot[sink];
     if (slot >= 0 && rec->v[slot].type == WEIR_STRING) {
         *len = rec->v[slot].u.s.n;
         return rec->v[slot].u.s.p;
-    }
-    const ktask_t *t = kr->current;
-    if (!t) {
-        *len = (size_t)snprintf(kr->idbuf, sizeof(kr->idbuf), "%s/%s/-/-1/0", kr->pl->name, kr->pl->sinks[sink].label);
-        return kr->idbuf;
     }
     /* prefix + decimal sequence number, without printf on the per-record path */
     size_t n = t->id_prefix_len[sink];
     memcpy(kr->idbuf, t->id_prefix[sink], n);
     char digits[24];
     int d = 0;
-    uint64_t v = t->task->emit_seq;
     do {
-        digits[d++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+        digits[d++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
     while (d)
         kr->idbuf[n++] = digits[--d];
     kr->idbuf[n] = '\0';
@@ -80,11 +75,13 @@ static const char *output_id(krun_t *kr, int sink, const weir_record_t *rec, siz
     return kr->idbuf;
 }
 
-void kafka_sink(void *opaque, int sink, const weir_record_t *rec) {
-    krun_t *kr = opaque;
+/* The task's sink callback (opaque: its ktask_t). */
+void kafka_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    const ktask_t *t = opaque;
+    krun_t *kr = t->kr;
     char reason[256];
     size_t id_len;
-    const char *id = output_id(kr, sink, rec, &id_len);
+    const char *id = output_id(t, sink, seq, rec, &id_len);
     weir_buf_reset(&kr->buf);
     bool json_extra = kr->pl->sinks[sink].format == WEIR_FMT_JSON && kr->id_slot[sink] < 0;
     if (weir_encode(kr->enc[sink], rec, json_extra ? "id" : NULL, json_extra ? id : NULL, &kr->buf, reason,
@@ -172,8 +169,9 @@ void kafka_dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t
     produce(kr, kr->dlq_topic, key, key_len, val, len, h, 0);
 }
 
+/* The task's reject callback (opaque: its ktask_t): a dead letter. */
 void kafka_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason) {
-    krun_t *kr = opaque;
+    krun_t *kr = ((const ktask_t *)opaque)->kr;
     weir_buf_t b = {0};
     char why[256];
     weir_encoder_t *enc = weir_encoder_new(WEIR_FMT_JSON, NULL, rec->rt, false, 0, why, sizeof(why));

@@ -64,7 +64,8 @@ static ktask_t *ktask_new(krun_t *kr, const char *topic, int32_t partition) {
         kr->fatal = true;
     }
     weir_record_init(&t->rec, kr->pl->source.rt);
-    t->task = weir_task_new(kr->pl, kafka_sink, kafka_reject, kr);
+    t->kr = kr;
+    t->task = weir_task_new(kr->pl, kafka_sink, kafka_reject, t);
     t->id_prefix = weir_calloc((size_t)kr->pl->nsinks + 1, sizeof(char *));
     t->id_prefix_len = weir_calloc((size_t)kr->pl->nsinks + 1, sizeof(size_t));
     for (int i = 0; i < kr->pl->nsinks; i++) {
@@ -138,8 +139,6 @@ static void on_revoke(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
             if ((*pp)->partition == parts->elems[i].partition && !strcmp((*pp)->topic, parts->elems[i].topic)) {
                 ktask_t *dead = *pp;
                 *pp = dead->next;
-                if (kr->current == dead)
-                    kr->current = NULL;
                 if (kr->hint == dead)
                     kr->hint = NULL;
                 ktask_destroy(dead);
@@ -257,7 +256,7 @@ static ktask_t *task_of(krun_t *kr, const char *topic, int32_t partition) {
 
 static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     const char *topic = rd_kafka_topic_name(m->rkt);
-    ktask_t *t = kr->current = task_of(kr, topic, m->partition);
+    ktask_t *t = task_of(kr, topic, m->partition);
     if (!t) {
         weir_log(WEIR_LOG_WARN, LOG, "message for unassigned %s [%" PRId32 "] ignored", topic, m->partition);
         return;
@@ -351,17 +350,15 @@ static int run_subscribe(krun_t *kr) {
 /* Idle ticks for every task, then the partitions and watermark-delay gauges. */
 static void run_idle_tick(krun_t *kr) {
     int64_t wall = weir_now_ms();
-    for (ktask_t *t = kr->tasks; t; t = t->next) {
-        kr->current = t;
+    for (ktask_t *t = kr->tasks; t; t = t->next)
         weir_task_idle_tick(t->task, wall);
-    }
-    kr->current = NULL;
     uint64_t nparts = 0;
     int64_t min_wm = INT64_MAX;
     for (ktask_t *t = kr->tasks; t; t = t->next) {
         nparts++;
-        if (t->task->watermark != WEIR_TS_NONE && t->task->watermark < min_wm)
-            min_wm = t->task->watermark;
+        int64_t wm = weir_task_watermark(t->task);
+        if (wm != WEIR_TS_NONE && wm < min_wm)
+            min_wm = wm;
     }
     atomic_store_explicit(&kr->metrics.partitions, nparts, memory_order_relaxed);
     if (min_wm != INT64_MAX && min_wm != WEIR_WM_END)
@@ -370,11 +367,8 @@ static void run_idle_tick(krun_t *kr) {
 
 /* End of input for every task here: windows still open fire. */
 static void run_end_input(krun_t *kr) {
-    for (ktask_t *t = kr->tasks; t; t = t->next) {
-        kr->current = t;
+    for (ktask_t *t = kr->tasks; t; t = t->next)
         weir_task_advance(t->task, WEIR_WM_END);
-    }
-    kr->current = NULL;
 }
 
 /* --until-end, everything assigned here is read: end the input of these tasks
