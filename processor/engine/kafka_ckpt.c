@@ -236,6 +236,7 @@ int64_t kafka_restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
     int64_t n = 0, off = -1;
     char *fp = NULL;
     int rc;
+    int64_t seek = -1;
     int backoff = WEIR_CKPT_BACKOFF_MIN_MS;
     for (;;) {
         rc = weir_ckpt_read(kr->ckpt, t->topic, t->partition, 0, &n, &off, &fp, &state, errstr, sizeof(errstr));
@@ -276,42 +277,31 @@ int64_t kafka_restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
                      "%s[%d]: no usable checkpoint (%s); refusing to start without state "
                      "(use --reset-state all to start empty)",
                      t->topic, (int)t->partition, rc == WEIR_CKPT_NONE ? "none before it" : errstr);
-            if (kr->o->reset_state && !strcmp(kr->o->reset_state, "all")) {
-                weir_buf_free(&state);
-                free(fp);
-                return -1;
-            }
-            kr->fatal = true;
-            weir_buf_free(&state);
-            free(fp);
-            return -1;
+            if (!kr->o->reset_state || strcmp(kr->o->reset_state, "all"))
+                kr->fatal = true;
+            goto done;
         }
     }
     if (rc == WEIR_CKPT_NONE) {
         weir_log(WEIR_LOG_INFO, "checkpoint", "no checkpoint for %s[%d]: starting at the committed offset", t->topic,
                  (int)t->partition);
-        weir_buf_free(&state);
-        free(fp);
-        return -1;
+        goto done;
     }
-    if (rc != WEIR_OK) { /* stopped while waiting for Redis */
-        weir_buf_free(&state);
-        free(fp);
-        return -1;
-    }
+    if (rc != WEIR_OK) /* stopped while waiting for Redis */
+        goto done;
     if (weir_task_restore_compat(t->task, state.p, state.len, fp, kr->fingerprint, kr->o->reset_state, errstr,
                                  sizeof(errstr))) {
         weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: cannot restore checkpoint #%lld: %s", t->topic, (int)t->partition,
                  (long long)n, errstr);
         kr->fatal = true;
-        weir_buf_free(&state);
-        free(fp);
-        return -1;
+        goto done;
     }
     weir_log(WEIR_LOG_INFO, "checkpoint", "restored %s[%d] from checkpoint #%lld offset=%lld", t->topic,
              (int)t->partition, (long long)n, (long long)off);
     t->ck.ckpt_offset = off;
+    seek = off;
+done:
     weir_buf_free(&state);
     free(fp);
-    return off;
+    return seek;
 }
