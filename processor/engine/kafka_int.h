@@ -139,6 +139,8 @@ void kafka_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec);
 void kafka_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason);
 /** Everything queued for the hand-off thread has been given to librdkafka. */
 void kafka_sink_drain(krun_t *kr);
+/** A message to the dead-letter topic (undecodable input as it came, a rejected record as JSON) with weir.error.*
+ * headers (reason, topic, partition, offset, node if an operator rejected it) and weir.pipeline. */
 void kafka_dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
                        const char *reason, const void *key, size_t key_len, const void *val, size_t len);
 
