@@ -194,7 +194,8 @@ typedef struct sink_capture {
     int fits, points, anomalies;
 } sink_capture_t;
 
-static void capture_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void capture_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)seq;
     sink_capture_t *c = opaque;
     weir_buf_printf(&c->text, "%d|", sink);
     for (int i = 0; i < rec->rt->nfields; i++) {
@@ -327,7 +328,8 @@ typedef struct fit_capture {
     bool converged;
 } fit_capture_t;
 
-static void capture_fit(void *opaque, int sink, const weir_record_t *rec) {
+static void capture_fit(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)seq;
     fit_capture_t *c = opaque;
     cr_assert_eq(sink, 0);
     const weir_value_t *m = &rec->v[weir_rowtype_find(rec->rt, "model")];
@@ -344,7 +346,7 @@ static void dump_task(const weir_pipeline_t *pl, weir_task_t *t, weir_buf_t *out
     for (int i = 0; i < pl->nnodes; i++)
         if (!strcmp(pl->nodes[i].plan.cls->name, "arima")) {
             cr_assert_not_null(pl->nodes[i].plan.cls->dump);
-            cr_assert_eq(pl->nodes[i].plan.cls->dump(t->ctx[i], out), WEIR_OK);
+            cr_assert_eq(pl->nodes[i].plan.cls->dump(weir_task_node_state(t, i), out), WEIR_OK);
             return;
         }
     cr_assert_fail("no arima node");

@@ -696,8 +696,9 @@ Test(checkpoint, weir_state_command) {
     weir_ckpt_destroy(c);
 }
 
-static void ignore_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void ignore_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
     (void)opaque;
+    (void)seq;
     (void)sink;
     (void)rec;
 }

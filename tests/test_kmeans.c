@@ -84,7 +84,8 @@ static void parse_centroids(centroids_out_t *co, const weir_record_t *rec) {
     }
 }
 
-static void on_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void on_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)seq;
     run_t *r = opaque;
     const char *label = r->pl->sinks[sink].label;
     weir_buf_puts(&r->text, label);
@@ -739,7 +740,7 @@ static json_t *dump_json(weir_task_t *t, const weir_pipeline_t *pl, weir_buf_t *
     const weir_operator_class_t *cls = pl->nodes[node].plan.cls;
     cr_assert_not_null(cls->dump, "kmeans has no dump callback");
     weir_buf_t b = {0};
-    cr_assert_eq(cls->dump(t->ctx[node], &b), WEIR_OK);
+    cr_assert_eq(cls->dump(weir_task_node_state(t, node), &b), WEIR_OK);
     json_error_t err;
     json_t *j = json_loadb((const char *)b.p, b.len, 0, &err);
     cr_assert_not_null(j, "dump is not JSON (%s): %.*s", err.text, (int)b.len, (const char *)b.p);

@@ -148,7 +148,8 @@ typedef struct collect {
     int64_t nn[16];
 } collect_t;
 
-static void sink_cb(void *opaque, int sink, const weir_record_t *rec) {
+static void sink_cb(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)seq;
     collect_t *c = opaque;
     if (sink == 0 && c->n[0] < 16) {
         c->t2[c->n[0]] = rec->v[3].u.d;
@@ -183,7 +184,7 @@ Test(pipeline, task_runs_the_graph) {
     cr_assert_eq(c.t2[0], 3.0);
     cr_assert_eq(c.t2[1], 8.5);
     cr_assert_eq(c.nn[2], 5);
-    cr_assert_eq(t->stats.records_in, 5);
+    cr_assert_eq(weir_task_stats(t)->records_in, 5);
     /* Snapshot of stateless operators restores into a fresh task. */
     weir_buf_t b = {0};
     cr_assert_eq(weir_task_snapshot(t, &b), WEIR_OK);
@@ -194,6 +195,72 @@ Test(pipeline, task_runs_the_graph) {
     weir_buf_free(&b);
     weir_task_destroy(t2);
     weir_record_free(&r);
+    weir_task_destroy(t);
+    weir_pipeline_destroy(pl);
+}
+
+/* Per sink, the seq argument of each call, in order. */
+typedef struct seqs {
+    int n[2];
+    uint64_t seq[2][8];
+} seqs_t;
+
+static void seq_cb(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)rec;
+    seqs_t *s = opaque;
+    if (s->n[sink] < 8)
+        s->seq[sink][s->n[sink]] = seq;
+    s->n[sink]++;
+}
+
+static void feed_n(weir_task_t *t, const weir_pipeline_t *pl, int from, int to) {
+    weir_record_t r;
+    weir_record_init(&r, pl->source.rt);
+    for (int i = from; i < to; i++) {
+        weir_record_clear(&r);
+        r.v[0] = weir_v_str("k", 1);
+        r.v[1] = weir_v_double(1.0);
+        r.v[2] = weir_v_long(i);
+        weir_task_process(t, &r);
+    }
+    weir_record_free(&r);
+}
+
+Test(pipeline, sink_seq_numbers_each_sinks_outputs_and_is_restored) {
+    weir_pipeline_t *pl =
+        load(HEAD "nodes:\n"
+                  "  - {name: f, op: filter, where: 't > 0'}\n"
+                  "  - {name: g, op: filter, input: f, where: 'n % 2 = 0'}\n"
+                  "sinks:\n  - {input: f, kafka: {topic: out}}\n  - {input: g, kafka: {topic: out2}}\n");
+    cr_assert_not_null(pl, "%s", err);
+    /* Two tasks, each with its own opaque: their callbacks never mix. */
+    seqs_t a = {0}, other = {0};
+    weir_task_t *t = weir_task_new(pl, seq_cb, NULL, &a);
+    weir_task_t *u = weir_task_new(pl, seq_cb, NULL, &other);
+    feed_n(t, pl, 0, 5); /* sink 0: n = 0..4; sink 1: n = 0, 2, 4 */
+    feed_n(u, pl, 0, 1);
+    cr_assert_eq(a.n[0], 5);
+    cr_assert_eq(a.n[1], 3);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(a.seq[0][i], (uint64_t)i);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(a.seq[1][i], (uint64_t)i);
+    cr_assert_eq(other.n[0], 1);
+    cr_assert_eq(other.seq[0][0], 0, "another task numbers its own outputs");
+    /* The numbers are in the snapshot: a restored task goes on from them. */
+    weir_buf_t b = {0};
+    cr_assert_eq(weir_task_snapshot(t, &b), WEIR_OK);
+    seqs_t r = {0};
+    weir_task_t *t2 = weir_task_new(pl, seq_cb, NULL, &r);
+    cr_assert_eq(weir_task_restore(t2, b.p, b.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
+    feed_n(t2, pl, 6, 7); /* n = 6: both sinks */
+    cr_assert_eq(r.n[0], 1);
+    cr_assert_eq(r.seq[0][0], 5);
+    cr_assert_eq(r.n[1], 1);
+    cr_assert_eq(r.seq[1][0], 3);
+    weir_buf_free(&b);
+    weir_task_destroy(t2);
+    weir_task_destroy(u);
     weir_task_destroy(t);
     weir_pipeline_destroy(pl);
 }

@@ -121,7 +121,8 @@ static void collect_out(run_t *run, const weir_record_t *r) {
     o->l = o->lo_null ? 0 : num(&r->v[weir_rowtype_find(rt, "l")]);
 }
 
-static void on_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void on_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)seq;
     run_t *run = opaque;
     const weir_sink_spec_t *sk = &run->pl->sinks[sink];
     if (sk->port == 1) {
@@ -184,7 +185,7 @@ static void run_close(run_t *run) {
 
 static void feed(weir_task_t *t, const char *k, int64_t ts, bool vnull, double v) {
     weir_record_t rec;
-    weir_record_init(&rec, t->pl->source.rt);
+    weir_record_init(&rec, weir_task_pipeline(t)->source.rt);
     rec.v[0] = weir_v_str(k, strlen(k));
     rec.v[1] = ts == WEIR_TS_NONE ? weir_v_null() : weir_v_long(ts);
     rec.v[2] = vnull ? weir_v_null() : weir_v_double(v);
@@ -380,7 +381,7 @@ Test(window, unkeyed_groups_by_record_key) {
     static const char *const rkeys[] = {"m1", NULL, "m2", "m1", NULL};
     for (int i = 0; i < 5; i++) {
         weir_record_t rec;
-        weir_record_init(&rec, run.task->pl->source.rt);
+        weir_record_init(&rec, weir_task_pipeline(run.task)->source.rt);
         rec.v[0] = weir_v_str("f", 1);
         rec.v[1] = weir_v_long(1000 + i);
         rec.v[2] = weir_v_double(i + 1);
@@ -440,9 +441,9 @@ Test(window, idle_partition_advances_by_processing_time) {
     weir_task_idle_tick(run.task, now); /* sees the records: active */
     weir_task_idle_tick(run.task, now + 500);
     cr_assert_str_eq(log_str(&run), "", "idle for 500 ms < 1 s: nothing fires");
-    cr_assert_eq(run.task->watermark, 2000);
+    cr_assert_eq(weir_task_watermark(run.task), 2000);
     weir_task_idle_tick(run.task, now + 7000);
-    cr_assert_eq(run.task->watermark, 9000, "wm = max_ts + idle time");
+    cr_assert_eq(weir_task_watermark(run.task), 9000, "wm = max_ts + idle time");
     cr_assert_str_eq(log_str(&run), "");
     weir_task_idle_tick(run.task, now + 8000);
     cr_assert_str_eq(log_str(&run), "a [0,10000) n=2 s=3 final\n");
@@ -450,7 +451,7 @@ Test(window, idle_partition_advances_by_processing_time) {
     play(&run, "a@10500=5");
     weir_task_idle_tick(run.task, now + 8200);
     weir_task_idle_tick(run.task, now + 8400);
-    cr_assert_eq(run.task->watermark, 10500);
+    cr_assert_eq(weir_task_watermark(run.task), 10500);
     run_close(&run);
 }
 
@@ -944,7 +945,7 @@ Test(window, many_keys_state_is_released) {
 static void dump_into(run_t *run, weir_task_t *t, weir_buf_t *b) {
     const weir_operator_class_t *cls = run->pl->nodes[0].plan.cls;
     cr_assert_not_null(cls->dump);
-    cr_assert_eq(cls->dump(t->ctx[0], b), WEIR_OK);
+    cr_assert_eq(cls->dump(weir_task_node_state(t, 0), b), WEIR_OK);
 }
 
 static json_t *dump_parse(const weir_buf_t *b) {

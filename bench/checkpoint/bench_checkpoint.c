@@ -42,8 +42,9 @@ static const char *yaml = "pipeline: bench\n"
                           "sinks:\n"
                           "  - {input: w, kafka: {topic: out}}\n";
 
-static void nosink(void *opaque, int sink, const weir_record_t *rec) {
+static void nosink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
     (void)opaque;
+    (void)seq;
     (void)sink;
     (void)rec;
 }

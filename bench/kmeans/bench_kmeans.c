@@ -34,8 +34,9 @@ static uint64_t sink_count;
 static double op_sum;    /* sum of the emitted distances (port 0) */
 static uint64_t op_hash; /* FNV-1a over the emitted clusters and distance bits, in order */
 
-static void on_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void on_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
     (void)opaque;
+    (void)seq;
     sink_count++;
     if (sink != 0)
         return;

@@ -78,8 +78,9 @@ static long max_rss_kb(void) {
 }
 
 static uint64_t outputs;
-static void count_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void count_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
     (void)opaque;
+    (void)seq;
     (void)sink;
     (void)rec;
     outputs++;

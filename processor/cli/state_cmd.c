@@ -191,9 +191,10 @@ static json_t *task_json(const weir_buf_t *state, const char *node, bool *node_f
     return t;
 }
 
-static void nop_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void nop_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
     (void)opaque;
     (void)sink;
+    (void)seq;
     (void)rec;
 }
 
@@ -234,8 +235,9 @@ static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const w
             }
             weir_buf_t b = {0};
             json_error_t je;
-            json_t *js =
-                cls->dump(t->ctx[k], &b) == WEIR_OK ? json_loadb((const char *)b.p, b.len, JSON_DECODE_ANY, &je) : NULL;
+            json_t *js = cls->dump(weir_task_node_state(t, k), &b) == WEIR_OK
+                             ? json_loadb((const char *)b.p, b.len, JSON_DECODE_ANY, &je)
+                             : NULL;
             json_object_set_new(f, "state", js ? js : json_string("dump failed"));
             weir_buf_free(&b);
         }

@@ -555,11 +555,14 @@ static int load_rest(load_ctx_t *lc) {
             return weir_cfg_error(ck, lc->errstr, lc->errstr_size, "checkpoint.interval must be > 0");
     }
     const weir_cfg_t *dv = weir_cfg_get(pl->root, "delivery");
-    pl->delivery = "at_least_once";
+    pl->delivery = WEIR_AT_LEAST_ONCE;
     if (dv) {
-        if (weir_cfg_as_str(dv, &pl->delivery, lc->errstr, lc->errstr_size))
+        const char *d;
+        if (weir_cfg_as_str(dv, &d, lc->errstr, lc->errstr_size))
             return WEIR_ERR;
-        if (strcmp(pl->delivery, "at_least_once") && strcmp(pl->delivery, "exactly_once"))
+        if (!strcmp(d, "exactly_once"))
+            pl->delivery = WEIR_EXACTLY_ONCE;
+        else if (strcmp(d, "at_least_once"))
             return weir_cfg_error(dv, lc->errstr, lc->errstr_size, "delivery: expected at_least_once or exactly_once");
     }
     return weir_cfg_check_unused(pl->root, "pipeline", lc->errstr, lc->errstr_size);
@@ -651,6 +654,8 @@ void weir_pipeline_destroy(weir_pipeline_t *pl) {
     free(pl);
 }
 
+const char *weir_delivery_name(weir_delivery_t d) { return d == WEIR_EXACTLY_ONCE ? "exactly_once" : "at_least_once"; }
+
 int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name) {
     for (int i = 0; i < pl->nnodes; i++)
         if (pl->nodes[i].plan.name && !strcmp(pl->nodes[i].plan.name, name))
@@ -732,7 +737,7 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp) {
     weir_pipeline_print_stages(pl, fp);
     if (pl->redis_url)
         fprintf(fp, "checkpoint -> %s every %lld ms, delivery %s\n", pl->redis_url,
-                (long long)pl->checkpoint_interval_ms, pl->delivery);
+                (long long)pl->checkpoint_interval_ms, weir_delivery_name(pl->delivery));
 }
 
 static void canon_cfg(const weir_cfg_t *c, weir_buf_t *b) {

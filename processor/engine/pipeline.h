@@ -73,6 +73,11 @@ typedef struct weir_stage {
     char *topic;                      /**< repartition topic (owned); NULL for stage 0 */
     int partitions;                   /**< its partition count; 0: the largest input topic's count at run time */
 } weir_stage_t;
+/** Output delivery guarantee (`delivery:`), decided once by the compiler. */
+typedef enum weir_delivery {
+    WEIR_AT_LEAST_ONCE = 0, /**< default: outputs may repeat after a crash (with the same ids) */
+    WEIR_EXACTLY_ONCE,      /**< Kafka transactions: outputs and input offsets commit together */
+} weir_delivery_t;
 
 typedef struct weir_pipeline {
     int nstages;                /**< 1 + the repartitions */
@@ -92,7 +97,7 @@ typedef struct weir_pipeline {
     /* checkpoint (issue 6) */
     const char *redis_url; /**< NULL: no checkpoints */
     int64_t checkpoint_interval_ms;
-    const char *delivery; /**< "at_least_once" | "exactly_once" */
+    weir_delivery_t delivery;
 } weir_pipeline_t;
 
 /**
@@ -123,6 +128,8 @@ void weir_plan_release(weir_plan_t *plan);
 
 /** @brief Print the stages and their repartition topics (part of weir_pipeline_print). */
 void weir_pipeline_print_stages(const weir_pipeline_t *pl, FILE *fp);
+/** @returns "at_least_once" or "exactly_once", the spelling of `delivery:`. */
+const char *weir_delivery_name(weir_delivery_t d);
 
 /** @returns the node index by name, or -1. */
 int weir_pipeline_find_node(const weir_pipeline_t *pl, const char *name);

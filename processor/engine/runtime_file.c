@@ -17,7 +17,8 @@ typedef struct file_run {
     const char *input_name;
 } file_run_t;
 
-static void file_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void file_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)seq; /* file outputs carry no id */
     file_run_t *fr = opaque;
     char reason[256];
     weir_buf_reset(&fr->buf);
@@ -141,7 +142,8 @@ int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     }
     double elapsed = (double)(weir_now_ns() - start) / 1e9;
     if (!o->quiet)
-        weir_print_summary(task->stats.records_in + fr.dead_count, task->stats.sink_out, fr.dead_count, elapsed);
+        weir_print_summary(weir_task_stats(task)->records_in + fr.dead_count, weir_task_stats(task)->sink_out,
+                           fr.dead_count, elapsed);
     rc = 0;
 done:
     free(line);

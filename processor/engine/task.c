@@ -6,6 +6,21 @@
 
 #define TASK_SNAPSHOT_VERSION 1
 
+struct weir_task {
+    const weir_pipeline_t *pl;
+    void **ctx;              /**< per node */
+    struct task_emitter *em; /**< per node */
+    weir_sink_fn sink_fn;
+    weir_reject_fn reject_fn;
+    void *opaque;           /**< passed to sink_fn and reject_fn */
+    int64_t max_ts;         /**< largest event time seen, or WEIR_TS_NONE */
+    int64_t watermark;      /**< current watermark (WEIR_TS_NONE before the first record) */
+    int64_t last_record_ms; /**< processing time of the last record (idle detection) */
+    uint64_t idle_seen_in;  /**< records_in at the last idle tick (records arrived since?) */
+    weir_task_stats_t stats;
+    uint64_t *sink_seq; /**< per sink: outputs handed to it so far (checkpointed) */
+};
+
 struct task_emitter {
     weir_emitter_t em; /* first: the operator sees this */
     weir_task_t *task;
@@ -27,8 +42,8 @@ static void task_emit(weir_emitter_t *em, int port, const weir_record_t *rec) {
         t->stats.sink_out++;
         /* A task's outputs to a sink are numbered; with the state the number is
          * checkpointed, so a replay numbers the same outputs the same way. */
-        t->emit_seq = t->sink_seq[sinks->items[i]]++;
-        t->sink_fn(t->opaque, sinks->items[i], rec);
+        uint64_t seq = t->sink_seq[sinks->items[i]]++;
+        t->sink_fn(t->opaque, sinks->items[i], seq, rec);
     }
 }
 
@@ -76,6 +91,14 @@ void weir_task_destroy(weir_task_t *t) {
     free(t->sink_seq);
     free(t);
 }
+
+const weir_task_stats_t *weir_task_stats(const weir_task_t *t) { return &t->stats; }
+
+int64_t weir_task_watermark(const weir_task_t *t) { return t->watermark; }
+
+const weir_pipeline_t *weir_task_pipeline(const weir_task_t *t) { return t->pl; }
+
+void *weir_task_node_state(const weir_task_t *t, int node) { return t->ctx[node]; }
 
 void weir_task_advance(weir_task_t *t, int64_t wm) {
     if (t->watermark != WEIR_TS_NONE && wm <= t->watermark)

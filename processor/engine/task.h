@@ -15,8 +15,14 @@
 
 typedef struct weir_task weir_task_t;
 
-/** Called for every record that reaches sink `sink` (index into pl->sinks). Borrowed. */
-typedef void (*weir_sink_fn)(void *opaque, int sink, const weir_record_t *rec);
+/**
+ * Called for every record that reaches sink `sink` (index into pl->sinks).
+ * rec is borrowed. seq is this output's number among the task's outputs to
+ * that sink (0, 1, ...); the numbers are part of the task's snapshot, so a
+ * replay after a restore numbers the same outputs the same way (output ids).
+ * opaque is the task's, given to weir_task_new.
+ */
+typedef void (*weir_sink_fn)(void *opaque, int sink, uint64_t seq, const weir_record_t *rec);
 /** Called for every record an operator rejects (late beyond lateness with no late sink, bad value...). */
 typedef void (*weir_reject_fn)(void *opaque, const char *node, const weir_record_t *rec, const char *reason);
 
@@ -27,24 +33,23 @@ typedef struct weir_task_stats {
     uint64_t rejected;   /**< records rejected by operators */
 } weir_task_stats_t;
 
-struct weir_task {
-    const weir_pipeline_t *pl;
-    void **ctx;              /**< per node */
-    struct task_emitter *em; /**< per node */
-    weir_sink_fn sink_fn;
-    weir_reject_fn reject_fn;
-    void *opaque;
-    int64_t max_ts;         /**< largest event time seen, or WEIR_TS_NONE */
-    int64_t watermark;      /**< current watermark (WEIR_TS_NONE before the first record) */
-    int64_t last_record_ms; /**< processing time of the last record (idle detection) */
-    uint64_t idle_seen_in;  /**< records_in at the last idle tick (records arrived since?) */
-    weir_task_stats_t stats;
-    uint64_t *sink_seq; /**< per sink: outputs handed to it so far (checkpointed) */
-    uint64_t emit_seq;  /**< during a sink callback: that output's number at its sink */
-};
-
+/**
+ * @brief A task running pl (borrowed; it must outlive the task).
+ * @param opaque this task's own pointer, passed to its sink_fn and reject_fn (the runtime's per-task
+ *        context: which partition the outputs come from)
+ * @param reject_fn may be NULL (rejects are only counted)
+ */
 weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn, void *opaque);
 void weir_task_destroy(weir_task_t *t);
+
+/** @returns the task's counters (owned by the task, updated as it runs). */
+const weir_task_stats_t *weir_task_stats(const weir_task_t *t);
+/** @returns the current watermark: WEIR_TS_NONE before the first record, WEIR_WM_END after the end of input. */
+int64_t weir_task_watermark(const weir_task_t *t);
+/** @returns the pipeline the task runs. */
+const weir_pipeline_t *weir_task_pipeline(const weir_task_t *t);
+/** @returns node `node`'s operator state (its class's ctx), e.g. for the class's dump(); borrowed. */
+void *weir_task_node_state(const weir_task_t *t, int node);
 
 /** @brief Run one source record through the graph and advance the watermark from its event time. */
 void weir_task_process(weir_task_t *t, const weir_record_t *rec);

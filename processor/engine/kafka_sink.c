@@ -1,0 +1,235 @@
+/* Outputs of the Kafka runtime: encoding, deterministic ids, the producer
+ * hand-off thread, and dead letters. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_int.h"
+
+/* Produce with back-pressure: on a full queue, serve delivery reports and retry. */
+static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t key_len, const void *val, size_t len,
+                    rd_kafka_headers_t *hdrs, int64_t ts) {
+    for (;;) {
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
+                              RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        if (!err)
+            return;
+        bool was_fatal = kr->fatal;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !was_fatal) {
+            rd_kafka_poll(kr->producer, 10);
+            continue;
+        }
+        /* (after a fatal error the run is stopping: a full queue is not waited on) */
+        kr->produce_errors++;
+        if (!was_fatal)
+            weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
+        rd_kafka_headers_destroy(hdrs); /* not taken over by librdkafka on failure */
+        kr->fatal = true;
+        return;
+    }
+}
+
+/* An output to sink `sink`: its weir.id header, then produce(). */
+static void produce_output(krun_t *kr, int sink, const void *key, size_t klen, const void *val, size_t vlen,
+                           const void *id, size_t idlen, int64_t ts) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)idlen);
+    produce(kr, kr->sink_topics[sink], key, klen, val, vlen, h, ts);
+}
+
+/* An output queued for the hand-off thread: this header, then key, value and id bytes. */
+typedef struct out_hdr {
+    int64_t ts;
+    int32_t sink;
+    uint8_t has_key;
+    uint32_t klen, vlen, idlen;
+} out_hdr_t;
+
+/* The deterministic id of an output: its `id` field, else its task (input
+ * partition) and its number `seq` among that task's outputs to this sink.
+ * The numbers are part of the checkpoint, so a replay after a crash numbers
+ * the same outputs the same way whatever triggered them (a record, a
+ * watermark, end of input). */
+static const char *output_id(const ktask_t *t, int sink, uint64_t seq, const weir_record_t *rec, size_t *len) {
+    krun_t *kr = t->kr;
+    int slot = kr->id_slot[sink];
+    if (slot >= 0 && rec->v[slot].type == WEIR_STRING) {
+        *len = rec->v[slot].u.s.n;
+        return rec->v[slot].u.s.p;
+    }
+    /* prefix + decimal sequence number, without printf on the per-record path */
+    size_t n = t->id_prefix_len[sink];
+    memcpy(kr->idbuf, t->id_prefix[sink], n);
+    char digits[24];
+    int d = 0;
+    do {
+        digits[d++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    while (d)
+        kr->idbuf[n++] = digits[--d];
+    kr->idbuf[n] = '\0';
+    *len = n;
+    return kr->idbuf;
+}
+
+/* The task's sink callback (opaque: its ktask_t). */
+void kafka_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    const ktask_t *t = opaque;
+    krun_t *kr = t->kr;
+    char reason[256];
+    size_t id_len;
+    const char *id = output_id(t, sink, seq, rec, &id_len);
+    weir_buf_reset(&kr->buf);
+    bool json_extra = kr->pl->sinks[sink].format == WEIR_FMT_JSON && kr->id_slot[sink] < 0;
+    if (weir_encode(kr->enc[sink], rec, json_extra ? "id" : NULL, json_extra ? id : NULL, &kr->buf, reason,
+                    sizeof(reason))) {
+        weir_log(WEIR_LOG_ERR, LOG, "cannot encode output of %s: %s", kr->pl->sinks[sink].label, reason);
+        return;
+    }
+    kr->out++;
+    atomic_store_explicit(&kr->metrics.records_out, kr->out, memory_order_relaxed);
+    /* The message timestamp is the record's event time, as Kafka Streams and
+     * Flink's Kafka sink write it (0: librdkafka stamps the current time). */
+    int64_t ts = rec->ts == WEIR_TS_NONE || rec->ts < 0 ? 0 : rec->ts;
+    size_t klen = rec->key ? rec->key_len : 0;
+    size_t need = sizeof(out_hdr_t) + klen + kr->buf.len + id_len;
+    if (kr->outq && need <= weir_spsc_max_entry(kr->outq)) {
+        uint8_t *e = weir_spsc_reserve(kr->outq, need);
+        out_hdr_t hd = {.ts = ts,
+                        .sink = sink,
+                        .has_key = rec->key != NULL,
+                        .klen = (uint32_t)klen,
+                        .vlen = (uint32_t)kr->buf.len,
+                        .idlen = (uint32_t)id_len};
+        memcpy(e, &hd, sizeof(hd));
+        if (klen)
+            memcpy(e + sizeof(hd), rec->key, klen);
+        if (kr->buf.len)
+            memcpy(e + sizeof(hd) + klen, kr->buf.p, kr->buf.len);
+        memcpy(e + sizeof(hd) + klen + kr->buf.len, id, id_len);
+        weir_spsc_push(kr->outq);
+        return;
+    }
+    if (kr->outq) /* too large for the ring: after what is queued, in this thread */
+        weir_spsc_drain(kr->outq);
+    produce_output(kr, sink, rec->key, rec->key_len, kr->buf.p, kr->buf.len, id, id_len, ts);
+}
+
+/* The producer hand-off thread: the librdkafka produce calls for the queued
+ * outputs, in order. Delivery reports may be served here or by the worker. */
+static void *sink_main(void *arg) {
+    krun_t *kr = arg;
+    unsigned n = 0;
+    for (;;) {
+        size_t len;
+        const uint8_t *e = weir_spsc_peek(kr->outq, &len);
+        if (!e) {
+            if (atomic_load(&kr->sink_quit))
+                break;
+            if (!weir_spsc_wait(kr->outq, 100))
+                rd_kafka_poll(kr->producer, 0);
+            continue;
+        }
+        out_hdr_t hd;
+        memcpy(&hd, e, sizeof(hd));
+        const uint8_t *key = e + sizeof(hd), *val = key + hd.klen, *id = val + hd.vlen;
+        produce_output(kr, hd.sink, hd.has_key ? key : NULL, hd.klen, val, hd.vlen, id, hd.idlen, hd.ts);
+        weir_spsc_pop(kr->outq);
+        if ((++n & 255) == 0)
+            rd_kafka_poll(kr->producer, 0);
+    }
+    return NULL;
+}
+
+void kafka_sink_drain(krun_t *kr) {
+    if (kr->outq)
+        weir_spsc_drain(kr->outq);
+}
+
+void kafka_dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
+                       const char *reason, const void *key, size_t key_len, const void *val, size_t len) {
+    kr->dead++;
+    atomic_store_explicit(&kr->metrics.dead_lettered, kr->dead, memory_order_relaxed);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    char num[32];
+    rd_kafka_header_add(h, "weir.error.reason", -1, reason, -1);
+    rd_kafka_header_add(h, "weir.error.topic", -1, topic, -1);
+    snprintf(num, sizeof(num), "%" PRId32, partition);
+    rd_kafka_header_add(h, "weir.error.partition", -1, num, -1);
+    snprintf(num, sizeof(num), "%" PRId64, offset);
+    rd_kafka_header_add(h, "weir.error.offset", -1, num, -1);
+    rd_kafka_header_add(h, "weir.pipeline", -1, kr->pl->name, -1);
+    if (node)
+        rd_kafka_header_add(h, "weir.error.node", -1, node, -1);
+    if (kr->dead <= 10 || weir_log_level >= WEIR_LOG_DEBUG)
+        weir_log(WEIR_LOG_WARN, LOG, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s", topic, partition, offset, reason);
+    produce(kr, kr->dlq_topic, key, key_len, val, len, h, 0);
+}
+
+/* The task's reject callback (opaque: its ktask_t): a dead letter. */
+void kafka_reject(void *opaque, const char *node, const weir_record_t *rec, const char *reason) {
+    krun_t *kr = ((const ktask_t *)opaque)->kr;
+    weir_buf_t b = {0};
+    char why[256];
+    weir_encoder_t *enc = weir_encoder_new(WEIR_FMT_JSON, NULL, rec->rt, false, 0, why, sizeof(why));
+    if (enc)
+        weir_encode(enc, rec, NULL, NULL, &b, why, sizeof(why));
+    kafka_dead_letter(kr, rec->topic ? rec->topic : "?", rec->partition, rec->offset, node, reason, rec->key,
+                      rec->key_len, b.p, b.len);
+    weir_encoder_destroy(enc);
+    weir_buf_free(&b);
+}
+
+int kafka_sink_open(krun_t *kr, char *errstr, size_t errstr_size) {
+    const weir_pipeline_t *pl = kr->pl;
+    kr->id_slot = weir_calloc((size_t)pl->nsinks + 1, sizeof(int));
+    for (int i = 0; i < pl->nsinks; i++) {
+        int slot = weir_rowtype_find(pl->sinks[i].rt, "id");
+        kr->id_slot[i] = slot >= 0 && pl->sinks[i].rt->fields[slot].type == WEIR_STRING ? slot : -1;
+    }
+    kr->enc = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr->enc));
+    kr->sink_topics = weir_calloc((size_t)pl->nsinks + 1, sizeof(*kr->sink_topics));
+    for (int i = 0; i < pl->nsinks; i++) {
+        const weir_sink_spec_t *sk = &pl->sinks[i];
+        char e[WEIR_ERRSTR_SIZE];
+        kr->sink_topics[i] = rd_kafka_topic_new(kr->producer, sk->topic, NULL);
+        if (!(kr->enc[i] = weir_encoder_new(sk->format, sk->schema, sk->rt, sk->confluent, 0, e, sizeof(e))))
+            return weir_err(errstr, errstr_size, "sink %s: %s", sk->label, e);
+    }
+    kr->dlq_topic = rd_kafka_topic_new(kr->producer, pl->dead_letter_topic, NULL);
+    if (!kr->o->inline_produce) {
+        kr->outq = weir_spsc_new(KAFKA_HANDOFF_RING_BYTES);
+        if (pthread_create(&kr->sink_thread, NULL, sink_main, kr) != 0)
+            return weir_err(errstr, errstr_size, "cannot start the producer hand-off thread");
+        kr->sink_started = true;
+    }
+    return WEIR_OK;
+}
+
+void kafka_sink_stop(krun_t *kr) {
+    if (kr->sink_started) {
+        kafka_sink_drain(kr);
+        atomic_store(&kr->sink_quit, true);
+        weir_spsc_wake(kr->outq);
+        pthread_join(kr->sink_thread, NULL);
+        kr->sink_started = false;
+    }
+    weir_spsc_destroy(kr->outq);
+    kr->outq = NULL;
+}
+
+void kafka_sink_close(krun_t *kr) {
+    for (int i = 0; kr->sink_topics && i < kr->pl->nsinks; i++)
+        if (kr->sink_topics[i])
+            rd_kafka_topic_destroy(kr->sink_topics[i]);
+    if (kr->dlq_topic)
+        rd_kafka_topic_destroy(kr->dlq_topic);
+    for (int i = 0; kr->enc && i < kr->pl->nsinks; i++)
+        weir_encoder_destroy(kr->enc[i]);
+    free(kr->enc);
+    free(kr->sink_topics);
+    free(kr->id_slot);
+}
