@@ -6,7 +6,7 @@
 
 enum { RB_KEY = 1, RB_TS = 2, RB_ORIGIN = 4 };
 
-static void put_varint(weir_buf_t *b, int64_t x) {
+void weir_rowbin_put_varint(weir_buf_t *b, int64_t x) {
     uint64_t u = ((uint64_t)x << 1) ^ (uint64_t)(x >> 63); /* zig-zag */
     uint8_t tmp[10];
     size_t n = 0;
@@ -19,7 +19,7 @@ static void put_varint(weir_buf_t *b, int64_t x) {
 }
 
 static void put_bytes(weir_buf_t *b, const void *p, size_t n) {
-    put_varint(b, (int64_t)n);
+    weir_rowbin_put_varint(b, (int64_t)n);
     weir_buf_append(b, p, n);
 }
 
@@ -29,16 +29,16 @@ void weir_rowbin_encode(const weir_record_t *rec, weir_buf_t *out) {
                                                       (origin ? RB_ORIGIN : 0))};
     weir_buf_append(out, head, 2);
     if (rec->ts != WEIR_TS_NONE)
-        put_varint(out, rec->ts);
+        weir_rowbin_put_varint(out, rec->ts);
     if (rec->key)
         put_bytes(out, rec->key, rec->key_len);
     if (origin) {
         put_bytes(out, rec->topic, strlen(rec->topic));
-        put_varint(out, rec->partition);
-        put_varint(out, rec->offset);
+        weir_rowbin_put_varint(out, rec->partition);
+        weir_rowbin_put_varint(out, rec->offset);
     }
     const int nf = rec->rt->nfields;
-    put_varint(out, nf);
+    weir_rowbin_put_varint(out, nf);
     for (int i = 0; i < nf; i++) {
         const weir_value_t *v = &rec->v[i];
         uint8_t t = (uint8_t)v->type;
@@ -46,7 +46,7 @@ void weir_rowbin_encode(const weir_record_t *rec, weir_buf_t *out) {
         switch (v->type) {
         case WEIR_NULL: break;
         case WEIR_BOOL: weir_buf_putc(out, v->u.b ? 1 : 0); break;
-        case WEIR_LONG: put_varint(out, v->u.i); break;
+        case WEIR_LONG: weir_rowbin_put_varint(out, v->u.i); break;
         case WEIR_DOUBLE: {
             uint64_t u;
             memcpy(&u, &v->u.d, 8);
@@ -66,19 +66,22 @@ typedef struct rb_in {
     const uint8_t *p, *start, *end;
 } rb_in_t;
 
-static bool get_varint(rb_in_t *in, int64_t *x) {
+size_t weir_rowbin_get_varint(const uint8_t *p, size_t n, int64_t *x) {
     uint64_t u = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (in->p >= in->end)
-            return false;
-        uint8_t c = *in->p++;
-        u |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
+    for (size_t i = 0; i < n && i < 10; i++) {
+        u |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
             *x = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-            return true;
+            return i + 1;
         }
     }
-    return false; /* more than 10 bytes */
+    return 0; /* cut, or more than 10 bytes */
+}
+
+static bool get_varint(rb_in_t *in, int64_t *x) {
+    size_t k = weir_rowbin_get_varint(in->p, (size_t)(in->end - in->p), x);
+    in->p += k;
+    return k > 0;
 }
 
 static bool get_bytes(rb_in_t *in, const uint8_t **p, size_t *n) {

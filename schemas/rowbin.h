@@ -40,4 +40,9 @@ void weir_rowbin_encode(const weir_record_t *rec, weir_buf_t *out);
  */
 int weir_rowbin_decode(const void *buf, size_t len, weir_record_t *out, char *reason, size_t reason_size);
 
+/** @brief Append x as a zig-zag varint (the integer form of the layout above). */
+void weir_rowbin_put_varint(weir_buf_t *b, int64_t x);
+/** @brief Read a zig-zag varint from the n bytes at p. @returns the bytes it took, 0 if malformed or cut. */
+size_t weir_rowbin_get_varint(const uint8_t *p, size_t n, int64_t *x);
+
 #endif

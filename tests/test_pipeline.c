@@ -298,13 +298,18 @@ Test(pipeline, fingerprint_changes_with_node_config_only) {
 }
 
 /* The task snapshot written by hand through the writer: u32 nodes | task frame | per node name + frame. */
-static void hand_snapshot(weir_buf_t *b, const char *second_tag) {
+static void hand_snapshot_v(weir_buf_t *b, const char *second_tag, int version) {
     weir_writer_t w = {.buf = b};
     weir_w_u32(&w, 2);
-    weir_w_frame_begin(&w, "task", 1);
+    weir_w_frame_begin(&w, "task", (uint16_t)version);
     weir_w_i64(&w, WEIR_TS_NONE);
     weir_w_i64(&w, WEIR_TS_NONE);
-    weir_w_u32(&w, 0);
+    weir_w_u32(&w, 0); /* sink counters */
+    if (version >= 2) {
+        weir_w_u32(&w, 1); /* stages: one, nothing sent to it */
+        weir_w_u64(&w, 0);
+        weir_w_u32(&w, 0); /* upstream tasks: none (a source task) */
+    }
     weir_w_frame_end(&w);
     weir_w_str(&w, "f");
     weir_w_frame_begin(&w, "filter", 1);
@@ -313,6 +318,8 @@ static void hand_snapshot(weir_buf_t *b, const char *second_tag) {
     weir_w_frame_begin(&w, second_tag, 1);
     weir_w_frame_end(&w);
 }
+
+static void hand_snapshot(weir_buf_t *b, const char *second_tag) { hand_snapshot_v(b, second_tag, 2); }
 
 Test(pipeline, stateless_nodes_write_empty_frames_and_one_reader_parses_them) {
     weir_pipeline_t *pl = load(HEAD "nodes:\n  - {name: f, op: filter, where: 't > 0'}\n"
@@ -326,6 +333,14 @@ Test(pipeline, stateless_nodes_write_empty_frames_and_one_reader_parses_them) {
     hand_snapshot(&want, "map");
     cr_assert_eq(got.len, want.len);
     cr_assert(!memcmp(got.p, want.p, want.len), "the engine's empty frames differ from the hand-written ones");
+
+    /* a version-1 task frame (before stages) still restores */
+    weir_buf_t v1 = {0};
+    hand_snapshot_v(&v1, "map", 1);
+    weir_task_t *t1 = weir_task_new(pl, sink_cb, NULL, NULL);
+    cr_assert_eq(weir_task_restore(t1, v1.p, v1.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
+    weir_task_destroy(t1);
+    weir_buf_free(&v1);
 
     weir_task_snapshot_view_t v;
     cr_assert_eq(weir_task_snapshot_parse(got.p, got.len, &v), WEIR_OK, "%s", v.errstr);

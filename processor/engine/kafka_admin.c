@@ -21,7 +21,8 @@ int weir_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms
             continue;
         if (mt->err == RD_KAFKA_RESP_ERR_NO_ERROR)
             n = mt->partition_cnt;
-        else if (mt->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && mt->err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+        else if (mt->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+                 mt->err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
             weir_err(errstr, errstr_size, "metadata of topic '%s': %s", topic, rd_kafka_err2str(mt->err));
             n = -1;
         }

@@ -8,6 +8,7 @@
  *   kafka_conf.c     librdkafka configuration of the consumer and the producer, its callbacks
  *   kafka_sink.c     outputs: encoding, ids, the producer hand-off thread, dead letters
  *   kafka_ckpt.c     the checkpoint coordinator bound to Kafka and Redis, transactions, restore
+ *   kafka_repart.c   stages: records and watermarks through repartition topics (docs/keyby.md)
  */
 #ifndef WEIR_KAFKA_INT_H
 #define WEIR_KAFKA_INT_H
@@ -52,6 +53,14 @@
 
 typedef struct krun krun_t;
 
+/** The origin of a sink's last output, for the index of an output within its input record (output ids). */
+struct out_origin {
+    int64_t offset; /* -1: none yet */
+    int32_t partition;
+    uint32_t index;
+    char topic[256];
+};
+
 /** One assigned input partition: its task and where it is. The task's callbacks get this. */
 typedef struct ktask {
     krun_t *kr; /* the run it belongs to */
@@ -62,9 +71,15 @@ typedef struct ktask {
     weir_record_t rec;
     weir_ckpt_part_t ck; /* offsets: next to read (-1 unknown), last committed, last checkpointed */
     int64_t end_offset;  /* --until-end: stop here (exclusive), -1 none */
-    char **id_prefix;    /* per sink: "pipeline/label/topic/partition/" for output ids */
+    char **id_prefix;    /* per sink: "pipeline/label/" for output ids */
     size_t *id_prefix_len;
-    bool done; /* reached end_offset */
+    struct out_origin *origin; /* per sink: the origin of the last output (its index within that record) */
+    bool done;                 /* reached end_offset */
+    /* stages (docs/keyby.md) */
+    int stage;            /* 0: a source partition; > 0: a partition of that stage's repartition topic */
+    int up_index;         /* this task's index among the upstream tasks of the stages it feeds */
+    int64_t sent_wm;      /* the watermark last sent to those stages (WEIR_TS_NONE: none) */
+    weir_arena_t scratch; /* key evaluation for the repartition */
     struct ktask *next;
 } ktask_t;
 
@@ -115,7 +130,17 @@ struct krun {
     char idbuf[512];
     weir_metrics_t metrics; /* read by the metrics thread */
     weir_metrics_server_t *msrv;
+    /* stages (docs/keyby.md) */
+    int *stage_parts;                 /* per stage > 0: partitions of its repartition topic */
+    rd_kafka_topic_t **repart_topics; /* per stage > 0 */
+    int *src_base;                    /* per source topic: index of its partition 0 among the upstream tasks */
+    int src_parts;                    /* partitions of all source topics */
+    weir_buf_t rbuf;                  /* a repartition message being built */
+    uint64_t repart_out, repart_in, repart_dups;
 };
+
+/** Where a queued output goes: a sink (weir.id header), a repartition topic (no header) or a control message. */
+typedef enum out_kind { OUT_SINK = 0, OUT_REPART, OUT_CONTROL } out_kind_t;
 
 /* runtime_kafka.c */
 /** The rebalance callback (assign / revoke, eager or cooperative). */
@@ -143,6 +168,28 @@ void kafka_sink_drain(krun_t *kr);
  * headers (reason, topic, partition, offset, node if an operator rejected it) and weir.pipeline. */
 void kafka_dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t offset, const char *node,
                        const char *reason, const void *key, size_t key_len, const void *val, size_t len);
+
+/** An output for the producer (through the hand-off ring when there is one, in order with the others). dest: a sink
+ * index, or nsinks + stage for a repartition topic; partition: RD_KAFKA_PARTITION_UA or explicit. */
+void kafka_queue_out(krun_t *kr, int dest, int32_t partition, out_kind_t kind, const void *key, size_t klen,
+                     const void *val, size_t vlen, const void *id, size_t idlen, int64_t ts);
+
+/* kafka_repart.c */
+/** Partition counts of the source topics (from md) and of every repartition topic; creates missing ones. */
+int kafka_repart_open(krun_t *kr, const struct rd_kafka_metadata *md, char *errstr, size_t errstr_size);
+void kafka_repart_close(krun_t *kr);
+/** The stage of a topic: 0 for a source topic, s for stage s's repartition topic, -1 for neither. */
+int kafka_stage_of(const krun_t *kr, const char *topic);
+/** The number of upstream tasks of stage s (> 0). */
+int kafka_upstreams(const krun_t *kr, int stage);
+/** The task's repartition callback (opaque: its ktask_t). */
+void kafka_repartition(void *opaque, int stage, uint64_t seq, const weir_record_t *rec);
+/** A message of a repartition topic for downstream task t: a record or an upstream watermark. */
+void kafka_repart_message(krun_t *kr, ktask_t *t, const rd_kafka_message_t *m);
+/** Send t's watermark to every partition of the stages t feeds, if it advanced since the last time. */
+void kafka_forward_watermark(krun_t *kr, ktask_t *t);
+/** Whether stage s feeds another stage. */
+bool kafka_stage_feeds(const krun_t *kr, int stage);
 
 /* kafka_ckpt.c */
 /** Checkpoint store (with Redis), transactions (exactly_once) and the coordinator. Logs its errors. */

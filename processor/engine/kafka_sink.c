@@ -7,13 +7,13 @@
 #include "kafka_int.h"
 
 /* Produce with back-pressure: on a full queue, serve delivery reports and retry. */
-static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t key_len, const void *val, size_t len,
-                    rd_kafka_headers_t *hdrs, int64_t ts) {
+static void produce(krun_t *kr, rd_kafka_topic_t *rkt, int32_t partition, const void *key, size_t key_len,
+                    const void *val, size_t len, rd_kafka_headers_t *hdrs, int64_t ts) {
     for (;;) {
-        rd_kafka_resp_err_t err =
-            rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
-                              RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                                                    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)val, len),
+                                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts),
+                                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         if (!err)
             return;
         bool was_fatal = kr->fatal;
@@ -25,33 +25,89 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, const void *key, size_t k
         kr->produce_errors++;
         if (!was_fatal)
             weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
-        rd_kafka_headers_destroy(hdrs); /* not taken over by librdkafka on failure */
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs); /* not taken over by librdkafka on failure */
         kr->fatal = true;
         return;
     }
 }
 
-/* An output to sink `sink`: its weir.id header, then produce(). */
-static void produce_output(krun_t *kr, int sink, const void *key, size_t klen, const void *val, size_t vlen,
-                           const void *id, size_t idlen, int64_t ts) {
-    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-    rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)idlen);
-    produce(kr, kr->sink_topics[sink], key, klen, val, vlen, h, ts);
+/* An output to `dest` (a sink, or nsinks + stage: a repartition topic) with the headers of its kind. */
+static void produce_output(krun_t *kr, int dest, int32_t partition, out_kind_t kind, const void *key, size_t klen,
+                           const void *val, size_t vlen, const void *id, size_t idlen, int64_t ts) {
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_topic_t *rkt;
+    if (dest < kr->pl->nsinks) {
+        rkt = kr->sink_topics[dest];
+    } else {
+        rkt = kr->repart_topics[dest - kr->pl->nsinks];
+    }
+    if (kind == OUT_SINK) {
+        h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "weir.id", 7, id, (ssize_t)idlen);
+    } else if (kind == OUT_CONTROL) {
+        h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "weir.ctl", 8, "wm", 2); /* a watermark, never seen by operators */
+    }
+    produce(kr, rkt, partition, key, klen, val, vlen, h, ts);
 }
 
 /* An output queued for the hand-off thread: this header, then key, value and id bytes. */
 typedef struct out_hdr {
     int64_t ts;
-    int32_t sink;
-    uint8_t has_key;
+    int32_t dest, partition;
+    uint8_t has_key, kind;
     uint32_t klen, vlen, idlen;
 } out_hdr_t;
 
-/* The deterministic id of an output: its `id` field, else its task (input
- * partition) and its number `seq` among that task's outputs to this sink.
- * The numbers are part of the checkpoint, so a replay after a crash numbers
- * the same outputs the same way whatever triggered them (a record, a
- * watermark, end of input). */
+void kafka_queue_out(krun_t *kr, int dest, int32_t partition, out_kind_t kind, const void *key, size_t klen,
+                     const void *val, size_t vlen, const void *id, size_t idlen, int64_t ts) {
+    size_t need = sizeof(out_hdr_t) + klen + vlen + idlen;
+    if (kr->outq && need <= weir_spsc_max_entry(kr->outq)) {
+        uint8_t *e = weir_spsc_reserve(kr->outq, need);
+        out_hdr_t hd = {.ts = ts,
+                        .dest = dest,
+                        .partition = partition,
+                        .has_key = key != NULL,
+                        .kind = (uint8_t)kind,
+                        .klen = (uint32_t)klen,
+                        .vlen = (uint32_t)vlen,
+                        .idlen = (uint32_t)idlen};
+        memcpy(e, &hd, sizeof(hd));
+        if (klen)
+            memcpy(e + sizeof(hd), key, klen);
+        if (vlen)
+            memcpy(e + sizeof(hd) + klen, val, vlen);
+        if (idlen)
+            memcpy(e + sizeof(hd) + klen + vlen, id, idlen);
+        weir_spsc_push(kr->outq);
+        return;
+    }
+    if (kr->outq) /* too large for the ring: after what is queued, in this thread */
+        weir_spsc_drain(kr->outq);
+    produce_output(kr, dest, partition, kind, key, klen, val, vlen, id, idlen, ts);
+}
+
+
+static size_t put_u64(char *o, uint64_t u) {
+    char d[24];
+    int k = 0;
+    do {
+        d[k++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t n = 0;
+    while (k)
+        o[n++] = d[--k];
+    return n;
+}
+
+/* The deterministic id of an output: its `id` field, else a function of what
+ * produced it: "pipeline/sink/topic/partition/offset/index", the input record
+ * it came from (its origin, kept through repartitions) and its index among that
+ * record's outputs to this sink. Without an origin (none known): the task's
+ * partition and its number `seq` among the task's outputs to this sink
+ * (checkpointed, so a replay numbers the same outputs the same way). */
 static const char *output_id(const ktask_t *t, int sink, uint64_t seq, const weir_record_t *rec, size_t *len) {
     krun_t *kr = t->kr;
     int slot = kr->id_slot[sink];
@@ -59,20 +115,42 @@ static const char *output_id(const ktask_t *t, int sink, uint64_t seq, const wei
         *len = rec->v[slot].u.s.n;
         return rec->v[slot].u.s.p;
     }
-    /* prefix + decimal sequence number, without printf on the per-record path */
+    char *o = kr->idbuf;
     size_t n = t->id_prefix_len[sink];
-    memcpy(kr->idbuf, t->id_prefix[sink], n);
-    char digits[24];
-    int d = 0;
-    do {
-        digits[d++] = (char)('0' + seq % 10);
-        seq /= 10;
-    } while (seq);
-    while (d)
-        kr->idbuf[n++] = digits[--d];
-    kr->idbuf[n] = '\0';
+    memcpy(o, t->id_prefix[sink], n);
+    const char *topic = rec->topic && rec->offset >= 0 ? rec->topic : NULL;
+    size_t tl = topic ? strlen(topic) : strlen(t->topic);
+    if (tl > 200)
+        tl = 200;
+    memcpy(o + n, topic ? topic : t->topic, tl);
+    n += tl;
+    o[n++] = '/';
+    if (!topic) { /* no origin: the task's partition and the output's number */
+        n += put_u64(o + n, (uint64_t)t->partition);
+        o[n++] = '/';
+        o[n++] = '#';
+        n += put_u64(o + n, seq);
+    } else {
+        struct out_origin *og = &t->origin[sink];
+        if (og->offset == rec->offset && og->partition == rec->partition && !strncmp(og->topic, topic, tl) &&
+            og->topic[tl] == '\0') {
+            og->index++;
+        } else {
+            og->offset = rec->offset;
+            og->partition = rec->partition;
+            og->index = 0;
+            memcpy(og->topic, topic, tl);
+            og->topic[tl] = '\0';
+        }
+        n += put_u64(o + n, (uint64_t)(rec->partition < 0 ? 0 : rec->partition));
+        o[n++] = '/';
+        n += put_u64(o + n, (uint64_t)rec->offset);
+        o[n++] = '/';
+        n += put_u64(o + n, og->index);
+    }
+    o[n] = '\0';
     *len = n;
-    return kr->idbuf;
+    return o;
 }
 
 /* The task's sink callback (opaque: its ktask_t). */
@@ -94,28 +172,8 @@ void kafka_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) 
     /* The message timestamp is the record's event time, as Kafka Streams and
      * Flink's Kafka sink write it (0: librdkafka stamps the current time). */
     int64_t ts = rec->ts == WEIR_TS_NONE || rec->ts < 0 ? 0 : rec->ts;
-    size_t klen = rec->key ? rec->key_len : 0;
-    size_t need = sizeof(out_hdr_t) + klen + kr->buf.len + id_len;
-    if (kr->outq && need <= weir_spsc_max_entry(kr->outq)) {
-        uint8_t *e = weir_spsc_reserve(kr->outq, need);
-        out_hdr_t hd = {.ts = ts,
-                        .sink = sink,
-                        .has_key = rec->key != NULL,
-                        .klen = (uint32_t)klen,
-                        .vlen = (uint32_t)kr->buf.len,
-                        .idlen = (uint32_t)id_len};
-        memcpy(e, &hd, sizeof(hd));
-        if (klen)
-            memcpy(e + sizeof(hd), rec->key, klen);
-        if (kr->buf.len)
-            memcpy(e + sizeof(hd) + klen, kr->buf.p, kr->buf.len);
-        memcpy(e + sizeof(hd) + klen + kr->buf.len, id, id_len);
-        weir_spsc_push(kr->outq);
-        return;
-    }
-    if (kr->outq) /* too large for the ring: after what is queued, in this thread */
-        weir_spsc_drain(kr->outq);
-    produce_output(kr, sink, rec->key, rec->key_len, kr->buf.p, kr->buf.len, id, id_len, ts);
+    kafka_queue_out(kr, sink, RD_KAFKA_PARTITION_UA, OUT_SINK, rec->key, rec->key ? rec->key_len : 0, kr->buf.p,
+                    kr->buf.len, id, id_len, ts);
 }
 
 /* The producer hand-off thread: the librdkafka produce calls for the queued
@@ -136,7 +194,8 @@ static void *sink_main(void *arg) {
         out_hdr_t hd;
         memcpy(&hd, e, sizeof(hd));
         const uint8_t *key = e + sizeof(hd), *val = key + hd.klen, *id = val + hd.vlen;
-        produce_output(kr, hd.sink, hd.has_key ? key : NULL, hd.klen, val, hd.vlen, id, hd.idlen, hd.ts);
+        produce_output(kr, hd.dest, hd.partition, (out_kind_t)hd.kind, hd.has_key ? key : NULL, hd.klen, val, hd.vlen,
+                       id, hd.idlen, hd.ts);
         weir_spsc_pop(kr->outq);
         if ((++n & 255) == 0)
             rd_kafka_poll(kr->producer, 0);
@@ -166,7 +225,7 @@ void kafka_dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t
         rd_kafka_header_add(h, "weir.error.node", -1, node, -1);
     if (kr->dead <= 10 || weir_log_level >= WEIR_LOG_DEBUG)
         weir_log(WEIR_LOG_WARN, LOG, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s", topic, partition, offset, reason);
-    produce(kr, kr->dlq_topic, key, key_len, val, len, h, 0);
+    produce(kr, kr->dlq_topic, RD_KAFKA_PARTITION_UA, key, key_len, val, len, h, 0);
 }
 
 /* The task's reject callback (opaque: its ktask_t): a dead letter. */

@@ -83,7 +83,7 @@ typedef struct weir_pipeline {
     int nstages;                /**< 1 + the repartitions */
     weir_stage_t *stages;       /**< owned */
     int repartition_partitions; /**< `repartition_partitions:`, 0 = default */
-    weir_cfg_t *root; /**< the parsed file; owned */
+    weir_cfg_t *root;           /**< the parsed file; owned */
     const char *path;
     const char *name; /**< `pipeline:` */
     weir_source_spec_t source;

@@ -51,28 +51,49 @@ static int64_t end_for(krun_t *kr, const char *topic, int32_t partition) {
 }
 
 static ktask_t *ktask_new(krun_t *kr, const char *topic, int32_t partition) {
+    const weir_pipeline_t *pl = kr->pl;
     char errstr[WEIR_ERRSTR_SIZE];
     ktask_t *t = weir_calloc(1, sizeof(*t));
     t->topic = weir_strdup(topic);
     t->partition = partition;
     t->ck = (weir_ckpt_part_t){.next_offset = -1, .committed = -1, .ckpt_offset = -1, .task = t};
     t->end_offset = kr->o->until_end ? end_for(kr, topic, partition) : -1;
-    t->dec = weir_decoder_new(kr->pl->source.format, kr->pl->source.schema, kr->pl->source.rt, kr->pl->source.confluent,
-                              errstr, sizeof(errstr));
-    if (!t->dec) {
-        weir_log(WEIR_LOG_ERR, LOG, "decoder: %s", errstr);
-        kr->fatal = true;
-    }
-    weir_record_init(&t->rec, kr->pl->source.rt);
     t->kr = kr;
-    t->task = weir_task_new(kr->pl, kafka_sink, kafka_reject, t);
-    t->id_prefix = weir_calloc((size_t)kr->pl->nsinks + 1, sizeof(char *));
-    t->id_prefix_len = weir_calloc((size_t)kr->pl->nsinks + 1, sizeof(size_t));
-    for (int i = 0; i < kr->pl->nsinks; i++) {
-        char buf[400];
-        int n = snprintf(buf, sizeof(buf), "%s/%s/%s/%d/", kr->pl->name, kr->pl->sinks[i].label, topic, (int)partition);
+    t->sent_wm = WEIR_TS_NONE;
+    t->stage = kafka_stage_of(kr, topic);
+    if (t->stage < 0) { /* the subscription names only these topics */
+        weir_log(WEIR_LOG_ERR, LOG, "assigned %s [%d], which is neither a source nor a repartition topic", topic,
+                 (int)partition);
+        kr->fatal = true;
+        t->stage = 0;
+    }
+    if (t->stage == 0) {
+        t->dec = weir_decoder_new(pl->source.format, pl->source.schema, pl->source.rt, pl->source.confluent, errstr,
+                                  sizeof(errstr));
+        if (!t->dec) {
+            weir_log(WEIR_LOG_ERR, LOG, "decoder: %s", errstr);
+            kr->fatal = true;
+        }
+        weir_record_init(&t->rec, pl->source.rt);
+        for (int i = 0; i < pl->source.ntopics; i++)
+            if (!strcmp(pl->source.topics[i], topic))
+                t->up_index = kr->src_base[i] + partition;
+    } else { /* records of the stage head's input, from the repartition topic */
+        weir_record_init(&t->rec, pl->nodes[pl->stages[t->stage].head].plan.input);
+        t->up_index = partition;
+    }
+    t->task = weir_task_new_stage(pl, t->stage, kafka_sink, kafka_reject, kafka_repartition, t);
+    if (t->stage > 0)
+        weir_task_set_upstreams(t->task, kafka_upstreams(kr, t->stage));
+    t->id_prefix = weir_calloc((size_t)pl->nsinks + 1, sizeof(char *));
+    t->id_prefix_len = weir_calloc((size_t)pl->nsinks + 1, sizeof(size_t));
+    t->origin = weir_calloc((size_t)pl->nsinks + 1, sizeof(*t->origin));
+    for (int i = 0; i < pl->nsinks; i++) {
+        char buf[256];
+        int n = snprintf(buf, sizeof(buf), "%s/%s/", pl->name, pl->sinks[i].label);
         t->id_prefix_len[i] = n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
         t->id_prefix[i] = weir_strndup(buf, t->id_prefix_len[i]);
+        t->origin[i].offset = -1;
     }
     t->next = kr->tasks;
     kr->tasks = t;
@@ -84,9 +105,11 @@ static void ktask_destroy(ktask_t *t) {
         free(t->id_prefix[i]);
     free(t->id_prefix);
     free(t->id_prefix_len);
+    free(t->origin);
     weir_task_destroy(t->task);
     weir_decoder_destroy(t->dec);
     weir_record_free(&t->rec);
+    weir_arena_free(&t->scratch);
     free(t->topic);
     free(t);
 }
@@ -100,6 +123,8 @@ static void log_partitions(krun_t *kr, const char *what, const rd_kafka_topic_pa
                               parts->elems[i].partition);
     weir_log(WEIR_LOG_INFO, LOG, "%s %s partitions: %s", kr->instance, what, parts->cnt ? line : "(none)");
 }
+
+static void source_ended(krun_t *kr, ktask_t *t);
 
 static void on_assign(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
     /* Start positions: the committed offsets (the consumer resumes there itself;
@@ -117,10 +142,8 @@ static void on_assign(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
         int64_t seek = kr->ckpt && !kr->fatal ? kafka_restore_task(kr, t, p->offset) : -1;
         if (seek >= 0)
             t->ck.next_offset = seek;
-        if (t->end_offset >= 0 && t->ck.next_offset >= t->end_offset)
-            t->done = true;
-        if (t->end_offset == 0)
-            t->done = true;
+        if (t->stage == 0 && !t->done && t->end_offset >= 0 && t->ck.next_offset >= t->end_offset)
+            source_ended(kr, t);
         /* Start at the checkpoint's offset, else at the committed offset. */
         p->offset = seek >= 0 ? seek : RD_KAFKA_OFFSET_INVALID;
     }
@@ -217,6 +240,8 @@ static int probe_topics(krun_t *kr, char *errstr, size_t errstr_size) {
             kr->ends[kr->nends++] = (end_mark_t){weir_strdup(mt->topic), mt->partitions[p].id, hi};
         }
     }
+    if (rc == WEIR_OK && kafka_repart_open(kr, md, errstr, errstr_size))
+        rc = WEIR_ERR;
     rd_kafka_metadata_destroy(md);
     return rc;
 }
@@ -233,14 +258,49 @@ static bool group_done(krun_t *kr) {
             done = false;
     }
     rd_kafka_topic_partition_list_destroy(l);
+    /* Stage by stage: a repartition partition is done when its committed offset
+     * reaches its end. Checked after the stages that feed it: their end
+     * markers were produced before they committed. */
+    for (int s = 1; done && s < kr->pl->nstages; s++) {
+        const char *topic = kr->pl->stages[s].topic;
+        l = rd_kafka_topic_partition_list_new(kr->stage_parts[s]);
+        for (int p = 0; p < kr->stage_parts[s]; p++)
+            rd_kafka_topic_partition_list_add(l, topic, p);
+        done = rd_kafka_committed(kr->consumer, l, KAFKA_DONE_REQUEST_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (int p = 0; done && p < l->cnt; p++) {
+            int64_t lo, hi;
+            if (rd_kafka_query_watermark_offsets(kr->consumer, topic, p, &lo, &hi, KAFKA_DONE_REQUEST_TIMEOUT_MS) ||
+                (hi > 0 && l->elems[p].offset < hi))
+                done = false;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
     return done;
+}
+
+/* A task is done when its input ended (a source partition: its end offset; a
+ * stage partition: every upstream task's end marker) and, if it feeds another
+ * stage, it has sent its own end marker on. */
+static bool task_done(const krun_t *kr, const ktask_t *t) {
+    if (t->stage == 0 ? !t->done : weir_task_watermark(t->task) != WEIR_WM_END)
+        return false;
+    return !kafka_stage_feeds(kr, t->stage) || t->sent_wm == WEIR_WM_END;
 }
 
 static bool local_done(krun_t *kr) {
     for (ktask_t *t = kr->tasks; t; t = t->next)
-        if (!t->done)
+        if (!task_done(kr, t))
             return false;
     return true;
+}
+
+/* A source partition read to its end (--until-end): its windows fire and the
+ * stages it feeds learn that it ended. */
+static void source_ended(krun_t *kr, ktask_t *t) {
+    t->done = true;
+    weir_task_advance(t->task, WEIR_WM_END);
+    if (kafka_stage_feeds(kr, 0))
+        kafka_forward_watermark(kr, t);
 }
 
 /* The task of m's partition (the last one found is tried first: fetched
@@ -262,7 +322,14 @@ static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
         return;
     }
     if (t->done)
-        return; /* a bounded run ignores what was appended after it started */
+        return;         /* a bounded run ignores what was appended after it started */
+    if (t->stage > 0) { /* a repartition topic: records and watermarks of the upstream tasks */
+        if (t->ck.next_offset < 0 || m->offset >= t->ck.next_offset) {
+            kafka_repart_message(kr, t, m);
+            t->ck.next_offset = m->offset + 1;
+        }
+        return;
+    }
     if (t->ck.next_offset >= 0 && m->offset < t->ck.next_offset)
         return; /* already in this task's state (a message fetched before a seek) */
     if (t->ck.next_offset >= 0 && m->offset > t->ck.next_offset)
@@ -288,7 +355,7 @@ static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     }
     t->ck.next_offset = m->offset + 1;
     if (t->end_offset >= 0 && t->ck.next_offset >= t->end_offset)
-        t->done = true;
+        source_ended(kr, t);
     atomic_store_explicit(&kr->metrics.records_in, kr->in + kr->dead, memory_order_relaxed);
 }
 
@@ -331,9 +398,11 @@ static int run_open(krun_t *kr) {
 /* Join the group for the source topics. */
 static int run_subscribe(krun_t *kr) {
     const weir_pipeline_t *pl = kr->pl;
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(pl->source.ntopics);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(pl->source.ntopics + pl->nstages);
     for (int i = 0; i < pl->source.ntopics; i++)
         rd_kafka_topic_partition_list_add(sub, pl->source.topics[i], RD_KAFKA_PARTITION_UA);
+    for (int s = 1; s < pl->nstages; s++) /* the stages' repartition topics: same group, same members */
+        rd_kafka_topic_partition_list_add(sub, pl->stages[s].topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(kr->consumer, sub);
     rd_kafka_topic_partition_list_destroy(sub);
     if (err) {
@@ -350,8 +419,11 @@ static int run_subscribe(krun_t *kr) {
 /* Idle ticks for every task, then the partitions and watermark-delay gauges. */
 static void run_idle_tick(krun_t *kr) {
     int64_t wall = weir_now_ms();
-    for (ktask_t *t = kr->tasks; t; t = t->next)
+    for (ktask_t *t = kr->tasks; t; t = t->next) {
         weir_task_idle_tick(t->task, wall);
+        if (kafka_stage_feeds(kr, t->stage))
+            kafka_forward_watermark(kr, t); /* at most every idle tick, when it advanced */
+    }
     uint64_t nparts = 0;
     int64_t min_wm = INT64_MAX;
     for (ktask_t *t = kr->tasks; t; t = t->next) {
@@ -368,7 +440,8 @@ static void run_idle_tick(krun_t *kr) {
 /* End of input for every task here: windows still open fire. */
 static void run_end_input(krun_t *kr) {
     for (ktask_t *t = kr->tasks; t; t = t->next)
-        weir_task_advance(t->task, WEIR_WM_END);
+        if (t->stage == 0) /* a later stage ends when its upstream tasks do */
+            weir_task_advance(t->task, WEIR_WM_END);
 }
 
 /* --until-end, everything assigned here is read: end the input of these tasks
@@ -459,6 +532,7 @@ static void run_close(krun_t *kr) {
     if (kr->producer)
         rd_kafka_flush(kr->producer, KAFKA_REQUEST_TIMEOUT_MS);
     kafka_sink_close(kr);
+    kafka_repart_close(kr);
     if (kr->producer)
         rd_kafka_destroy(kr->producer);
     weir_metrics_stop(kr->msrv);

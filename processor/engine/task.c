@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TASK_SNAPSHOT_VERSION 1
+/* 1: max_ts, watermark, sink counters. 2: + repartition counters and
+ * upstream watermarks / sequence numbers (stages, docs/keyby.md). */
+#define TASK_SNAPSHOT_VERSION 2
 
 struct weir_task {
     const weir_pipeline_t *pl;
@@ -19,6 +21,15 @@ struct weir_task {
     uint64_t idle_seen_in;  /**< records_in at the last idle tick (records arrived since?) */
     weir_task_stats_t stats;
     uint64_t *sink_seq; /**< per sink: outputs handed to it so far (checkpointed) */
+    /* stages (docs/keyby.md) */
+    int stage;                     /**< -1: every node (file mode), else only that stage's nodes */
+    weir_repartition_fn repart_fn; /**< records crossing into another stage */
+    uint64_t *repart_seq;          /**< per stage: records sent to it so far (checkpointed) */
+    int nup;                       /**< downstream task: upstream tasks */
+    int64_t *up_wm;                /**< per upstream: its last watermark (WEIR_TS_NONE: not heard) */
+    uint64_t *up_next;             /**< per upstream: the next sequence number expected (checkpointed) */
+    int64_t *up_seen_ms;           /**< per upstream: processing time it was last heard from */
+    uint64_t dropped;              /**< duplicates dropped (replays of upstream tasks) */
 };
 
 struct task_emitter {
@@ -27,16 +38,28 @@ struct task_emitter {
     int node;
 };
 
+static inline bool in_stage(const weir_task_t *t, int node) {
+    return t->stage < 0 || t->pl->nodes[node].stage == t->stage;
+}
+
+/* Deliver rec to node j: here, or across the repartition when j runs in another stage. */
+static inline void deliver(weir_task_t *t, int j, const weir_record_t *rec) {
+    if (in_stage(t, j)) {
+        t->pl->nodes[j].plan.cls->process(t->ctx[j], rec, &t->em[j].em);
+    } else {
+        int st = t->pl->nodes[j].stage;
+        t->repart_fn(t->opaque, st, t->repart_seq[st]++, rec);
+    }
+}
+
 static void task_emit(weir_emitter_t *em, int port, const weir_record_t *rec) {
     struct task_emitter *te = (struct task_emitter *)em;
     weir_task_t *t = te->task;
     const weir_node_t *n = &t->pl->nodes[te->node];
     t->stats.node_out[te->node]++;
     const weir_edge_list_t *down = &n->nodes[port];
-    for (int i = 0; i < down->n; i++) {
-        int j = down->items[i];
-        t->pl->nodes[j].plan.cls->process(t->ctx[j], rec, &t->em[j].em);
-    }
+    for (int i = 0; i < down->n; i++)
+        deliver(t, down->items[i], rec);
     const weir_edge_list_t *sinks = &n->sinks[port];
     for (int i = 0; i < sinks->n; i++) {
         t->stats.sink_out++;
@@ -56,8 +79,16 @@ static void task_reject(weir_emitter_t *em, const weir_record_t *rec, const char
 }
 
 weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn, void *opaque) {
+    return weir_task_new_stage(pl, -1, sink_fn, reject_fn, NULL, opaque);
+}
+
+weir_task_t *weir_task_new_stage(const weir_pipeline_t *pl, int stage, weir_sink_fn sink_fn, weir_reject_fn reject_fn,
+                                 weir_repartition_fn repart_fn, void *opaque) {
     weir_task_t *t = weir_calloc(1, sizeof(*t));
     t->pl = pl;
+    t->stage = stage;
+    t->repart_fn = repart_fn;
+    t->repart_seq = weir_calloc((size_t)pl->nstages + 1, sizeof(uint64_t));
     t->sink_fn = sink_fn;
     t->reject_fn = reject_fn;
     t->opaque = opaque;
@@ -73,7 +104,8 @@ weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir
         t->em[i].em.opaque = t;
         t->em[i].task = t;
         t->em[i].node = i;
-        t->ctx[i] = pl->nodes[i].plan.cls->init(&pl->nodes[i].plan);
+        if (in_stage(t, i))
+            t->ctx[i] = pl->nodes[i].plan.cls->init(&pl->nodes[i].plan);
     }
     t->last_record_ms = weir_now_ms();
     return t;
@@ -89,8 +121,14 @@ void weir_task_destroy(weir_task_t *t) {
     free(t->em);
     free(t->stats.node_out);
     free(t->sink_seq);
+    free(t->repart_seq);
+    free(t->up_wm);
+    free(t->up_next);
+    free(t->up_seen_ms);
     free(t);
 }
+
+int weir_task_stage(const weir_task_t *t) { return t->stage; }
 
 const weir_task_stats_t *weir_task_stats(const weir_task_t *t) { return &t->stats; }
 
@@ -107,7 +145,7 @@ void weir_task_advance(weir_task_t *t, int64_t wm) {
     const weir_pipeline_t *pl = t->pl;
     for (int k = 0; k < pl->nnodes; k++) {
         int i = pl->order[k];
-        if (pl->nodes[i].plan.cls->on_watermark)
+        if (t->ctx[i] && pl->nodes[i].plan.cls->on_watermark)
             pl->nodes[i].plan.cls->on_watermark(t->ctx[i], wm, &t->em[i].em);
     }
 }
@@ -117,7 +155,7 @@ void weir_task_process(weir_task_t *t, const weir_record_t *rec) {
     t->stats.records_in++;
     for (int i = 0; i < pl->nnodes; i++)
         if (pl->nodes[i].input_node == WEIR_SOURCE)
-            pl->nodes[i].plan.cls->process(t->ctx[i], rec, &t->em[i].em);
+            deliver(t, i, rec);
     if (rec->ts != WEIR_TS_NONE && (t->max_ts == WEIR_TS_NONE || rec->ts > t->max_ts)) {
         t->max_ts = rec->ts;
         int64_t wm = rec->ts - pl->source.max_out_of_orderness_ms;
@@ -126,8 +164,66 @@ void weir_task_process(weir_task_t *t, const weir_record_t *rec) {
     }
 }
 
+bool weir_task_process_stage(weir_task_t *t, int up, uint64_t seq, const weir_record_t *rec) {
+    if (up >= 0 && up < t->nup) {
+        if (seq < t->up_next[up]) {
+            t->dropped++;
+            return false;
+        }
+        t->up_next[up] = seq + 1;
+    }
+    t->stats.records_in++;
+    int head = t->pl->stages[t->stage].head;
+    t->pl->nodes[head].plan.cls->process(t->ctx[head], rec, &t->em[head].em);
+    return true;
+}
+
+void weir_task_set_upstreams(weir_task_t *t, int n) {
+    t->nup = n;
+    t->up_wm = weir_realloc(t->up_wm, (size_t)(n + 1) * sizeof(int64_t));
+    t->up_next = weir_realloc(t->up_next, (size_t)(n + 1) * sizeof(uint64_t));
+    t->up_seen_ms = weir_realloc(t->up_seen_ms, (size_t)(n + 1) * sizeof(int64_t));
+    int64_t now = weir_now_ms();
+    for (int i = 0; i < n; i++) {
+        t->up_wm[i] = WEIR_TS_NONE;
+        t->up_next[i] = 0;
+        t->up_seen_ms[i] = now;
+    }
+}
+
+/* The minimum watermark over the upstream tasks heard from within idle_timeout. */
+static void upstream_advance(weir_task_t *t, int64_t now_ms) {
+    int64_t idle = t->pl->source.idle_timeout_ms, min = INT64_MAX;
+    bool any = false;
+    for (int i = 0; i < t->nup; i++) {
+        if (idle > 0 && now_ms - t->up_seen_ms[i] >= idle && t->up_wm[i] != WEIR_WM_END)
+            continue; /* idle: not holding the others back */
+        if (t->up_wm[i] == WEIR_TS_NONE)
+            return; /* an active upstream without a watermark yet */
+        any = true;
+        if (t->up_wm[i] < min)
+            min = t->up_wm[i];
+    }
+    if (any)
+        weir_task_advance(t, min);
+}
+
+void weir_task_upstream_watermark(weir_task_t *t, int up, int64_t wm, int64_t now_ms) {
+    if (up < 0 || up >= t->nup)
+        return;
+    t->up_seen_ms[up] = now_ms;
+    if (t->up_wm[up] == WEIR_TS_NONE || wm > t->up_wm[up])
+        t->up_wm[up] = wm;
+    upstream_advance(t, now_ms);
+}
+
 void weir_task_idle_tick(weir_task_t *t, int64_t now_ms) {
     int64_t idle = t->pl->source.idle_timeout_ms;
+    if (t->stage > 0) { /* a downstream task: an upstream task may have gone idle */
+        if (idle > 0)
+            upstream_advance(t, now_ms);
+        return;
+    }
     /* Records arrived since the last tick: the partition is active. Noting it
      * here (ticks come every 200 ms) keeps the clock off the per-record path. */
     if (t->stats.records_in != t->idle_seen_in) {
@@ -144,7 +240,10 @@ void weir_task_idle_tick(weir_task_t *t, int64_t now_ms) {
 
 int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf) {
     weir_writer_t w = {.buf = buf};
-    weir_w_u32(&w, (uint32_t)t->pl->nnodes);
+    uint32_t nn = 0;
+    for (int i = 0; i < t->pl->nnodes; i++)
+        nn += in_stage(t, i);
+    weir_w_u32(&w, nn);
     /* The task's own state, CRC-checked like every operator's. */
     weir_w_frame_begin(&w, "task", TASK_SNAPSHOT_VERSION);
     weir_w_i64(&w, t->max_ts);
@@ -155,8 +254,18 @@ int weir_task_snapshot(weir_task_t *t, weir_buf_t *buf) {
         weir_w_str(&w, t->pl->sinks[i].topic);
         weir_w_u64(&w, t->sink_seq[i]);
     }
+    weir_w_u32(&w, (uint32_t)t->pl->nstages);
+    for (int i = 0; i < t->pl->nstages; i++)
+        weir_w_u64(&w, t->repart_seq[i]);
+    weir_w_u32(&w, (uint32_t)t->nup);
+    for (int i = 0; i < t->nup; i++) {
+        weir_w_i64(&w, t->up_wm[i]);
+        weir_w_u64(&w, t->up_next[i]);
+    }
     weir_w_frame_end(&w);
     for (int i = 0; i < t->pl->nnodes; i++) {
+        if (!in_stage(t, i))
+            continue;
         weir_w_str(&w, t->pl->nodes[i].plan.name);
         const weir_operator_class_t *cls = t->pl->nodes[i].plan.cls;
         if (!cls->snapshot) { /* stateless: an empty frame, so every node has one */
@@ -175,7 +284,7 @@ static int parse_task_frame(weir_reader_t *r, weir_task_snapshot_view_t *v) {
     weir_reader_t body;
     if (weir_r_frame_open(r, "task", &version, &body))
         return WEIR_ERR;
-    if (version != TASK_SNAPSHOT_VERSION) {
+    if (version != 1 && version != TASK_SNAPSHOT_VERSION) {
         weir_r_fail(r, "task snapshot version %u is not supported (this build reads %d)", version,
                     TASK_SNAPSHOT_VERSION);
         return WEIR_ERR;
@@ -191,6 +300,25 @@ static int parse_task_frame(weir_reader_t *r, weir_task_snapshot_view_t *v) {
         s->label = weir_r_strdup(&body);
         s->topic = weir_r_strdup(&body);
         s->seq = weir_r_u64(&body);
+    }
+    if (version >= 2 && !body.err) {
+        v->nstages = weir_r_u32(&body);
+        if (!body.err && v->nstages > body.len / 8)
+            weir_r_fail(&body, "%u stage counters in %zu bytes", v->nstages, body.len);
+        v->repart_seq = weir_calloc((size_t)(body.err ? 0 : v->nstages) + 1, sizeof(uint64_t));
+        for (uint32_t k = 0; k < v->nstages && !body.err; k++)
+            v->repart_seq[k] = weir_r_u64(&body);
+        v->nup = body.err ? 0 : weir_r_u32(&body);
+        if (!body.err && v->nup > body.len / 16)
+            weir_r_fail(&body, "%u upstream watermarks in %zu bytes", v->nup, body.len);
+        v->up_wm = weir_calloc((size_t)(body.err ? 0 : v->nup) + 1, sizeof(int64_t));
+        v->up_next = weir_calloc((size_t)(body.err ? 0 : v->nup) + 1, sizeof(uint64_t));
+        for (uint32_t k = 0; k < v->nup && !body.err; k++) {
+            v->up_wm[k] = weir_r_i64(&body);
+            v->up_next[k] = weir_r_u64(&body);
+        }
+        if (body.err)
+            v->nstages = v->nup = 0;
     }
     if (body.err) {
         weir_r_fail(r, "task frame: %s", body.errstr);
@@ -240,6 +368,9 @@ void weir_task_snapshot_view_free(weir_task_snapshot_view_t *v) {
         free(v->nodes[i].name);
     free(v->sinks);
     free(v->nodes);
+    free(v->repart_seq);
+    free(v->up_wm);
+    free(v->up_next);
     memset(v, 0, sizeof(*v));
 }
 
@@ -305,18 +436,29 @@ int weir_task_restore(weir_task_t *t, const void *p, size_t n, const weir_restor
         goto done;
     }
     /* Check everything first, then restore: a refusal changes nothing. */
-    for (uint32_t i = 0; i < v.nnodes; i++)
-        if (weir_pipeline_find_node(pl, v.nodes[i].name) < 0 && !reset_names(reset, v.nodes[i].name)) {
+    for (uint32_t i = 0; i < v.nnodes; i++) {
+        int at = weir_pipeline_find_node(pl, v.nodes[i].name);
+        if (at >= 0 && !in_stage(t, at) && !reset_names(reset, v.nodes[i].name)) {
+            weir_err(errstr, errstr_size,
+                     "node '%s' has saved state in this partition's checkpoint but now runs in stage %d "
+                     "(its records are repartitioned, docs/keyby.md); start with --reset-state %s (or all) to drop it",
+                     v.nodes[i].name, pl->nodes[at].stage, v.nodes[i].name);
+            goto done;
+        }
+        if (at < 0 && !reset_names(reset, v.nodes[i].name)) {
             weir_err(errstr, errstr_size,
                      "node '%s' has saved state but is no longer in the pipeline; start with --reset-state %s "
                      "(or all) to drop it",
                      v.nodes[i].name, v.nodes[i].name);
             goto done;
         }
+    }
     src = weir_calloc((size_t)pl->nnodes + 1, sizeof(int));
     for (int i = 0; i < pl->nnodes; i++) {
         const char *name = pl->nodes[i].plan.name;
         src[i] = -1;
+        if (!in_stage(t, i))
+            continue;
         for (uint32_t k = 0; k < v.nnodes; k++)
             if (!strcmp(v.nodes[k].name, name))
                 src[i] = (int)k;
@@ -353,6 +495,14 @@ int weir_task_restore(weir_task_t *t, const void *p, size_t n, const weir_restor
         for (int i = 0; v.sinks[k].label && v.sinks[k].topic && i < pl->nsinks; i++)
             if (!strcmp(pl->sinks[i].label, v.sinks[k].label) && !strcmp(pl->sinks[i].topic, v.sinks[k].topic))
                 t->sink_seq[i] = v.sinks[k].seq;
+    /* Stages and upstream tasks are matched by index: a change of stages or of upstream partition counts
+     * changes the fingerprint of the nodes involved, which is refused above unless they are reset. */
+    for (uint32_t k = 0; k < v.nstages && (int)k < pl->nstages; k++)
+        t->repart_seq[k] = v.repart_seq[k];
+    for (uint32_t k = 0; k < v.nup && (int)k < t->nup; k++) {
+        t->up_wm[k] = v.up_wm[k];
+        t->up_next[k] = v.up_next[k];
+    }
     rc = WEIR_OK;
 done:
     free(src);

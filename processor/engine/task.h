@@ -26,6 +26,15 @@ typedef void (*weir_sink_fn)(void *opaque, int sink, uint64_t seq, const weir_re
 /** Called for every record an operator rejects (late beyond lateness with no late sink, bad value...). */
 typedef void (*weir_reject_fn)(void *opaque, const char *node, const weir_record_t *rec, const char *reason);
 
+/**
+ * Called for every record that crosses into another stage (docs/keyby.md):
+ * `stage` is the stage whose head node must get rec (borrowed); seq is the
+ * record's number among this task's records to that stage (checkpointed, so a
+ * replay numbers the same records the same way and the downstream task can
+ * drop what it has seen).
+ */
+typedef void (*weir_repartition_fn)(void *opaque, int stage, uint64_t seq, const weir_record_t *rec);
+
 typedef struct weir_task_stats {
     uint64_t records_in; /**< records fed to the graph */
     uint64_t *node_out;  /**< per node: records emitted on any port */
@@ -40,6 +49,16 @@ typedef struct weir_task_stats {
  * @param reject_fn may be NULL (rejects are only counted)
  */
 weir_task_t *weir_task_new(const weir_pipeline_t *pl, weir_sink_fn sink_fn, weir_reject_fn reject_fn, void *opaque);
+/**
+ * @brief A task running only the nodes of stage `stage` (docs/keyby.md):
+ *        records that reach a node of another stage go to repart_fn instead.
+ *        Stage 0 is fed by weir_task_process (source records), a later stage
+ *        by weir_task_process_stage, and its watermark comes from its upstream
+ *        tasks (weir_task_set_upstreams, weir_task_upstream_watermark).
+ *        weir_task_new is the same with stage -1: every node (file mode).
+ */
+weir_task_t *weir_task_new_stage(const weir_pipeline_t *pl, int stage, weir_sink_fn sink_fn, weir_reject_fn reject_fn,
+                                 weir_repartition_fn repart_fn, void *opaque);
 void weir_task_destroy(weir_task_t *t);
 
 /** @returns the task's counters (owned by the task, updated as it runs). */
@@ -53,6 +72,26 @@ void *weir_task_node_state(const weir_task_t *t, int node);
 
 /** @brief Run one source record through the graph and advance the watermark from its event time. */
 void weir_task_process(weir_task_t *t, const weir_record_t *rec);
+
+/**
+ * @brief A record that upstream task `up` sent across the repartition with
+ *        number seq: run it from the stage's head node, unless this task
+ *        already processed seq from `up` (a replay after an upstream restart:
+ *        dropped, counted). The watermark does not move (see below).
+ * @returns true if processed, false if dropped as a duplicate.
+ */
+bool weir_task_process_stage(weir_task_t *t, int up, uint64_t seq, const weir_record_t *rec);
+/** @brief A downstream task has n upstream tasks (indices 0..n-1); call before the first record. */
+void weir_task_set_upstreams(weir_task_t *t, int n);
+/**
+ * @brief Upstream task `up` reports its watermark wm (WEIR_WM_END at its end
+ *        of input). The task's watermark becomes the minimum over the upstream
+ *        tasks, leaving out those not heard from for the source's
+ *        idle_timeout (Flink's rule), and advances when that minimum does.
+ */
+void weir_task_upstream_watermark(weir_task_t *t, int up, int64_t wm, int64_t now_ms);
+/** @returns the task's stage (-1: every stage). */
+int weir_task_stage(const weir_task_t *t);
 /**
  * @brief Advance the watermark to wm if it is later (WEIR_WM_END = end of
  *        input) and tell every operator, in topological order.
@@ -83,15 +122,22 @@ typedef struct weir_task_snapshot_sink {
 
 /**
  * A task snapshot taken apart. The layout, read here only:
- *   u32 node count | frame "task" {i64 max_ts, i64 watermark, u32 n, n x (str label, str topic, u64 seq)}
- *   | per node: str name + the operator's frame
+ *   u32 node count | frame "task" {i64 max_ts, i64 watermark, u32 n, n x (str label, str topic, u64 seq),
+ *                                  version 2: u32 s, s x u64 records sent to stage i,
+ *                                             u32 u, u x (i64 upstream watermark, u64 next upstream seq)}
+ *   | per node of the task's stage: str name + the operator's frame
  */
 typedef struct weir_task_snapshot_view {
     uint32_t node_count; /**< as stored */
     int64_t max_ts, watermark;
     uint32_t nsinks;
     weir_task_snapshot_sink_t *sinks;
-    uint32_t nnodes; /**< nodes read (all of node_count unless an error stopped the reading) */
+    uint32_t nstages;     /**< version 2: records sent to each stage */
+    uint64_t *repart_seq; /**< owned */
+    uint32_t nup;         /**< version 2: upstream tasks of a downstream task */
+    int64_t *up_wm;       /**< owned */
+    uint64_t *up_next;    /**< owned */
+    uint32_t nnodes;      /**< nodes read (all of node_count unless an error stopped the reading) */
     weir_task_snapshot_node_t *nodes;
     int bad_node;     /**< on error: -1 = the header, else the node that could not be read */
     size_t trailing;  /**< bytes after the last node */
