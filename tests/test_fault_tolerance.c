@@ -432,7 +432,8 @@ static void write_file(const char *path, const char *text) {
     "  format: json\n"                                                                                                 \
     "  fields: {sensor_id: string, ts: long, temperature: double, humidity: double}\n"                                 \
     "  event_time: ts\n"                                                                                               \
-    "  watermark: {max_out_of_orderness: 0s}\n"
+    "  watermark: {max_out_of_orderness: 0s}\n"                                                                     \
+    "  partitioned_by: sensor_id\n"
 
 /* window + kmeans (input: the window) + arima (input: the window), a JSON sink each. */
 static const char *analytics_yaml(const char *file, const char *name, const char *in, const char *out) {
@@ -443,7 +444,7 @@ static const char *analytics_yaml(const char *file, const char *name, const char
              "     aggregate: {n: count(), mean_temp: mean(temperature), max_temp: max(temperature),\n"
              "                 mean_hum: mean(humidity)}}\n"
              "  - {name: regimes, op: kmeans, input: per_5s, features: [mean_temp, max_temp, mean_hum], k: 3,\n"
-             "     init_size: 12}\n"
+             "     init_size: 12, scope: task}\n"
              "  - {name: forecast, op: arima, input: per_5s, key: sensor_id, value: mean_temp, order: [1, 0, 0],\n"
              "     horizon: 3, min_points: 8, refit_every: 4}\n"
              "sinks:\n"
@@ -1125,9 +1126,9 @@ static void check_map_outputs(const ds_t *d, const char *pipe, const idtab_t *t,
         cr_assert_eq(json_number_value(json_object_get(j, "temperature")), temp, "%s", e->val);
         cr_assert_eq(json_number_value(json_object_get(j, "temp_f")), temp * 9 / 5 + 32, "%s", e->val);
         char want[256];
-        /* pipeline/LABEL/TOPIC/PARTITION/SEQ: SEQ numbers a task's outputs to the sink;
-         * every record of the partition reaches this sink once, so SEQ is its offset. */
-        snprintf(want, sizeof(want), "%s/enriched/%s/%d/%d", pipe, d->topic, p, i);
+        /* pipeline/LABEL/TOPIC/PARTITION/OFFSET/INDEX: the input record (record i of a partition has
+         * offset i) and the output's index among that record's outputs to the sink (one: 0). */
+        snprintf(want, sizeof(want), "%s/enriched/%s/%d/%d/0", pipe, d->topic, p, i);
         if (strcmp(e->id, want) && !(*bad_ids)++)
             snprintf(bad_example, bad_size, "record %s[%d]@%d has id %s, expected %s", d->topic, p, i, e->id, want);
         json_decref(j);
@@ -1291,7 +1292,7 @@ Test(fault_tolerance, redis_outage, .timeout = 120) {
     tab_free(&t);
     tab_free(&wt);
     /* Last, so that it does not hide the fault-tolerance checks above: the id of an
-     * output without an `id` field is "pipeline/LABEL/TOPIC/PARTITION/SEQ" (docs/checkpoints.md). */
+     * output without an `id` field is "pipeline/LABEL/TOPIC/PARTITION/OFFSET/INDEX" (docs/checkpoints.md). */
     cr_assert_eq(bad_ids, 0, "%ld of %zu map outputs do not carry the documented id: e.g. %s", bad_ids, total, bad);
     free(job.offsets);
     h_redis_stop(&r);

@@ -308,6 +308,7 @@ static const char pipeline[] =
     "  fields: {dev: string, ts: long, seq: long, v: long, x: double}\n"
     "  event_time: ts\n"
     "  watermark: {max_out_of_orderness: 2s}\n"
+    "  partitioned_by: dev  # the producer keys by dev\n"
     "nodes:\n"
     "  - name: tumbling\n"
     "    op: window\n"

@@ -32,6 +32,7 @@ source:
   format: avro
   schema: $(pwd)/schemas/sensor_reading.avsc
   event_time: ts
+  partitioned_by: sensor_id
 nodes:
   - name: per_10s
     op: window

@@ -45,6 +45,7 @@ pipeline() { # FORMAT KIND -> pipeline file
         echo "  schema: schemas/sensor_reading.avsc"
         echo "  event_time: ts"
         echo "  watermark: {max_out_of_orderness: 1s}"
+        echo "  partitioned_by: sensor_id"
         echo "nodes:"
         if [ "$kind" = fm ]; then
             echo "  - {name: valid, op: filter, where: \"temperature > -40 and temperature < 125\"}"

@@ -34,6 +34,7 @@ static const char demo_pipeline[] =
     "  schema: schemas/sensor_reading.avsc\n"
     "  event_time: ts\n"
     "  watermark: {max_out_of_orderness: 1s, idle_timeout: 5s}\n"
+    "  partitioned_by: sensor_id   # the generator keys each reading by its sensor\n"
     "nodes:\n"
     "  - {name: valid, op: filter, where: \"temperature > -40 and temperature < 125\"}\n"
     "  - name: enriched\n"

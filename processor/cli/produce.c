@@ -163,8 +163,8 @@ int weir_produce_run(const weir_produce_opts_t *o) {
         } else {
             int64_t ts = o->start_ts || o->rate <= 0 ? start_ts + i * o->step_ms : weir_now_ms();
             weir_gen_sensor_reading(o->seed, i, o->sensors, ts, &rec);
-            key = rec.key;
-            klen = rec.key_len;
+            key = o->no_key ? NULL : rec.key;
+            klen = o->no_key ? 0 : rec.key_len;
             if (weir_encode(enc, &rec, NULL, NULL, &buf, errstr, sizeof(errstr))) {
                 weir_log(WEIR_LOG_ERR, "produce", "encode: %s", errstr);
                 goto done;
@@ -212,7 +212,9 @@ static void produce_usage(FILE *fp) {
                 "  --seed S              generator seed (default 1)\n"
                 "  --start-ts MS         event time of the first record (default now)\n"
                 "  --step MS             event-time step between records (default 10)\n"
-                "  --file FILE           send this JSON-lines file instead (re-encoded for avro)\n");
+                "  --file FILE           send this JSON-lines file instead (re-encoded for avro)\n"
+                "  --no-key              null message keys: records spread over the partitions, one sensor's\n"
+                "                        readings in every one (default: the sensor id, one sensor per partition)\n");
 }
 
 int weir_cmd_produce(int argc, char **argv) {
@@ -230,6 +232,7 @@ int weir_cmd_produce(int argc, char **argv) {
                                          {"step", required_argument, NULL, 'p'},
                                          {"file", required_argument, NULL, 'F'},
                                          {"quiet", no_argument, NULL, 'q'},
+                                         {"no-key", no_argument, NULL, 'K'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     int c;
@@ -254,6 +257,7 @@ int weir_cmd_produce(int argc, char **argv) {
         case 'p': o.step_ms = atoll(optarg); break;
         case 'F': o.file = optarg; break;
         case 'q': o.quiet = true; break;
+        case 'K': o.no_key = true; break;
         case 'h': produce_usage(stdout); return 0;
         default: produce_usage(stderr); return 2;
         }

@@ -24,6 +24,7 @@ typedef struct weir_produce_opts {
     int64_t step_ms;
     const char *file; /**< send the lines of this JSON-lines file instead */
     bool quiet;
+    bool no_key;        /**< send null message keys (spread over the partitions, as many producers do) */
     volatile int *stop; /**< optional extra stop flag */
 } weir_produce_opts_t;
 
