@@ -2,7 +2,8 @@
  * Double formatting speed (processor/core/numfmt.c), one core:
  *   bench_numfmt [N]      (default 1,000,000 doubles per set)
  * ns per number for weir_fmt_double, snprintf("%.17g") and the shortest round-trip snprintf loop
- * (snprintf("%.*e", p) for p = 1..17 digits until strtod reads the same double back), on two sets:
+ * (snprintf("%.*e", p) for p = 1..17 digits until strtod reads the same double back; at a power of two it can be
+ * one digit longer than the shortest), on two sets:
  * "common" (uniform in [0,1) scaled by 10^-6 .. 10^9, either sign) and "bits" (random finite bit patterns).
  * Each figure is the best of 3 passes over the set (the slow snprintf loop: over its first N/10 numbers).
  */
