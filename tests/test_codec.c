@@ -919,18 +919,14 @@ Test(json, value_formatting) {
         {123456789012345.0, "123456789012345.0"},
         {1234567890123456789.0, "1234567890123456800.0"},
         {5e-324, "5e-324"},
+        {0.30000000000000004, "0.30000000000000004"}, /* the closest 17th digit, as JavaScript (was ...07) */
+        {77.76859999999999, "77.76859999999999"},
+        {1.0 / 7, "0.14285714285714285"},
+        {2.0 / 3 * 1e-300, "6.666666666666667e-301"},
         {NAN, "null"},
         {INFINITY, "null"},
         {-INFINITY, "null"},
     };
-    /* Grisu2 may pick another 17th digit than JavaScript (0.30000000000000004 -> ...07): the text must
-     * still read back to the same double, in at most 17 significant digits. */
-    const double rt[] = {0.30000000000000004, 77.76859999999999, 1.0 / 7, 2.0 / 3 * 1e-300};
-    for (size_t k = 0; k < sizeof(rt) / sizeof(rt[0]); k++) {
-        const char *txt = json_of(&(weir_value_t){.type = WEIR_DOUBLE, .u.d = rt[k]});
-        cr_assert(strtod(txt, NULL) == rt[k], "%s does not read back to %a", txt, rt[k]);
-        cr_assert(strlen(txt) <= 24, "%s", txt);
-    }
     for (size_t k = 0; k < sizeof(dv) / sizeof(dv[0]); k++)
         cr_assert_str_eq(json_of(&(weir_value_t){.type = WEIR_DOUBLE, .u.d = dv[k].d}), dv[k].s, "double %zu", k);
     weir_value_t s = weir_v_str("a\"b\\c\n\t\r\x01\x1f/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 20);

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "codec.h"
-#include "numfmt.h"
 #include "kmeans_model.h"
 #include "runtime.h"
 #include "task.h"
@@ -960,53 +959,6 @@ static uint64_t xs64(uint64_t *s) {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     return *s;
-}
-
-/* Expected text: JavaScript's Number.prototype.toString of the same values (node). */
-Test(kmeans_fmt, shortest_round_trip) {
-    static const struct {
-        double v;
-        const char *want;
-    } cases[] = {{0.0, "0"},
-                 {-0.0, "-0"},
-                 {1.0, "1"},
-                 {0.1, "0.1"},
-                 {-3.25, "-3.25"},
-                 {12, "12"},
-                 {1e21, "1e+21"},
-                 {1e-7, "1e-7"},
-                 {123456.789, "123456.789"},
-                 {0.000123, "0.000123"},
-                 {5e-324, "5e-324"},
-                 {1.7976931348623157e308, "1.7976931348623157e+308"},
-                 {2.0 / 3, "0.6666666666666666"},
-                 {NAN, "null"},
-                 {INFINITY, "null"}};
-    char buf[64];
-    cr_assert_eq(weir_fmt_k_check(), INT32_MAX, "cached-power index differs from Grisu's at exponent %d",
-                 weir_fmt_k_check());
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        size_t n = weir_fmt_double(cases[i].v, buf);
-        buf[n] = '\0';
-        cr_assert_str_eq(buf, cases[i].want);
-    }
-    /* random bit patterns, and values of the usual magnitudes: strtod gives the same bits back */
-    uint64_t st = 0x9e3779b97f4a7c15ULL;
-    for (int i = 0; i < 2000000; i++) {
-        uint64_t u = xs64(&st);
-        double v;
-        if (i & 1)
-            memcpy(&v, &u, sizeof(v));
-        else
-            v = ((double)(u >> 11) * 0x1p-53 - 0.5) * pow(10, (int)(u % 40) - 20);
-        if (!isfinite(v))
-            continue;
-        size_t n = weir_fmt_double(v, buf);
-        cr_assert_leq(n, WEIR_FMT_DOUBLE_MAX);
-        buf[n] = '\0';
-        double back = strtod(buf, NULL);
-        cr_assert(!memcmp(&back, &v, sizeof(v)), "%.17g -> %s -> %.17g", v, buf, back);
-    }
 }
 
 /* kmeans_nearest against a sequential scalar scan: every k around the 8-, 16-, 32- and 64-lane blocks, both
