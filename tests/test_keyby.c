@@ -485,8 +485,16 @@ static const char *log_of(const char *inst) {
 static void add_topics(const char **t, int *n, const char *p, bool input) {
     static char bufs[64][64];
     static int used;
-    const char *fmt[] = {"%s.in:8", "%s.tum:8", "%s.ses:8", "%s.fc:8", "%s.cent:8", "%s.map:8", "%s.dlq:1",
-                         "%s-tum-repartition:8", "%s-ses-repartition:8", "%s-km-repartition:1"};
+    const char *fmt[] = {"%s.in:8",
+                         "%s.tum:8",
+                         "%s.ses:8",
+                         "%s.fc:8",
+                         "%s.cent:8",
+                         "%s.map:8",
+                         "%s.dlq:1",
+                         "%s-tum-repartition:8",
+                         "%s-ses-repartition:8",
+                         "%s-km-repartition:1"};
     for (size_t i = input ? 0 : 1; i < sizeof(fmt) / sizeof(fmt[0]); i++) {
         snprintf(bufs[used], sizeof(bufs[used]), fmt[i], p);
         t[(*n)++] = "--topic";
@@ -530,24 +538,23 @@ static void check_run(const char *bootstrap, const char *p, const char *yaml, bo
 static h_broker_t broker;
 static bool generated;
 
-static void start_broker(void) {
+/* A broker with the topics of prefix p (input included) and, if q is not NULL, of prefix q (reading p's input). */
+static void start_broker(const char *p, const char *q) {
     if (!generated) {
         gen();
         generated = true;
     }
-    const char *t[128];
+    const char *t[64];
     int n = 0;
-    add_topics(t, &n, "k1", true);
-    add_topics(t, &n, "k2", true);
-    add_topics(t, &n, "k3", true);
-    add_topics(t, &n, "k4", true);
-    add_topics(t, &n, "k5", false);
+    add_topics(t, &n, p, true);
+    if (q)
+        add_topics(t, &n, q, false);
     t[n] = NULL;
     h_broker_start(&broker, t);
 }
 
 Test(keyby, one_member, .timeout = 180) {
-    start_broker();
+    start_broker("k1", NULL);
     produce_all(broker.bootstrap, "k1.in", false);
     const char *y = pipeline_yaml("k1", "k1.in", NULL, NULL);
     pid_t pid = weir_start(y, broker.bootstrap, "k1a", NULL, true);
@@ -557,7 +564,7 @@ Test(keyby, one_member, .timeout = 180) {
 }
 
 Test(keyby, two_members, .timeout = 180) {
-    start_broker();
+    start_broker("k2", NULL);
     produce_all(broker.bootstrap, "k2.in", false);
     const char *y = pipeline_yaml("k2", "k2.in", NULL, NULL);
     pid_t a = weir_start(y, broker.bootstrap, "k2a", NULL, true);
@@ -572,7 +579,7 @@ Test(keyby, two_members, .timeout = 180) {
 }
 
 Test(keyby, sigkill_restart, .timeout = 240) {
-    start_broker();
+    start_broker("k3", NULL);
     h_redis_t r;
     h_redis_start(&r);
     produce_all(broker.bootstrap, "k3.in", false);
@@ -589,6 +596,43 @@ Test(keyby, sigkill_restart, .timeout = 240) {
     check_run(broker.bootstrap, "k3", y, true);
     h_redis_stop(&r);
     h_broker_stop(&broker);
+}
+
+/* Kafka's murmur2, written here from the Java client's Utils.murmur2 (independent of processor/core/murmur2.c). */
+static uint32_t java_murmur2(const char *s, size_t n) {
+    uint32_t h = 0x9747b28cu ^ (uint32_t)n, m = 0x5bd1e995u;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t k = (uint8_t)s[i] | (uint32_t)(uint8_t)s[i + 1] << 8 | (uint32_t)(uint8_t)s[i + 2] << 16 |
+                     (uint32_t)(uint8_t)s[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h = h * m ^ k;
+    }
+    if (n - i == 3)
+        h ^= (uint32_t)(uint8_t)s[i + 2] << 16;
+    if (n - i >= 2)
+        h ^= (uint32_t)(uint8_t)s[i + 1] << 8;
+    if (n - i >= 1) {
+        h ^= (uint8_t)s[i];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+typedef struct part_check {
+    int n, wrong;
+} part_check_t;
+
+static void on_keyed_output(const rd_kafka_message_t *m, void *arg) {
+    part_check_t *c = arg;
+    c->n++;
+    int32_t want = (int32_t)((java_murmur2(m->key, m->key_len) & 0x7fffffff) % N_PARTS);
+    c->wrong += m->partition != want;
 }
 
 /* Keyed input declared partitioned_by: the windows and ARIMA stay in the source stage; no repartition is written. */
@@ -608,7 +652,7 @@ static int64_t topic_messages(const char *bootstrap, const char *topic) {
 }
 
 Test(keyby, declared_partitioning, .timeout = 180) {
-    start_broker();
+    start_broker("k4", NULL);
     produce_all(broker.bootstrap, "k4.in", true);
     const char *y = pipeline_yaml("k4", "k4.in", "  partitioned_by: sensor_id\n", NULL);
     char *argv[] = {(char *)h_weir_bin(), "validate", (char *)y, NULL};
@@ -620,13 +664,18 @@ Test(keyby, declared_partitioning, .timeout = 180) {
     cr_assert_eq(topic_messages(broker.bootstrap, "k4-tum-repartition"), 0, "records went to the repartition topic");
     cr_assert_eq(topic_messages(broker.bootstrap, "k4-ses-repartition"), 0, "records went to the repartition topic");
     cr_assert_gt(topic_messages(broker.bootstrap, "k4-km-repartition"), 0, "the global k-means still needs one");
+    /* keyed outputs (the map's, key = the sensor id) are where a Java producer would put them */
+    part_check_t pc = {0};
+    h_consume_topic(broker.bootstrap, "k4.map", N_PARTS, N_REC, 20000, on_keyed_output, &pc);
+    cr_assert_eq(pc.n, N_REC);
+    cr_assert_eq(pc.wrong, 0, "%d of %d keyed outputs are not on murmur2's partition", pc.wrong, pc.n);
     check_run(broker.bootstrap, "k4", y, false);
     h_broker_stop(&broker);
 }
 
 /* Two runs over the same input without Redis: the same ids (no per-run counter in them). */
 Test(keyby, ids_stable_across_runs, .timeout = 240) {
-    start_broker();
+    start_broker("k1", "k5");
     produce_all(broker.bootstrap, "k1.in", false);
     const char *y1 = pipeline_yaml("k1", "k1.in", NULL, NULL);
     const char *y5 = pipeline_yaml("k5", "k1.in", NULL, NULL);

@@ -279,13 +279,17 @@ Test(pipeline, fingerprint_changes_with_node_config_only) {
     weir_task_t *ta = weir_task_new(pa, sink_cb, NULL, NULL), *tb = weir_task_new(pb, sink_cb, NULL, NULL);
     weir_buf_t buf = {0};
     cr_assert_eq(weir_task_snapshot(ta, &buf), WEIR_OK);
-    cr_assert_eq(weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){fa, fb, NULL}, err, sizeof(err)),
-                 WEIR_ERR);
+    cr_assert_eq(
+        weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){.saved_fp = fa, .cur_fp = fb}, err, sizeof(err)),
+        WEIR_ERR);
     cr_assert(strstr(err, "node 'f' was reconfigured"), "%s", err);
-    cr_assert_eq(weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){fa, fb, "f"}, err, sizeof(err)), WEIR_OK,
-                 "%s", err);
-    cr_assert_eq(weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){fa, fc, NULL}, err, sizeof(err)), WEIR_OK,
-                 "%s", err);
+    cr_assert_eq(weir_task_restore(tb, buf.p, buf.len,
+                                   &(weir_restore_opts_t){.saved_fp = fa, .cur_fp = fb, .reset = "f"}, err,
+                                   sizeof(err)),
+                 WEIR_OK, "%s", err);
+    cr_assert_eq(
+        weir_task_restore(tb, buf.p, buf.len, &(weir_restore_opts_t){.saved_fp = fa, .cur_fp = fc}, err, sizeof(err)),
+        WEIR_OK, "%s", err);
     weir_buf_free(&buf);
     weir_task_destroy(ta);
     weir_task_destroy(tb);

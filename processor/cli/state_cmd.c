@@ -199,16 +199,13 @@ static void nop_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *
 }
 
 /* Restore the task snapshot into the pipeline's operators and put each node's dump() into "state". */
-static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const char *topic, const weir_buf_t *state,
+static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const weir_buf_t *state,
                                 const char *saved_fp) {
     char errstr[WEIR_ERRSTR_SIZE];
     char *fp = weir_pipeline_fingerprint(pl);
-    /* a checkpoint of a repartition topic's partition holds that stage's nodes (docs/keyby.md) */
-    int stage = 0;
-    for (int s = 1; s < pl->nstages; s++)
-        if (!strcmp(pl->stages[s].topic, topic))
-            stage = s;
-    weir_task_t *t = weir_task_new_stage(pl, stage, nop_sink, NULL, NULL, NULL);
+    /* Every node, restoring those the checkpoint has: a partition's checkpoint holds the nodes of its
+     * stage only (docs/keyby.md). */
+    weir_task_t *t = weir_task_new(pl, nop_sink, NULL, NULL);
     json_t *nodes = json_object_get(task, "nodes");
     json_t *single = json_object_get(task, "node"); /* --node: one object instead of the array */
     if (!nodes && single) {
@@ -216,7 +213,7 @@ static void add_operator_states(json_t *task, const weir_pipeline_t *pl, const c
         json_array_append(nodes, single);
         json_object_set_new(task, "__tmp", nodes); /* owned by task while we fill it */
     }
-    weir_restore_opts_t opts = {.saved_fp = saved_fp, .cur_fp = fp};
+    weir_restore_opts_t opts = {.saved_fp = saved_fp, .cur_fp = fp, .partial = true};
     if (weir_task_restore(t, state->p, state->len, &opts, errstr, sizeof(errstr))) {
         json_object_set_new(task, "state_error", json_string(errstr));
     } else {
@@ -288,7 +285,7 @@ static int cmd_dump(weir_ckpt_t *c, const char *topic, int32_t partition, int64_
     } else {
         json_t *task = task_json(&state, node, &node_found);
         if (pl)
-            add_operator_states(task, pl, topic, &state, saved_fp);
+            add_operator_states(task, pl, &state, saved_fp);
         json_object_set_new(o, "task", task);
     }
     free(saved_fp);

@@ -142,7 +142,8 @@ static void on_assign(krun_t *kr, rd_kafka_topic_partition_list_t *parts) {
         int64_t seek = kr->ckpt && !kr->fatal ? kafka_restore_task(kr, t, p->offset) : -1;
         if (seek >= 0)
             t->ck.next_offset = seek;
-        if (t->stage == 0 && !t->done && t->end_offset >= 0 && t->ck.next_offset >= t->end_offset)
+        if (t->stage == 0 && !t->done && t->end_offset >= 0 &&
+            (t->end_offset == 0 || t->ck.next_offset >= t->end_offset)) /* (an empty partition has ended) */
             source_ended(kr, t);
         /* Start at the checkpoint's offset, else at the committed offset. */
         p->offset = seek >= 0 ? seek : RD_KAFKA_OFFSET_INVALID;
@@ -237,7 +238,8 @@ static int probe_topics(krun_t *kr, char *errstr, size_t errstr_size) {
                 break;
             }
             kr->ends = weir_realloc(kr->ends, (size_t)(kr->nends + 1) * sizeof(*kr->ends));
-            kr->ends[kr->nends++] = (end_mark_t){weir_strdup(mt->topic), mt->partitions[p].id, hi};
+            /* a partition with nothing to read (empty, or emptied by retention) has ended: 0 */
+            kr->ends[kr->nends++] = (end_mark_t){weir_strdup(mt->topic), mt->partitions[p].id, hi > lo ? hi : 0};
         }
     }
     if (rc == WEIR_OK && kafka_repart_open(kr, md, errstr, errstr_size))

@@ -469,6 +469,8 @@ int weir_task_restore(weir_task_t *t, const void *p, size_t n, const weir_restor
         char was[128], now[128];
         bool had = saved_fp && fp_entry(saved_fp, name, was, sizeof(was));
         fp_entry(cur_fp, name, now, sizeof(now));
+        if (src[i] < 0 && opts->partial)
+            continue;
         if (src[i] < 0) {
             weir_err(errstr, errstr_size,
                      "node '%s' is new since the checkpoint (it has no saved state); start with --reset-state %s "

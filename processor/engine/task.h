@@ -159,6 +159,7 @@ typedef struct weir_restore_opts {
     const char *saved_fp; /**< fingerprint stored with the checkpoint (weir_pipeline_fingerprint) */
     const char *cur_fp;   /**< the running pipeline's fingerprint */
     const char *reset;    /**< --reset-state: "all" or comma-separated node names that start empty */
+    bool partial;         /**< inspection (`weir state`): a node without saved state stays empty, no error */
 } weir_restore_opts_t;
 
 /**
