@@ -16,6 +16,8 @@
  *   declared_partitioning      keyed input declared `partitioned_by: sensor_id`:
  *                              no repartition topic is created or written
  *   ids_stable_across_runs     two runs without Redis: identical id sets
+ *   late_after_repartition     a record for a window that already fired downstream goes to the late
+ *                              topic, and the fired window is not reported again
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -702,5 +704,62 @@ Test(keyby, ids_stable_across_runs, .timeout = 240) {
         out_free(&a);
         out_free(&b);
     }
+    h_broker_stop(&broker);
+}
+
+/* A record for a window the downstream task has fired (it is on the output topic) is late there. */
+Test(keyby, late_after_repartition, .timeout = 180) {
+    start_broker("k6", NULL);
+    const char *y = h_path("k6.yaml");
+    FILE *f = fopen(y, "w");
+    fprintf(f, "pipeline: k6\n"
+               "source:\n"
+               "  kafka: {topics: [k6.in]}\n"
+               "  format: json\n"
+               "  fields: {sensor_id: string, ts: long, v: double}\n"
+               "  event_time: ts\n"
+               "  watermark: {max_out_of_orderness: 2s}\n"
+               "nodes:\n"
+               "  - {name: tum, op: window, key: sensor_id, type: tumbling, size: 10s, aggregate: {n: count()}}\n"
+               "sinks:\n"
+               "  - {input: tum, kafka: {topic: k6.tum}, format: json}\n"
+               "  - {late: tum, kafka: {topic: k6.map}, format: json}\n"
+               "dead_letter: {kafka: {topic: k6.dlq}}\n");
+    fclose(f);
+    pid_t pid = weir_start(y, broker.bootstrap, "k6a", NULL, false);
+    produce_all(broker.bootstrap, "k6.in", false);
+    /* s01's window [TS0, TS0 + 10 s) fires downstream once every upstream task's watermark passed it */
+    ev_t late = {.sensor = 1, .ts = TS0 + 1000, .v = 1.0}; /* (s00 is silent in the first 30 s) */
+    out_t o;
+    read_out(broker.bootstrap, "k6.tum", N_SENSORS * 10, &o);
+    int fired = 0;
+    for (int i = 0; i < o.n; i++)
+        fired += strstr(o.val[i], "\"key\":\"s01\"") && strstr(o.val[i], "\"window_start\":1700000000000");
+    out_free(&o);
+    cr_assert_eq(fired, 1, "s01's window at TS0 has not fired downstream:\n%s", h_read_file(log_of("k6a")));
+    /* one more record for it, through the same shuffle */
+    char err[256], buf[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", broker.bootstrap, err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    int n = ev_json(&late, buf, sizeof(buf));
+    cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("k6.in"), RD_KAFKA_V_PARTITION(3),
+                                   RD_KAFKA_V_VALUE(buf, (size_t)n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                   RD_KAFKA_V_END),
+                 0);
+    rd_kafka_flush(rk, 10000);
+    rd_kafka_destroy(rk);
+    out_t lo;
+    read_out(broker.bootstrap, "k6.map", 1, &lo);
+    cr_assert_eq(lo.n, 1, "the late record did not reach the late topic:\n%s", h_read_file(log_of("k6a")));
+    cr_assert(strstr(lo.val[0], "\"ts\":1700000001000"), "late topic: %s", lo.val[0]);
+    out_free(&lo);
+    cr_assert_eq(h_stop(pid, SIGTERM, 30000), 0);
+    read_out(broker.bootstrap, "k6.tum", N_SENSORS * 10, &o);
+    fired = 0;
+    for (int i = 0; i < o.n; i++)
+        fired += strstr(o.val[i], "\"key\":\"s01\"") && strstr(o.val[i], "\"window_start\":1700000000000");
+    cr_assert_eq(fired, 1, "the fired window was reported %d times", fired);
+    out_free(&o);
     h_broker_stop(&broker);
 }
