@@ -9,8 +9,9 @@
 # Each round runs both (a new group and fresh output each time), alternating.
 # weir's summary times first record to last output acknowledged (the group join
 # and the end-of-input wait excluded); records/s counts the source records.
-# The local broker keeps ~100k messages / 5 MB per partition: 16 input
-# partitions, 32 repartition partitions (records in weir's binary form, ~60 B).
+# The local broker keeps ~100k messages / 5 MB per partition: 32 input
+# partitions, 64 repartition partitions (records in weir's binary form, ~100 B with
+# the key), 1000 sensors so that the keys spread evenly.
 # One weir process, one worker thread.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -26,17 +27,17 @@ trap cleanup EXIT INT TERM
 topics=""
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-    topics="$topics --topic u$r.out:16 --topic k$r.out:16 --topic u$r-w-repartition:32"
+    topics="$topics --topic u$r.out:16 --topic k$r.out:16 --topic u$r-w-repartition:64"
     r=$((r+1))
 done
 # shellcheck disable=SC2086
-"$WEIR" broker --topic in.unkeyed:16 --topic in.keyed:16 --topic bench.dlq:1 $topics \
+"$WEIR" broker --topic in.unkeyed:32 --topic in.keyed:32 --topic bench.dlq:1 $topics \
     >"$TMP/broker.out" 2>"$TMP/broker.err" &
 BROKER_PID=$!
 i=0; while [ ! -s "$TMP/broker.out" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 B=$(head -1 "$TMP/broker.out")
-"$WEIR" produce --brokers "$B" --topic in.unkeyed --count "$N" --start-ts 1700000000000 --no-key --quiet
-"$WEIR" produce --brokers "$B" --topic in.keyed --count "$N" --start-ts 1700000000000 --quiet
+"$WEIR" produce --brokers "$B" --topic in.unkeyed --count "$N" --sensors 1000 --start-ts 1700000000000 --no-key --quiet
+"$WEIR" produce --brokers "$B" --topic in.keyed --count "$N" --sensors 1000 --start-ts 1700000000000 --quiet
 
 pipeline() { # NAME INPUT EXTRA-SOURCE-LINE
     cat >"$TMP/$1.yaml" <<YAML
@@ -54,7 +55,7 @@ nodes:
 sinks:
   - {input: w, kafka: {topic: $1.out}, format: json}
 dead_letter: {kafka: {topic: bench.dlq}}
-repartition_partitions: 32
+repartition_partitions: 64
 YAML
     echo "$TMP/$1.yaml"
 }
