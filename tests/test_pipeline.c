@@ -1,11 +1,13 @@
 /* Pipeline files: compile errors name the file, line and key; the compiled
  * graph has the resolved fields and types; a task runs the graph. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pipeline.h"
+#include "runtime.h"
 #include "task.h"
 
 static char err[WEIR_ERRSTR_SIZE];
@@ -194,6 +196,43 @@ Test(pipeline, task_runs_the_graph) {
     weir_task_destroy(t2);
     weir_record_free(&r);
     weir_task_destroy(t);
+    weir_pipeline_destroy(pl);
+}
+
+/* A double event time is converted to epoch ms only when the conversion is
+ * defined: the JSON message {"t": -1e308} (found by tests/fuzz/fuzz_json) used
+ * to reach (int64_t)-1e308, undefined behaviour. */
+Test(pipeline, event_time_double_out_of_range_is_refused) {
+    weir_pipeline_t *pl = load(HEAD "  event_time: t\nnodes: [{name: f, op: filter, where: 'true'}]\n");
+    cr_assert_not_null(pl, "%s", err);
+    weir_record_t r;
+    weir_record_init(&r, pl->source.rt);
+    static const struct {
+        double t;
+        int rc;
+        int64_t ts;
+    } rows[] = {
+        {1700000000000.9, WEIR_OK, 1700000000000},
+        {-1e308, WEIR_ERR, 0},
+        {1e300, WEIR_ERR, 0},
+        {9223372036854775808.0, WEIR_ERR, 0},
+        {9223372036854774784.0, WEIR_OK, 9223372036854774784},
+        {-9223372036854775808.0, WEIR_OK, INT64_MIN},
+        {-INFINITY, WEIR_ERR, 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        weir_record_clear(&r);
+        r.v[0] = weir_v_str("k", 1);
+        r.v[1] = weir_v_double(rows[i].t);
+        r.v[2] = weir_v_long(1);
+        int rc = weir_source_stamp(&pl->source, &r, 0, err, sizeof(err));
+        cr_assert_eq(rc, rows[i].rc, "row %zu: %s", i, err);
+        if (rc == WEIR_OK)
+            cr_assert_eq(r.ts, rows[i].ts, "row %zu", i);
+        else
+            cr_assert(strstr(err, "event time field 't'"), "row %zu: %s", i, err);
+    }
+    weir_record_free(&r);
     weir_pipeline_destroy(pl);
 }
 

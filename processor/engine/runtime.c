@@ -110,8 +110,12 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
         switch (v->type) {
         case WEIR_LONG: rec->ts = v->u.i; break;
         case WEIR_DOUBLE:
+            /* -2^63 <= d < 2^63: the doubles whose conversion to int64 is defined */
             if (!isfinite(v->u.d))
                 return weir_err(reason, reason_size, "event time field '%s' is not finite", name);
+            if (v->u.d < -9223372036854775808.0 || v->u.d >= 9223372036854775808.0)
+                return weir_err(reason, reason_size, "event time field '%s': %g is out of range for epoch ms", name,
+                                v->u.d);
             rec->ts = (int64_t)v->u.d;
             break;
         case WEIR_STRING:
