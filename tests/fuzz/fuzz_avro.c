@@ -57,8 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FUZZ_CHECK(weir_decode(dec[s][c], out.p, out.len, &back[s], reason, sizeof(reason)) == WEIR_OK,
                        "re-decoding: %s", reason);
             for (int i = 0; i < rt->nfields; i++)
-                FUZZ_CHECK(fuzz_value_equal(&rec[s].v[i], &back[s].v[i], 1), "field '%s' changed",
-                           rt->fields[i].name);
+                FUZZ_CHECK(fuzz_value_equal(&rec[s].v[i], &back[s].v[i], 1), "field '%s' changed", rt->fields[i].name);
         }
     }
     weir_buf_free(&out);

@@ -30,15 +30,32 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         weir_type_t type;
         bool nullable;
     } f[] = {
-        {"b", WEIR_BOOL, false},           {"l", WEIR_LONG, false},         {"d", WEIR_DOUBLE, false},
-        {"s", WEIR_STRING, false},         {"y", WEIR_BYTES, false},        {"nb", WEIR_BOOL, true},
-        {"nl", WEIR_LONG, true},           {"nd", WEIR_DOUBLE, true},       {"ns", WEIR_STRING, true},
-        {"ny", WEIR_BYTES, true},          {"z", WEIR_NULL, true},          {"temperature", WEIR_DOUBLE, false},
-        {"humidity", WEIR_DOUBLE, true},   {"site", WEIR_STRING, true},     {"sensor_id", WEIR_STRING, false},
-        {"ts", WEIR_LONG, false},          {"x", WEIR_DOUBLE, false},       {"n", WEIR_LONG, true},
-        {"i", WEIR_LONG, false},           {"j", WEIR_LONG, false},         {"p", WEIR_BOOL, false},
-        {"q", WEIR_BOOL, true},            {"location.lat", WEIR_DOUBLE, false}, {"weird name", WEIR_STRING, false},
-        {"and", WEIR_LONG, false},         {"a`b", WEIR_LONG, true},
+        {"b", WEIR_BOOL, false},
+        {"l", WEIR_LONG, false},
+        {"d", WEIR_DOUBLE, false},
+        {"s", WEIR_STRING, false},
+        {"y", WEIR_BYTES, false},
+        {"nb", WEIR_BOOL, true},
+        {"nl", WEIR_LONG, true},
+        {"nd", WEIR_DOUBLE, true},
+        {"ns", WEIR_STRING, true},
+        {"ny", WEIR_BYTES, true},
+        {"z", WEIR_NULL, true},
+        {"temperature", WEIR_DOUBLE, false},
+        {"humidity", WEIR_DOUBLE, true},
+        {"site", WEIR_STRING, true},
+        {"sensor_id", WEIR_STRING, false},
+        {"ts", WEIR_LONG, false},
+        {"x", WEIR_DOUBLE, false},
+        {"n", WEIR_LONG, true},
+        {"i", WEIR_LONG, false},
+        {"j", WEIR_LONG, false},
+        {"p", WEIR_BOOL, false},
+        {"q", WEIR_BOOL, true},
+        {"location.lat", WEIR_DOUBLE, false},
+        {"weird name", WEIR_STRING, false},
+        {"and", WEIR_LONG, false},
+        {"a`b", WEIR_LONG, true},
     };
     rt = weir_rowtype_new();
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
@@ -82,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (out.type == WEIR_NULL)
             FUZZ_CHECK(nullable || type == WEIR_NULL, "'%s' gave null on record %d but is not nullable", src, k);
         else
-            FUZZ_CHECK(out.type == type, "'%s' gave a %s on record %d, its type is %s", src,
-                       weir_type_name(out.type), k, weir_type_name(type));
+            FUZZ_CHECK(out.type == type, "'%s' gave a %s on record %d, its type is %s", src, weir_type_name(out.type),
+                       k, weir_type_name(type));
         weir_arena_reset(&arena);
     }
     weir_value_t out;

@@ -40,9 +40,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         weir_type_t type;
         bool nullable;
     } f[] = {
-        {"b", WEIR_BOOL, false},    {"l", WEIR_LONG, false},  {"d", WEIR_DOUBLE, false}, {"s", WEIR_STRING, false},
-        {"y", WEIR_BYTES, false},   {"nb", WEIR_BOOL, true},  {"nl", WEIR_LONG, true},   {"nd", WEIR_DOUBLE, true},
-        {"ns", WEIR_STRING, true},  {"ny", WEIR_BYTES, true}, {"z", WEIR_NULL, true},
+        {"b", WEIR_BOOL, false},   {"l", WEIR_LONG, false},  {"d", WEIR_DOUBLE, false}, {"s", WEIR_STRING, false},
+        {"y", WEIR_BYTES, false},  {"nb", WEIR_BOOL, true},  {"nl", WEIR_LONG, true},   {"nd", WEIR_DOUBLE, true},
+        {"ns", WEIR_STRING, true}, {"ny", WEIR_BYTES, true}, {"z", WEIR_NULL, true},
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
         weir_rowtype_add(all_rt, f[i].name, f[i].type, f[i].nullable);

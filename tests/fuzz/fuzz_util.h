@@ -22,7 +22,7 @@
 #define FUZZ_CHECK(cond, ...)                                                                                          \
     do {                                                                                                               \
         if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "fuzz: %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                            \
+            fprintf(stderr, "fuzz: %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                             \
             fprintf(stderr, __VA_ARGS__);                                                                              \
             fputc('\n', stderr);                                                                                       \
             abort();                                                                                                   \
@@ -47,12 +47,15 @@ static inline FILE *fuzz_devnull(void) {
 static inline void fuzz_fill_record(weir_record_t *rec, int variant) {
     static const int64_t longs[] = {0, 1, -7, 1700000000000LL, INT64_MIN, INT64_MAX, 42, -1};
     static const double dbls[] = {0.0, 21.5, -0.0, NAN, INFINITY, -1e308, 1e-310, -40.0};
-#define FUZZ_S(lit) {lit, sizeof(lit) - 1}
+#define FUZZ_S(lit)                                                                                                    \
+    { lit, sizeof(lit) - 1 }
     static const struct {
         const char *p;
         size_t n;
-    } strs[] = {FUZZ_S(""),    FUZZ_S("s-1"),  FUZZ_S("s-2"),        FUZZ_S("\xc3\x84rger \xff"),
-                FUZZ_S("S-1"), FUZZ_S("2024-01-02T03:04:05Z"), FUZZ_S("1970-01-01"), FUZZ_S("a\0b")};
+    } strs[] = {FUZZ_S(""),           FUZZ_S("s-1"),
+                FUZZ_S("s-2"),        FUZZ_S("\xc3\x84rger \xff"),
+                FUZZ_S("S-1"),        FUZZ_S("2024-01-02T03:04:05Z"),
+                FUZZ_S("1970-01-01"), FUZZ_S("a\0b")};
 #undef FUZZ_S
     const weir_rowtype_t *rt = rec->rt;
     int k = variant & 7;
