@@ -45,7 +45,7 @@ static inline FILE *fuzz_devnull(void) {
  * fields -- nulls. ts is set from `variant` too.
  */
 static inline void fuzz_fill_record(weir_record_t *rec, int variant) {
-    static const int64_t longs[] = {0, 1, -7, 1700000000000LL, INT64_MIN, INT64_MAX, 42, -1};
+    static const int64_t longs[] = {0, 1, -7, 1700000000000LL, INT64_MIN, INT64_MAX, INT64_MIN + 1, -1};
     static const double dbls[] = {0.0, 21.5, -0.0, NAN, INFINITY, -1e308, 1e-310, -40.0};
 #define FUZZ_S(lit)                                                                                                    \
     { lit, sizeof(lit) - 1 }
