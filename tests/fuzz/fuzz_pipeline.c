@@ -5,8 +5,9 @@
  *
  * The input is a pipeline file. When it compiles, it is printed (`weir
  * validate`), a task runs a few records with awkward values through it
- * (stamped like the runtimes do), the watermark goes to the end of input,
- * and the task's snapshot must restore into a fresh task.
+ * (stamped like the runtimes do), its state must dump as JSON (`weir state
+ * dump`), the task's snapshot must restore into a fresh task, and both run to
+ * the end of input.
  *
  * Runs in the source folder, so `schema: schemas/...` paths resolve.
  */
@@ -56,6 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             weir_task_process(t, &rec);
     }
 
+    fuzz_check_dumps(t);
     /* Whatever state the records left must restore into a fresh task, and
      * both tasks must then run to the end of input. */
     weir_buf_t snap = {0};

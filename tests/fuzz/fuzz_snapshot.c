@@ -11,7 +11,8 @@
  *      so a mutated snapshot would almost never get past the CRC into an
  *      operator's restore(): the harness first rewrites every frame's CRC it
  *      can find (the CRC check itself is trivial and unit-tested). A restored
- *      task must then run records, reach the end of input and snapshot again.
+ *      task must dump its state as JSON (`weir state dump`), then run records,
+ *      reach the end of input and snapshot again.
  *
  * Kept to one call of weir_task_restore so it follows that function's
  * signature easily.
@@ -114,6 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[WEIR_ERRSTR_SIZE];
     weir_task_t *t = weir_task_new(pl, on_sink, NULL, NULL);
     if (weir_task_restore(t, copy, size, err, sizeof(err)) == WEIR_OK) {
+        fuzz_check_dumps(t); /* `weir state dump` of what was accepted */
         weir_record_t rec;
         weir_record_init(&rec, pl->source.rt);
         for (int k = 0; k < 8; k++) {

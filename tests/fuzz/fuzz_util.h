@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "record.h"
+#include "task.h"
 
 #define FUZZ_CHECK(cond, ...)                                                                                          \
     do {                                                                                                               \
@@ -100,6 +103,26 @@ static inline int fuzz_value_equal(const weir_value_t *a, const weir_value_t *b,
     case WEIR_BYTES: return a->u.s.n == b->u.s.n && (a->u.s.n == 0 || memcmp(a->u.s.p, b->u.s.p, a->u.s.n) == 0);
     }
     return 0;
+}
+
+/** `weir state dump` of every node of a task's graph must be one valid JSON value (integers of any size:
+ * counters are u64). */
+static inline void fuzz_check_dumps(const weir_task_t *t) {
+    weir_buf_t out = {0};
+    for (int i = 0; i < t->pl->nnodes; i++) {
+        const weir_plan_t *plan = &t->pl->nodes[i].plan;
+        if (plan->cls->dump == NULL)
+            continue;
+        weir_buf_reset(&out);
+        FUZZ_CHECK(plan->cls->dump(t->ctx[i], &out) == WEIR_OK, "dump of node '%s' failed", plan->name);
+        json_error_t jerr;
+        json_t *j =
+            json_loadb((const char *)out.p, out.len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
+        FUZZ_CHECK(j != NULL, "dump of node '%s' is not JSON (%s): %.*s", plan->name, jerr.text,
+                   (int)(out.len > 300 ? 300 : out.len), (const char *)out.p);
+        json_decref(j);
+    }
+    weir_buf_free(&out);
 }
 
 #endif
