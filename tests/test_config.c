@@ -135,4 +135,10 @@ Test(config, durations) {
     cr_assert_eq(weir_parse_duration("-1s", &ms), WEIR_ERR);
     cr_assert_eq(weir_parse_duration("s", &ms), WEIR_ERR);
     cr_assert_eq(weir_parse_duration("5 weeks", &ms), WEIR_ERR);
+    /* Not numbers or out of range: refused, never converted (a NaN used to
+     * reach (int64_t)NaN, undefined behaviour). */
+    cr_assert_eq(weir_parse_duration("nan s", &ms), WEIR_ERR);
+    cr_assert_eq(weir_parse_duration("-nan", &ms), WEIR_ERR);
+    cr_assert_eq(weir_parse_duration("inf", &ms), WEIR_ERR);
+    cr_assert_eq(weir_parse_duration("1e300ms", &ms), WEIR_ERR);
 }

@@ -1,12 +1,14 @@
 /* Pipeline files: compile errors name the file, line and key; the compiled
  * graph has the resolved fields and types; a task runs the graph. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "pipeline.h"
+#include "runtime.h"
 #include "task.h"
 
 static char err[WEIR_ERRSTR_SIZE];
@@ -262,6 +264,85 @@ Test(pipeline, sink_seq_numbers_each_sinks_outputs_and_is_restored) {
     weir_task_destroy(t2);
     weir_task_destroy(u);
     weir_task_destroy(t);
+    weir_pipeline_destroy(pl);
+}
+
+/* A double event time is converted to epoch ms only within +-2^60 ms: the JSON
+ * message {"t": -1e308} (found by tests/fuzz/fuzz_json) used to reach
+ * (int64_t)-1e308, undefined behaviour. */
+Test(pipeline, event_time_double_out_of_range_is_refused) {
+    weir_pipeline_t *pl = load(HEAD "  event_time: t\nnodes: [{name: f, op: filter, where: 'true'}]\n");
+    cr_assert_not_null(pl, "%s", err);
+    weir_record_t r;
+    weir_record_init(&r, pl->source.rt);
+    static const struct {
+        double t;
+        int rc;
+        int64_t ts;
+    } rows[] = {
+        {1700000000000.9, WEIR_OK, 1700000000000},
+        {-1e308, WEIR_ERR, 0},
+        {1e300, WEIR_ERR, 0},
+        {9223372036854775808.0, WEIR_ERR, 0},
+        {-9223372036854775808.0, WEIR_ERR, 0},
+        {1152921504606846975.0, WEIR_ERR, 0}, /* 2^60 - 1 as a double is 2^60 */
+        {1152921504606845952.0, WEIR_OK, 1152921504606845952},
+        {-1152921504606845952.0, WEIR_OK, -1152921504606845952},
+        {-INFINITY, WEIR_ERR, 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        weir_record_clear(&r);
+        r.v[0] = weir_v_str("k", 1);
+        r.v[1] = weir_v_double(rows[i].t);
+        r.v[2] = weir_v_long(1);
+        int rc = weir_source_stamp(&pl->source, &r, 0, err, sizeof(err));
+        cr_assert_eq(rc, rows[i].rc, "row %zu: %s", i, err);
+        if (rc == WEIR_OK)
+            cr_assert_eq(r.ts, rows[i].ts, "row %zu", i);
+        else
+            cr_assert(strstr(err, "event time field 't'"), "row %zu: %s", i, err);
+    }
+    weir_record_free(&r);
+    weir_pipeline_destroy(pl);
+}
+
+/* Event times (a long field, or the message timestamp) are refused outside
+ * +-2^60 ms: {"n": -9223372036854775807} used to make the task's watermark
+ * (ts - max_out_of_orderness) overflow. */
+Test(pipeline, event_time_out_of_range_is_refused) {
+    weir_pipeline_t *pl = load(HEAD "  event_time: n\n  watermark: {max_out_of_orderness: 5s}\n"
+                                    "nodes: [{name: f, op: filter, where: 'true'}]\n");
+    cr_assert_not_null(pl, "%s", err);
+    weir_record_t r;
+    weir_record_init(&r, pl->source.rt);
+    static const struct {
+        int64_t n;
+        int rc;
+    } rows[] = {
+        {1700000000000, WEIR_OK},           {-1700000000000, WEIR_OK},    {((int64_t)1 << 60) - 1, WEIR_OK},
+        {-((int64_t)1 << 60) + 1, WEIR_OK}, {(int64_t)1 << 60, WEIR_ERR}, {-((int64_t)1 << 60), WEIR_ERR},
+        {INT64_MIN + 1, WEIR_ERR},          {INT64_MIN, WEIR_ERR},        {INT64_MAX, WEIR_ERR},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        weir_record_clear(&r);
+        r.v[0] = weir_v_str("k", 1);
+        r.v[1] = weir_v_double(1);
+        r.v[2] = weir_v_long(rows[i].n);
+        cr_assert_eq(weir_source_stamp(&pl->source, &r, 0, err, sizeof(err)), rows[i].rc, "row %zu: %s", i, err);
+        if (rows[i].rc == WEIR_OK)
+            cr_assert_eq(r.ts, rows[i].n);
+        else
+            cr_assert(strstr(err, "event time field 'n'") && strstr(err, "out of range"), "%s", err);
+    }
+    weir_pipeline_destroy(pl);
+    /* Without an event-time field: the message timestamp, same range; none is fine. */
+    pl = load(HEAD "nodes: [{name: f, op: filter, where: 'true'}]\n");
+    cr_assert_not_null(pl, "%s", err);
+    cr_assert_eq(weir_source_stamp(&pl->source, &r, WEIR_TS_NONE, err, sizeof(err)), WEIR_OK);
+    cr_assert_eq(weir_source_stamp(&pl->source, &r, 1700000000000, err, sizeof(err)), WEIR_OK);
+    cr_assert_eq(weir_source_stamp(&pl->source, &r, INT64_MAX, err, sizeof(err)), WEIR_ERR);
+    cr_assert(strstr(err, "message timestamp"), "%s", err);
+    weir_record_free(&r);
     weir_pipeline_destroy(pl);
 }
 

@@ -918,6 +918,54 @@ Test(window, restore_rejects_bad_snapshots) {
     run_close(&b);
 }
 
+/* A snapshot whose CRC is right but whose state the operator could never have
+ * written is refused. Found by tests/fuzz/fuzz_snapshot: an aggregate count of
+ * 5.1e18 overflowed (signed) when a sliding window merged its panes. The
+ * fields patched are found from the end of the window frame (the last one):
+ * CRC (4), before it per aggregate {n, value, ts} (8 each), before those
+ * early_done (1), rows, last_ts, start (8 each). */
+Test(window, restore_refuses_inconsistent_state) {
+    /* after: bytes between the patched i64 and the end of the frame */
+    static const struct {
+        size_t after;
+        int64_t value;
+        const char *why;
+    } rows[] = {
+        {4 + 24 + 16, (int64_t)5098074778183401472, "aggregate 0 is inconsistent"}, /* count() n */
+        {4 + 16, -1, "aggregate 1 is inconsistent"},                                /* sum(v) n */
+        {4 + 48 + 1, -5, "window 0 is inconsistent"},                               /* rows */
+        {4 + 48 + 1 + 16, INT64_MAX - 5, "window 0 is inconsistent"},               /* start */
+        {4 + 48 + 1 + 16, 1234, "window 0 is inconsistent"},                        /* start off the grid */
+    };
+    run_t a;
+    run_open(&a, "key: k, type: tumbling, size: 10s, " AGG_SV, "0", false);
+    play(&a, "x@1000=1");
+    weir_buf_t snap = {0};
+    cr_assert_eq(weir_task_snapshot(a.task, &snap), WEIR_OK);
+    size_t frame = snap.len;
+    while (frame >= 4 && memcmp(snap.p + frame - 4, "WSNP", 4))
+        frame--;
+    cr_assert_geq(frame, 4);
+    frame -= 4;
+    char err[WEIR_ERRSTR_SIZE];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint8_t *p = malloc(snap.len);
+        memcpy(p, snap.p, snap.len);
+        for (int b = 0; b < 8; b++)
+            p[snap.len - rows[i].after - 8 + b] = (uint8_t)((uint64_t)rows[i].value >> (8 * b));
+        uint32_t crc = weir_crc32(0, p + frame, snap.len - 4 - frame);
+        for (int b = 0; b < 4; b++)
+            p[snap.len - 4 + b] = (uint8_t)(crc >> (8 * b));
+        weir_task_t *t = weir_task_new(a.pl, on_sink, on_reject, &a);
+        cr_assert_eq(weir_task_restore(t, p, snap.len, NULL, err, sizeof(err)), WEIR_ERR, "row %zu accepted", i);
+        cr_assert(strstr(err, rows[i].why), "row %zu: %s", i, err);
+        weir_task_destroy(t);
+        free(p);
+    }
+    weir_buf_free(&snap);
+    run_close(&a);
+}
+
 Test(window, many_keys_state_is_released) {
     /* 200k keys open and closed twice: the state goes back to nothing and reuses its memory. */
     run_t run;

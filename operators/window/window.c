@@ -866,6 +866,18 @@ static int window_snapshot(void *vctx, weir_writer_t *w) {
     return WEIR_OK;
 }
 
+/* Restored times: within twice the accepted event-time range (windows start
+ * up to a slide before their first record and sessions end a gap after it),
+ * or the one special value the field may hold. */
+#define RESTORED_TIME_LIMIT (2 * WINDOW_TS_LIMIT)
+/* Restored record counts (rows, per-aggregate n): far above any real count,
+ * and summing 2^23 panes of them (a 400 MB snapshot) still cannot overflow. */
+#define RESTORED_COUNT_LIMIT ((int64_t)1 << 40)
+
+static inline bool restored_time_ok(int64_t t, int64_t special) {
+    return (special != 0 && t == special) || (t > -RESTORED_TIME_LIMIT && t < RESTORED_TIME_LIMIT);
+}
+
 static int restore_body(window_ctx_t *ctx, weir_reader_t *r, char *errstr, size_t errstr_size) {
     const window_conf_t *c = ctx->conf;
     wstate_t *st = &ctx->st;
@@ -882,6 +894,8 @@ static int restore_body(window_ctx_t *ctx, weir_reader_t *r, char *errstr, size_
                         "(type, size, slide, gap, lateness or aggregates changed)",
                         ctx->plan->name);
     int64_t wm = weir_r_i64(r);
+    if (!r->err && wm < WINDOW_WM_NONE)
+        weir_r_fail(r, "watermark %" PRId64 " out of range", wm);
     uint64_t next_seq = weir_r_u64(r);
     uint64_t late = weir_r_u64(r);
     uint64_t rejected = weir_r_u64(r);
@@ -905,24 +919,49 @@ static int restore_body(window_ctx_t *ctx, weir_reader_t *r, char *errstr, size_
             weir_r_fail(r, "bad key record %" PRIu64, n);
             break;
         }
+        if (!restored_time_ok(sched, WINDOW_NEVER) || !restored_time_ok(fired, WINDOW_WM_NONE) ||
+            !restored_time_ok(early, WINDOW_WM_NONE)) {
+            weir_r_fail(r, "key record %" PRIu64 ": time out of range", n);
+            break;
+        }
         uint32_t k = wstate_key_add(st, kp, kn, h);
         wkey_t *key = wstate_key(st, k);
         key->seq = seq;
         key->sched = sched;
         key->fired_upto = fired;
         key->early_upto = early;
-        for (uint32_t j = 0; j < nwin; j++) {
+        int64_t prev_start = 0;
+        for (uint32_t j = 0; j < nwin && !r->err; j++) {
             int64_t start = weir_r_i64(r);
+            int64_t last_ts = weir_r_i64(r);
+            int64_t rows = weir_r_i64(r);
+            uint8_t early_done = weir_r_u8(r);
+            /* What the operator itself maintains: times within the accepted
+             * event-time range (so the time arithmetic cannot overflow),
+             * panes on the pane grid, starts ascending, counts in range. */
+            if (!restored_time_ok(start, 0) || !restored_time_ok(last_ts, 0) || (j > 0 && start <= prev_start) ||
+                (c->type != WINDOW_SESSION && start % c->pane != 0) || rows < 0 || rows > RESTORED_COUNT_LIMIT ||
+                early_done > 1) {
+                weir_r_fail(r, "key record %" PRIu64 ": window %" PRIu32 " is inconsistent", n, j);
+                break;
+            }
+            prev_start = start;
             wwin_t *x = wstate_win(st, wstate_win_new(st, k, start, -1));
-            x->last_ts = weir_r_i64(r);
-            x->rows = weir_r_i64(r);
-            x->early_done = weir_r_u8(r);
+            x->last_ts = last_ts;
+            x->rows = rows;
+            x->early_done = early_done;
             for (int a = 0; a < c->naggs; a++) {
                 x->agg[a].n = weir_r_i64(r);
                 x->agg[a].v.i = weir_r_i64(r);
                 x->agg[a].w.ts = weir_r_i64(r);
+                if (!r->err && (x->agg[a].n < 0 || x->agg[a].n > RESTORED_COUNT_LIMIT ||
+                                ((c->aggs[a].kind == WAGG_FIRST || c->aggs[a].kind == WAGG_LAST) &&
+                                 !restored_time_ok(x->agg[a].w.ts, 0))))
+                    weir_r_fail(r, "key record %" PRIu64 ": window %" PRIu32 ": aggregate %d is inconsistent", n, j, a);
             }
         }
+        if (r->err)
+            break;
         if (sched != WINDOW_NEVER)
             wstate_timer_push(st, sched, k);
     }

@@ -110,7 +110,7 @@ int weir_parse_duration(const char *s, int64_t *ms) {
     else
         return WEIR_ERR;
     double r = v * mult;
-    if (r > 9.0e15)
+    if (!(r <= 9.0e15)) /* also NaN ("nan s"), whose conversion below would be undefined */
         return WEIR_ERR;
     *ms = (int64_t)(r + 0.5);
     return WEIR_OK;

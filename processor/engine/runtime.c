@@ -112,6 +112,10 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
         case WEIR_DOUBLE:
             if (!isfinite(v->u.d))
                 return weir_err(reason, reason_size, "event time field '%s' is not finite", name);
+            /* converted only when in range: the conversion of a double beyond int64 is undefined */
+            if (!(fabs(v->u.d) < (double)WEIR_EVENT_TIME_LIMIT))
+                return weir_err(reason, reason_size, "event time field '%s': %g ms is out of range (+-2^60 ms)", name,
+                                v->u.d);
             rec->ts = (int64_t)v->u.d;
             break;
         case WEIR_STRING:
@@ -121,6 +125,12 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
             break;
         default: return weir_err(reason, reason_size, "event time field '%s' is null", name);
         }
+        if (rec->ts <= -WEIR_EVENT_TIME_LIMIT || rec->ts >= WEIR_EVENT_TIME_LIMIT)
+            return weir_err(reason, reason_size, "event time field '%s': %lld ms is out of range (+-2^60 ms)", name,
+                            (long long)rec->ts);
+    } else if (rec->ts != WEIR_TS_NONE && (rec->ts <= -WEIR_EVENT_TIME_LIMIT || rec->ts >= WEIR_EVENT_TIME_LIMIT)) {
+        return weir_err(reason, reason_size, "message timestamp %lld ms is out of range (+-2^60 ms)",
+                        (long long)rec->ts);
     }
     if (src->key_slot >= 0) {
         const weir_value_t *v = &rec->v[src->key_slot];

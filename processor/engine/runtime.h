@@ -42,10 +42,15 @@ void weir_install_signals(void);
 int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o);
 int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o);
 
+/** Event times must lie strictly within +-this (epoch ms, about +-36 million years). */
+#define WEIR_EVENT_TIME_LIMIT ((int64_t)1 << 60)
+
 /**
  * @brief Set rec->ts from the source's event-time field, or leave the given
  *        fallback (the Kafka timestamp). Also sets rec->key from the key field.
- * @returns WEIR_OK, or WEIR_ERR with reason (null or unparsable event time).
+ * @returns WEIR_OK, or WEIR_ERR with reason (null or unparsable event time, or
+ *          one outside (-2^60, 2^60) ms: the range in which the watermark and
+ *          window arithmetic cannot overflow; the window operator has the same limit).
  */
 int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t fallback_ts, char *reason,
                       size_t reason_size);
