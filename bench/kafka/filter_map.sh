@@ -23,17 +23,9 @@ set -eu
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
 ROUNDS=${2:-5}
-BUILD_DIR=${BUILD_DIR:-build}
-WEIR="$BUILD_DIR/weir"
-TMP=$(mktemp -d /tmp/weir-bench-XXXXXX)
-BROKER_PID=""
-cleanup() { [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
+. bench/kafka/common.sh
 
-"$WEIR" broker --topic sensor.readings:16 --topic sensor.enriched:16 --topic sensor.dlq:1 >"$TMP/broker.out" 2>"$TMP/broker.err" &
-BROKER_PID=$!
-i=0; while [ ! -s "$TMP/broker.out" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-B=$(head -1 "$TMP/broker.out")
+bench_broker sensor.readings:16 sensor.enriched:16 sensor.dlq:1
 
 "$WEIR" produce --brokers "$B" --topic sensor.readings --count "$N" --start-ts 1700000000000 --quiet
 

@@ -17,25 +17,16 @@ set -eu
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
 ROUNDS=${2:-3}
-BUILD_DIR=${BUILD_DIR:-build}
-WEIR="$BUILD_DIR/weir"
-TMP=$(mktemp -d /tmp/weir-bench-XXXXXX)
-BROKER_PID=""
-cleanup() { [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
+. bench/kafka/common.sh
 
 topics=""
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
-    topics="$topics --topic u$r.out:16 --topic k$r.out:16 --topic u$r-w-repartition:64"
+    topics="$topics u$r.out:16 k$r.out:16 u$r-w-repartition:64"
     r=$((r+1))
 done
 # shellcheck disable=SC2086
-"$WEIR" broker --topic in.unkeyed:32 --topic in.keyed:32 --topic bench.dlq:1 $topics \
-    >"$TMP/broker.out" 2>"$TMP/broker.err" &
-BROKER_PID=$!
-i=0; while [ ! -s "$TMP/broker.out" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-B=$(head -1 "$TMP/broker.out")
+bench_broker in.unkeyed:32 in.keyed:32 bench.dlq:1 $topics
 "$WEIR" produce --brokers "$B" --topic in.unkeyed --count "$N" --sensors 1000 --start-ts 1700000000000 --no-key --quiet
 "$WEIR" produce --brokers "$B" --topic in.keyed --count "$N" --sensors 1000 --start-ts 1700000000000 --quiet
 

@@ -17,18 +17,9 @@ set -eu
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
 ROUNDS=${2:-5}
-BUILD_DIR=${BUILD_DIR:-build}
-WEIR="$BUILD_DIR/weir"
-TMP=$(mktemp -d /tmp/weir-bench-XXXXXX)
-BROKER_PID=""
-cleanup() { [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
+. bench/kafka/common.sh
 
-"$WEIR" broker --topic in.json:16 --topic in.avro:16 --topic out.fm:16 --topic out.win:16 --topic bench.dlq:1 \
-    >"$TMP/broker.out" 2>"$TMP/broker.err" &
-BROKER_PID=$!
-i=0; while [ ! -s "$TMP/broker.out" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-B=$(head -1 "$TMP/broker.out")
+bench_broker in.json:16 in.avro:16 out.fm:16 out.win:16 bench.dlq:1
 for f in json avro; do
     "$WEIR" produce --brokers "$B" --topic "in.$f" --format "$f" --count "$N" --start-ts 1700000000000 --quiet
     # untimed first read: the broker's first read of a fresh topic is slower, whoever reads it
