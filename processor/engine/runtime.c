@@ -149,9 +149,10 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
     return WEIR_OK;
 }
 
-void weir_print_summary(uint64_t in, uint64_t out, uint64_t dead, double elapsed_s) {
+void weir_print_summary(uint64_t in, uint64_t out, uint64_t dead, double elapsed_s, const char *interval) {
     fprintf(stderr,
-            "weir summary: records_in=%llu records_out=%llu dead_lettered=%llu elapsed_s=%.3f records_per_s=%.0f\n",
+            "weir summary: records_in=%llu records_out=%llu dead_lettered=%llu elapsed_s=%.3f records_per_s=%.0f "
+            "interval=%s\n",
             (unsigned long long)in, (unsigned long long)out, (unsigned long long)dead, elapsed_s,
-            elapsed_s > 0 ? (double)in / elapsed_s : 0.0);
+            elapsed_s > 0 ? (double)in / elapsed_s : 0.0, interval);
 }

@@ -58,7 +58,13 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
 /** @brief Parse an ISO-8601 timestamp ("2026-11-25T12:00:00.5Z", "+01:00" offsets) to epoch ms. */
 int weir_parse_iso8601(const char *s, size_t n, int64_t *ms);
 
-/** @brief The one-line run summary on stderr. */
-void weir_print_summary(uint64_t in, uint64_t out, uint64_t dead, double elapsed_s);
+/**
+ * @brief The one-line run summary on stderr. records_per_s = in / elapsed_s;
+ *        `interval` names what elapsed_s measures (the benchmarks time their
+ *        baselines over the same interval): Kafka mode
+ *        "first_record..last_output_acked" (group join and the end-of-input
+ *        wait excluded), file mode "start..last_output_written" (from opening the files).
+ */
+void weir_print_summary(uint64_t in, uint64_t out, uint64_t dead, double elapsed_s, const char *interval);
 
 #endif

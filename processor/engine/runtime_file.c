@@ -143,7 +143,7 @@ int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     double elapsed = (double)(weir_now_ns() - start) / 1e9;
     if (!o->quiet)
         weir_print_summary(weir_task_stats(task)->records_in + fr.dead_count, weir_task_stats(task)->sink_out,
-                           fr.dead_count, elapsed);
+                           fr.dead_count, elapsed, "start..last_output_written");
     rc = 0;
 done:
     free(line);

@@ -561,7 +561,7 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     run_close(&kr);
     if (rc == 0 && !o->quiet) {
         double el = kr.first_ns ? (double)(kr.last_ns - kr.first_ns) / 1e9 : 0.0;
-        weir_print_summary(kr.in + kr.dead, kr.out, kr.dead, el);
+        weir_print_summary(kr.in + kr.dead, kr.out, kr.dead, el, "first_record..last_output_acked");
     }
     return rc;
 }
