@@ -23,7 +23,8 @@
 
 #define NRECORDS 8
 
-static void on_sink(void *opaque, int sink, const weir_record_t *rec) {
+static void on_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)seq;
     const weir_pipeline_t *pl = opaque;
     FUZZ_CHECK(sink >= 0 && sink < pl->nsinks, "sink %d of %d", sink, pl->nsinks);
     FUZZ_CHECK(rec->rt == pl->sinks[sink].rt || rec->rt->nfields == pl->sinks[sink].rt->nfields,

@@ -32,7 +32,9 @@ static const char *const TAGS[] = {"task", "filter", "map", "window", "kmeans", 
 
 static weir_pipeline_t *pl;
 
-static void on_sink(void *opaque, int sink, const weir_record_t *rec) { (void)opaque, (void)sink, (void)rec; }
+static void on_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)opaque, (void)sink, (void)seq, (void)rec;
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;

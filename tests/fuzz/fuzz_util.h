@@ -109,12 +109,13 @@ static inline int fuzz_value_equal(const weir_value_t *a, const weir_value_t *b,
  * counters are u64). */
 static inline void fuzz_check_dumps(const weir_task_t *t) {
     weir_buf_t out = {0};
-    for (int i = 0; i < t->pl->nnodes; i++) {
-        const weir_plan_t *plan = &t->pl->nodes[i].plan;
+    const weir_pipeline_t *pl = weir_task_pipeline(t);
+    for (int i = 0; i < pl->nnodes; i++) {
+        const weir_plan_t *plan = &pl->nodes[i].plan;
         if (plan->cls->dump == NULL)
             continue;
         weir_buf_reset(&out);
-        FUZZ_CHECK(plan->cls->dump(t->ctx[i], &out) == WEIR_OK, "dump of node '%s' failed", plan->name);
+        FUZZ_CHECK(plan->cls->dump(weir_task_node_state(t, i), &out) == WEIR_OK, "dump of node '%s' failed", plan->name);
         json_error_t jerr;
         json_t *j =
             json_loadb((const char *)out.p, out.len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);

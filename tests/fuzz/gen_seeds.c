@@ -127,7 +127,9 @@ static void gen_codecs(void) {
     }
 }
 
-static void on_sink(void *opaque, int sink, const weir_record_t *rec) { (void)opaque, (void)sink, (void)rec; }
+static void on_sink(void *opaque, int sink, uint64_t seq, const weir_record_t *rec) {
+    (void)opaque, (void)sink, (void)seq, (void)rec;
+}
 
 /* Snapshots after 0, 5, 20, 60 and 150 readings: empty state, open windows,
  * kmeans buffering and then initialised, arima before and after its fits. */
