@@ -453,6 +453,23 @@ int weir_task_restore(weir_task_t *t, const void *p, size_t n, const weir_restor
             goto done;
         }
     }
+    /* A --reset-state name must be a node of the pipeline or of the checkpoint (a typo resets nothing). */
+    if (reset && strcmp(reset, "all")) {
+        for (const char *q = reset; *q;) {
+            size_t len = strcspn(q, ",");
+            bool known = false;
+            for (int i = 0; i < pl->nnodes && !known; i++)
+                known = strlen(pl->nodes[i].plan.name) == len && !strncmp(pl->nodes[i].plan.name, q, len);
+            for (uint32_t k = 0; k < v.nnodes && !known; k++)
+                known = strlen(v.nodes[k].name) == len && !strncmp(v.nodes[k].name, q, len);
+            if (!known) {
+                weir_err(errstr, errstr_size, "--reset-state: no node '%.*s' in the pipeline or in the checkpoint",
+                         (int)len, q);
+                goto done;
+            }
+            q += len + (q[len] == ',');
+        }
+    }
     src = weir_calloc((size_t)pl->nnodes + 1, sizeof(int));
     for (int i = 0; i < pl->nnodes; i++) {
         const char *name = pl->nodes[i].plan.name;
