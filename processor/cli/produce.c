@@ -115,8 +115,8 @@ int weir_produce_run(const weir_produce_opts_t *o) {
         goto done;
     }
     if (o->file) {
-        if (!(in = strcmp(o->file, "-") ? fopen(o->file, "rb") : stdin)) {
-            weir_log(WEIR_LOG_ERR, "produce", "%s: %s", o->file, strerror(errno));
+        if (!(in = strcmp(o->file, "-") ? weir_open_regular(o->file, errstr, sizeof(errstr)) : stdin)) {
+            weir_log(WEIR_LOG_ERR, "produce", "%s", errstr);
             goto done;
         }
         if (!(dec = weir_decoder_new(WEIR_FMT_JSON, NULL, rt, false, errstr, sizeof(errstr)))) {
@@ -165,10 +165,16 @@ int weir_produce_run(const weir_produce_opts_t *o) {
         size_t klen = 0;
         weir_buf_reset(&buf);
         if (o->file) {
-            ssize_t n = getline(&line, &linecap, in);
+            bool too_long;
+            ssize_t n = weir_getline_max(&line, &linecap, in, WEIR_MAX_INPUT_LINE, &too_long);
             if (n < 0)
                 break;
-            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            if (too_long) {
+                weir_log(WEIR_LOG_WARN, "produce", "%s:%lld: line longer than %zu bytes: skipped", o->file,
+                         (long long)i + 1, WEIR_MAX_INPUT_LINE);
+                continue;
+            }
+            while (n > 0 && line[n - 1] == '\r')
                 line[--n] = '\0';
             if (o->format == WEIR_FMT_JSON) {
                 weir_buf_append(&buf, line, (size_t)n);

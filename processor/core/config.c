@@ -231,26 +231,12 @@ done:
 }
 
 weir_cfg_t *weir_cfg_load_file(const char *path, char *errstr, size_t errstr_size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        weir_err(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+    size_t len;
+    char *text = weir_read_file(path, WEIR_MAX_CONFIG_FILE, &len, errstr, errstr_size);
+    if (!text)
         return NULL;
-    }
-    weir_buf_t b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        weir_buf_append(&b, chunk, n);
-    int rerr = ferror(fp);
-    fclose(fp);
-    if (rerr) {
-        weir_buf_free(&b);
-        weir_err(errstr, errstr_size, "%s: read error", path);
-        return NULL;
-    }
-    weir_buf_putc(&b, '\0');
-    weir_cfg_t *c = weir_cfg_load_string(path, (const char *)b.p, errstr, errstr_size);
-    weir_buf_free(&b);
+    weir_cfg_t *c = weir_cfg_load_string(path, text, errstr, errstr_size);
+    free(text);
     return c;
 }
 

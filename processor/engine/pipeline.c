@@ -216,6 +216,8 @@ static int load_source(load_ctx_t *lc, weir_rowtype_t **owned_rt) {
              offsetof(weir_source_spec_t, max_out_of_orderness_ms), "how late records may arrive"},
             {WEIR_CM_DURATION, "idle_timeout", "0", false, offsetof(weir_source_spec_t, idle_timeout_ms),
              "advance an idle partition's watermark by processing time after this long (0 = never)"},
+            {WEIR_CM_DURATION, "max_future", "0", false, offsetof(weir_source_spec_t, max_future_ms),
+             "dead-letter records whose event time is further ahead of processing time (0 = off)"},
             {0},
         };
         if (wm->kind != WEIR_CFG_MAP)
@@ -722,8 +724,11 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp) {
     print_rowtype(s->rt, fp);
     fprintf(fp, "\n  event time: %s",
             s->event_time_slot >= 0 ? s->rt->fields[s->event_time_slot].name : "Kafka message timestamp");
-    fprintf(fp, ", max out-of-orderness %lld ms, idle timeout %lld ms\n", (long long)s->max_out_of_orderness_ms,
+    fprintf(fp, ", max out-of-orderness %lld ms, idle timeout %lld ms", (long long)s->max_out_of_orderness_ms,
             (long long)s->idle_timeout_ms);
+    if (s->max_future_ms > 0)
+        fprintf(fp, ", max future %lld ms", (long long)s->max_future_ms);
+    fputc('\n', fp);
     for (int k = 0; k < pl->nnodes; k++) {
         const weir_node_t *n = &pl->nodes[pl->order[k]];
         const char *in = n->input_node == WEIR_SOURCE ? "source" : pl->nodes[n->input_node].plan.name;

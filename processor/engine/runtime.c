@@ -6,8 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-volatile sig_atomic_t weir_stop = 0;
-
 static void on_signal(int sig) {
     (void)sig;
     weir_stop = 1;
@@ -112,6 +110,8 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
         case WEIR_DOUBLE:
             if (!isfinite(v->u.d))
                 return weir_err(reason, reason_size, "event time field '%s' is not finite", name);
+            if (!(fabs(v->u.d) < (double)WEIR_TS_LIMIT))
+                return weir_err(reason, reason_size, "event time field '%s': %g is out of range", name, v->u.d);
             rec->ts = (int64_t)v->u.d;
             break;
         case WEIR_STRING:
@@ -120,6 +120,19 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
                                 (int)(v->u.s.n > 64 ? 64 : v->u.s.n), v->u.s.p);
             break;
         default: return weir_err(reason, reason_size, "event time field '%s' is null", name);
+        }
+    }
+    /* Checked here, before the record reaches an operator: a rejected record leaves no trace in state or time. */
+    if (rec->ts != WEIR_TS_NONE || src->event_time_slot >= 0) {
+        if (rec->ts <= -WEIR_TS_LIMIT || rec->ts >= WEIR_TS_LIMIT)
+            return weir_err(reason, reason_size, "event time %lld is out of range (|t| < 2^60 ms)", (long long)rec->ts);
+        if (src->max_future_ms > 0) {
+            int64_t ahead = rec->ts - weir_now_ms();
+            if (ahead > src->max_future_ms)
+                return weir_err(reason, reason_size,
+                                "event time %lld is %lld ms ahead of processing time (source.watermark.max_future: "
+                                "%lld ms)",
+                                (long long)rec->ts, (long long)ahead, (long long)src->max_future_ms);
         }
     }
     if (src->key_slot >= 0) {

@@ -32,9 +32,6 @@ typedef struct weir_run_opts {
     char **props;
 } weir_run_opts_t;
 
-/** Set by SIGINT/SIGTERM handlers: the run loops stop cleanly. */
-extern volatile sig_atomic_t weir_stop;
-
 /** @brief Install SIGINT/SIGTERM handlers that set weir_stop. */
 void weir_install_signals(void);
 

@@ -153,9 +153,14 @@ void weir_task_advance(weir_task_t *t, int64_t wm) {
 void weir_task_process(weir_task_t *t, const weir_record_t *rec) {
     const weir_pipeline_t *pl = t->pl;
     t->stats.records_in++;
+    uint64_t rejected = t->stats.rejected;
     for (int i = 0; i < pl->nnodes; i++)
         if (pl->nodes[i].input_node == WEIR_SOURCE)
             deliver(t, i, rec);
+    /* A record an operator dead-lettered does not move time either (issue 13): one bad event time must not
+     * close every window. */
+    if (t->stats.rejected != rejected)
+        return;
     if (rec->ts != WEIR_TS_NONE && (t->max_ts == WEIR_TS_NONE || rec->ts > t->max_ts)) {
         t->max_ts = rec->ts;
         int64_t wm = rec->ts - pl->source.max_out_of_orderness_ms;
