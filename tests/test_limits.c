@@ -103,3 +103,75 @@ Test(limits, an_output_larger_than_message_max_bytes_is_dead_lettered, .timeout 
               "reason: %s", dlq.reason);
     h_broker_stop(&b);
 }
+
+/* A window with a checkpoint store: a first bounded run writes a checkpoint at offset 3. */
+static const char ckpt_pipeline[] = "pipeline: ck\n"
+                                    "source:\n"
+                                    "  kafka: {topics: [ck.in]}\n"
+                                    "  format: json\n"
+                                    "  fields: {dev: string, ts: long, s: string}\n"
+                                    "  event_time: ts\n"
+                                    "  partitioned_by: dev  # one partition\n"
+                                    "nodes:\n"
+                                    "  - {name: w, op: window, key: dev, type: tumbling, size: 10s,\n"
+                                    "     aggregate: {n: count()}}\n"
+                                    "sinks:\n"
+                                    "  - {input: w, kafka: {topic: ck.out}, format: json}\n"
+                                    "dead_letter: {kafka: {topic: ck.dlq}}\n";
+
+static int run_ck(const char *bootstrap, const h_redis_t *r, const char *log, const char *reset) {
+    const char *yaml = h_path("ck.yaml");
+    char *argv[] = {(char *)h_weir_bin(),
+                    "run",
+                    (char *)yaml,
+                    "--brokers",
+                    (char *)bootstrap,
+                    "--redis",
+                    (char *)r->url,
+                    "--until-end",
+                    reset ? "--reset-state" : NULL,
+                    (char *)reset,
+                    NULL};
+    return h_wait(h_spawn(argv, NULL, log), 90000);
+}
+
+Test(limits, a_checkpoint_offset_outside_the_log_is_refused, .timeout = 240) {
+    h_broker_t b;
+    const char *topics[] = {"--topic", "ck.in:1", "--topic", "ck.out:1", "--topic", "ck.dlq:1", NULL};
+    h_broker_start(&b, topics);
+    h_redis_t r;
+    h_redis_start(&r);
+    write_text("ck.yaml", ckpt_pipeline);
+    write_text("in1.json", "{\"dev\":\"a\",\"ts\":1000,\"s\":\"x\"}\n{\"dev\":\"a\",\"ts\":2000,\"s\":\"x\"}\n"
+                           "{\"dev\":\"a\",\"ts\":3000,\"s\":\"x\"}\n");
+    produce_file(b.bootstrap, "ck.in", h_path("in1.json"));
+    int rc = run_ck(b.bootstrap, &r, h_path("run1.log"), NULL);
+    cr_assert_eq(rc, 0, "first run: %s", h_read_file(h_path("run1.log")));
+    redisReply *latest = h_redis_cmd(&r, "GET weir:ck:ck.in:0:latest");
+    cr_assert_eq(latest->type, REDIS_REPLY_STRING, "no checkpoint written");
+    char key[128];
+    snprintf(key, sizeof(key), "weir:ck:ck.in:0:ckpt:%s", latest->str);
+    freeReplyObject(latest);
+    redisReply *off = h_redis_cmd(&r, "HGET %s next_offset", key);
+    cr_assert(off->type == REDIS_REPLY_STRING && !strcmp(off->str, "3"), "next_offset %s", off->str);
+    freeReplyObject(off);
+    /* Point the checkpoint past the log's end (a topic recreated, a log truncated, a wrong Redis). */
+    freeReplyObject(h_redis_cmd(&r, "HSET %s next_offset 1000", key));
+    write_text("in2.json", "{\"dev\":\"a\",\"ts\":4000,\"s\":\"x\"}\n{\"dev\":\"a\",\"ts\":5000,\"s\":\"x\"}\n");
+    produce_file(b.bootstrap, "ck.in", h_path("in2.json"));
+    rc = run_ck(b.bootstrap, &r, h_path("run2.log"), NULL);
+    char want[256];
+    snprintf(want, sizeof(want), "%s: offset 1000 lies outside the log of ck.in[0] (offsets 0..5): refusing to start",
+             key);
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, h_read_file(h_path("run2.log")));
+    cr_assert(h_count_text(h_path("run2.log"), want) == 1, "want '%s' in:\n%s", want, h_read_file(h_path("run2.log")));
+    /* --reset-state all: the partition starts empty at the committed offset (3): records 4 and 5 only. */
+    rc = run_ck(b.bootstrap, &r, h_path("run3.log"), "all");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, h_read_file(h_path("run3.log")));
+    cr_assert(
+        h_count_text(h_path("run3.log"), "--reset-state all: this partition starts empty at the committed offset"),
+        "%s", h_read_file(h_path("run3.log")));
+    cr_assert(h_count_text(h_path("run3.log"), "records_in=2 "), "%s", h_read_file(h_path("run3.log")));
+    h_redis_stop(&r);
+    h_broker_stop(&b);
+}
