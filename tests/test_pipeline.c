@@ -206,6 +206,12 @@ Test(pipeline, task_runs_the_graph) {
     cr_assert_eq(weir_task_snapshot(t, &b), WEIR_OK);
     weir_task_t *t2 = weir_task_new(pl, sink_cb, NULL, &c);
     cr_assert_eq(weir_task_restore(t2, b.p, b.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
+    /* --reset-state names a node of the pipeline or of the checkpoint; a typo is refused (issue 13). */
+    weir_restore_opts_t typo = {.reset = "g,nosuch"};
+    cr_assert_eq(weir_task_restore(t2, b.p, b.len, &typo, err, sizeof(err)), WEIR_ERR);
+    cr_assert_str_eq(err, "--reset-state: no node 'nosuch' in the pipeline or in the checkpoint");
+    weir_restore_opts_t ok = {.reset = "g"};
+    cr_assert_eq(weir_task_restore(t2, b.p, b.len, &ok, err, sizeof(err)), WEIR_OK, "%s", err);
     b.p[b.len / 2] ^= 1;
     cr_assert_eq(weir_task_restore(t2, b.p, b.len, NULL, err, sizeof(err)), WEIR_ERR);
     weir_buf_free(&b);
