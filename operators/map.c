@@ -89,7 +89,7 @@ static int map_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
         weir_expr_t *e = weir_plan_expr(plan, at, key, in, errstr, errstr_size);
         if (!e)
             return WEIR_ERR;
-        conf->exprs[conf->nexprs] = e;
+        conf->exprs[conf->nexprs++] = e; /* owned by conf from here on, also when the checks below fail */
         weir_type_t t = weir_expr_type(e);
         if (t == WEIR_NULL)
             return weir_cfg_error(at, errstr, errstr_size,
@@ -103,7 +103,7 @@ static int map_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
             s = weir_rowtype_add(out, name, t, weir_expr_nullable(e));
         }
         conf->src_slot[s] = -1;
-        conf->expr_idx[s] = conf->nexprs++;
+        conf->expr_idx[s] = conf->nexprs - 1;
     }
     conf->nout = out->nfields;
     return WEIR_OK;

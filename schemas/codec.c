@@ -219,38 +219,9 @@ void weir_schema_destroy(weir_schema_t *s) {
     free(s);
 }
 
-static char *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size) {
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL) {
-        weir_err(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = weir_malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            buf = weir_realloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n, fp);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (err) {
-        free(buf);
-        weir_err(errstr, errstr_size, "%s: read error", path);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 weir_schema_t *weir_schema_load(const char *path, char *errstr, size_t errstr_size) {
     size_t len = 0;
-    char *text = read_file(path, &len, errstr, errstr_size);
+    char *text = weir_read_file(path, WEIR_MAX_CONFIG_FILE, &len, errstr, errstr_size);
     if (text == NULL)
         return NULL;
 

@@ -66,7 +66,14 @@ Test(config, unknown_key_is_reported_with_its_line) {
     cr_assert_not_null(c);
     cr_assert_not_null(weir_cfg_get(c, "known"));
     cr_assert_eq(weir_cfg_check_unused(c, "node 'n'", err, sizeof(err)), WEIR_ERR);
-    cr_assert_str_eq(err, "u.yaml:3: node 'n': unknown key 'where_typo'");
+    cr_assert_str_eq(err, "u.yaml:3:1: node 'n': unknown key 'where_typo'");
+    weir_cfg_destroy(c);
+    /* In a flow mapping several keys share a line: the column tells which one (issue 13). */
+    c = weir_cfg_load_string("u.yaml", "n: {known: 1, typo: 2}\n", err, sizeof(err));
+    cr_assert_not_null(c);
+    cr_assert_not_null(weir_cfg_get(weir_cfg_get(c, "n"), "known"));
+    cr_assert_eq(weir_cfg_check_unused(weir_cfg_get(c, "n"), "node 'n'", err, sizeof(err)), WEIR_ERR);
+    cr_assert_str_eq(err, "u.yaml:1:15: node 'n': unknown key 'typo'");
     weir_cfg_destroy(c);
 }
 
@@ -117,6 +124,9 @@ Test(config, config_map_errors) {
     expect_cm_error("k: 1\ndecay: lots\n", "m.yaml:2:8: expected a number, got 'lots'");
     expect_cm_error("k: 1\non: maybe\n", "m.yaml:2:5: expected true or false, got 'maybe'");
     expect_cm_error("k: 1\nsize: 10 parsecs\n", "m.yaml:2:7: expected a duration");
+    /* A bare number is no duration in a pipeline file (10 ms? 10 s?): a unit is required, except for 0. */
+    expect_cm_error("k: 1\nsize: 10\n", "m.yaml:2:7: expected a duration with a unit such as 500ms");
+    expect_cm_error("k: 1\nsize: 1.5\n", "m.yaml:2:7: expected a duration with a unit");
     expect_cm_error("k: [1, 2]\n", "m.yaml:1:4: expected an integer, got a list");
 }
 

@@ -45,7 +45,7 @@ Test(pipeline, errors_name_file_line_and_key) {
          "p.yaml:5:34: node 'a': where: must be a boolean expression, got double"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 'id > 1'}\n", "node 'a': where: column"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1', wehre: x}\n",
-         "p.yaml:5: node 'a' (filter): unknown key 'wehre'"},
+         "p.yaml:5:43: node 'a' (filter): unknown key 'wehre'"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\n  - {name: a, op: filter, where: 't > 2'}\n",
          "p.yaml:6:12: duplicate node name 'a'"},
         {HEAD "nodes:\n  - {name: a, op: filter, input: b, where: 't > 1'}\n  - {name: b, op: filter, input: a, "
@@ -56,6 +56,8 @@ Test(pipeline, errors_name_file_line_and_key) {
         {HEAD "nodes:\n  - {name: a, op: map, drop: [nothere]}\n",
          "p.yaml:5:31: node 'a': drop: unknown field 'nothere'"},
         {HEAD "nodes:\n  - {name: a, op: map}\n", "node 'a': map needs 'set' or 'drop'"},
+        /* issue 13: the compiled expression was leaked on this error (LeakSanitizer, build-asan). */
+        {HEAD "nodes:\n  - {name: a, op: map, set: {u: null}}\n", "p.yaml:5:33: node 'a': set.u: the literal null"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: zz, kafka: {topic: o}}\n",
          "p.yaml:7:13: unknown node 'zz'"},
         {HEAD "nodes:\n  - {name: a, op: filter, where: 't > 1'}\nsinks:\n  - {input: a}\n",
@@ -81,7 +83,21 @@ Test(pipeline, errors_name_file_line_and_key) {
          "checkpoint.interval must be > 0"},
         {HEAD "nodes: [{name: a, op: filter, where: 'true'}]\ndelivery: twice\n",
          "p.yaml:5:11: delivery: expected at_least_once or exactly_once"},
-        {HEAD "nodes: [{name: a, op: filter, where: 'true'}]\nextra: 1\n", "p.yaml:5: pipeline: unknown key 'extra'"},
+        {HEAD "nodes: [{name: a, op: filter, where: 'true'}]\nextra: 1\n", "p.yaml:5:1: pipeline: unknown key 'extra'"},
+        /* issue 13: an empty sink list, empty topic names and a duration without a unit. */
+        {HEAD "nodes: [{name: a, op: filter, where: 'true'}]\nsinks: []\n",
+         "p.yaml:5:8: sinks: empty list (give at least one sink)"},
+        {HEAD "nodes: [{name: a, op: filter, where: 'true'}]\nsinks:\n  - {input: a, kafka: {topic: \"\"}}\n",
+         "p.yaml:6:31: topic: expected a topic name, got an empty string"},
+        {"pipeline: p\nsource: {kafka: {topics: [\"\"]}, fields: {a: long}}\nnodes: [{name: a, op: filter, "
+         "where: 'true'}]\n",
+         "p.yaml:2:27: topic: expected a topic name, got an empty string"},
+        {HEAD "nodes: [{name: a, op: filter, where: 'true'}]\ndead_letter: {kafka: {topic: ''}}\n",
+         "p.yaml:5:30: topic: expected a topic name"},
+        {HEAD "nodes: [{name: w, op: window, type: tumbling, size: 10, aggregates: {n: count}}]\n",
+         "p.yaml:4:53: expected a duration with a unit such as 500ms"},
+        {HEAD "  watermark: {max_out_of_orderness: 250}\nnodes: [{name: a, op: filter, where: 'true'}]\n",
+         "p.yaml:4:37: expected a duration with a unit"},
         {HEAD "nodes: [{name: source, op: filter, where: 'true'}]\n", "node name 'source' is reserved"},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
@@ -192,6 +208,12 @@ Test(pipeline, task_runs_the_graph) {
     cr_assert_eq(weir_task_snapshot(t, &b), WEIR_OK);
     weir_task_t *t2 = weir_task_new(pl, sink_cb, NULL, &c);
     cr_assert_eq(weir_task_restore(t2, b.p, b.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
+    /* --reset-state names a node of the pipeline or of the checkpoint; a typo is refused (issue 13). */
+    weir_restore_opts_t typo = {.reset = "g,nosuch"};
+    cr_assert_eq(weir_task_restore(t2, b.p, b.len, &typo, err, sizeof(err)), WEIR_ERR);
+    cr_assert_str_eq(err, "--reset-state: no node 'nosuch' in the pipeline or in the checkpoint");
+    weir_restore_opts_t ok = {.reset = "g"};
+    cr_assert_eq(weir_task_restore(t2, b.p, b.len, &ok, err, sizeof(err)), WEIR_OK, "%s", err);
     b.p[b.len / 2] ^= 1;
     cr_assert_eq(weir_task_restore(t2, b.p, b.len, NULL, err, sizeof(err)), WEIR_ERR);
     weir_buf_free(&b);
@@ -552,7 +574,8 @@ Test(contract, engine_applies_the_config_map_before_configure) {
     cr_assert_str_eq(err, "fake.yaml:2:4: expected an integer, got 'many'");
     cr_assert_eq(fake_configured, 0);
     cr_assert_eq(fake_compile("label: x\nevery: soon\n"), WEIR_ERR);
-    cr_assert_str_eq(err, "fake.yaml:2:8: expected a duration such as 500ms, 10s, 5m, 1h or 1d, got 'soon'");
+    cr_assert_str_eq(err,
+                     "fake.yaml:2:8: expected a duration with a unit such as 500ms, 10s, 5m, 1h or 1d, got 'soon'");
     cr_assert_eq(fake_compile("n: 3\n"), WEIR_ERR);
     cr_assert_str_eq(err, "fake.yaml:1:1: missing required key 'label' (a name)");
     cr_assert_eq(fake_configured, 0);

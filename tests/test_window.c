@@ -478,6 +478,11 @@ static const err_case_t err_cases[] = {
     {"key: k, type: tumbling, size: 10s, aggregate: {k: count()}", "output field 'k' already exists"},
     {"key: nope, type: tumbling, size: 10s, " AGG_SV, "key: "},
     {"key: k, type: tumbling, size: 10s, sizes: 1, " AGG_SV, "unknown key 'sizes'"},
+    /* issue 13: fan-out bounded (WINDOW_MAX_PANES); 1000d/1ms would fire 8.6e10 windows per record. */
+    {"key: k, type: sliding, size: 1000d, slide: 1ms, " AGG_SV,
+     "test.yaml:7:70: node 'w': slide: size 86400000000 ms in panes of gcd(size, slide) = 1 ms makes 86400000000 "
+     "panes per window (and up to 86400000000 windows per record); the limit is 100000"},
+    {"key: k, type: sliding, size: 100001ms, slide: 2ms, " AGG_SV, "makes 100001 panes per window"},
 };
 
 ParameterizedTestParameters(window, config_errors) {

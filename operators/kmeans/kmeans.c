@@ -729,7 +729,7 @@ static int kmeans_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
     kmeans_ctx_t *ctx = vctx;
     if (wm == WEIR_WM_END) {
         /* End of input: initialise models still buffering, close every open batch. */
-        for (uint32_t id = weir_keymap_first(&ctx->models); id != WEIR_KEYMAP_NONE;
+        for (uint32_t id = weir_keymap_first(&ctx->models); id != WEIR_KEYMAP_NONE && !weir_stop;
              id = weir_keymap_next(&ctx->models, id)) {
             km_slot_t *s = slot_at(ctx, id);
             if (!s->m.ready && s->m.init_n > 0)

@@ -203,6 +203,14 @@ static int window_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
                               "node '%s': slide (%" PRId64 " ms) must not exceed size (%" PRId64 " ms)", plan->name,
                               conf->slide, conf->size);
     conf->pane = session ? 0 : gcd64(conf->size, conf->slide);
+    if (!session && conf->size / conf->pane > WINDOW_MAX_PANES) {
+        const weir_cfg_t *at = weir_cfg_get(plan->cfg, conf->type == WINDOW_SLIDING ? "slide" : "size");
+        return weir_cfg_error(
+            at ? at : plan->cfg, errstr, errstr_size,
+            "node '%s': slide: size %" PRId64 " ms in panes of gcd(size, slide) = %" PRId64 " ms makes %" PRId64
+            " panes per window (and up to %" PRId64 " windows per record); the limit is %d (docs/windows.md)",
+            plan->name, conf->size, conf->pane, conf->size / conf->pane, conf->size / conf->slide, WINDOW_MAX_PANES);
+    }
     conf->early = conf->emit_early && conf->lateness > 0;
 
     if (weir_key_spec_init(&conf->key, plan, errstr, errstr_size))
@@ -779,7 +787,8 @@ static int window_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
     if (wm > ctx->wm)
         ctx->wm = wm;
     wtimer_t tm;
-    while (wstate_timer_pop(st, ctx->wm, &tm)) {
+    /* weir_stop: a stop interrupts a long firing between two keys; the timers left fire at the next watermark. */
+    while (!weir_stop && wstate_timer_pop(st, ctx->wm, &tm)) {
         /* Keys fire in heap order, i.e. at random in memory: start loading the next ones
          * now. The next top is one of the two children of this top, whose keys were
          * prefetched one step ago, so its first pane can be prefetched too. */

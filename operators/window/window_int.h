@@ -23,6 +23,9 @@
 #define WINDOW_SNAPSHOT_VERSION 1
 /** Event times outside (-2^60, 2^60) ms are rejected: no overflow in time arithmetic. */
 #define WINDOW_TS_LIMIT ((int64_t)1 << 60)
+/** Panes per window (size / gcd(size, slide)) at most, hence windows per record (size / slide) too: one record
+ *  of a new key otherwise opens, and at end of input fires, that many windows (docs/windows.md, "Limits"). */
+#define WINDOW_MAX_PANES 100000
 /** The watermark before any: far below any accepted event time. */
 #define WINDOW_WM_NONE (-((int64_t)1 << 62))
 /** "No time": an empty timer. */

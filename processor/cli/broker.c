@@ -76,12 +76,19 @@ int weir_cmd_broker(int argc, char **argv) {
                                          {"help", no_argument, NULL, 'h'},
                                          {0}};
     int c;
+    int64_t v;
     optind = 1;
     const char *control = NULL;
     while ((c = getopt_long(argc, argv, "b:t:p:c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': control = optarg; break;
-        case 'b': nbrokers = atoi(optarg); break;
+        case 'b':
+            if (weir_cli_parse_i64("broker", "brokers", optarg, 1, 16, &v)) {
+                free(topics);
+                return 2;
+            }
+            nbrokers = (int)v;
+            break;
         case 't': topics[ntopics++] = optarg; break;
         case 'p': defparts = optarg; break;
         case 'h':
@@ -94,7 +101,7 @@ int weir_cmd_broker(int argc, char **argv) {
             return 2;
         }
     }
-    if (nbrokers < 1 || nbrokers > 16 || atoi(defparts) < 1) {
+    if (nbrokers < 1 || nbrokers > 16 || weir_cli_parse_i64("broker", "default-partitions", defparts, 1, 100000, &v)) {
         fprintf(stderr, "weir broker: --brokers must be 1..16 and --default-partitions >= 1\n");
         free(topics);
         return 2;
@@ -122,7 +129,10 @@ int weir_cmd_broker(int argc, char **argv) {
     int rc = 0;
     for (int i = 0; i < ntopics; i++) {
         char *colon = strrchr(topics[i], ':');
-        int parts = colon ? atoi(colon + 1) : atoi(defparts);
+        char *pend = NULL;
+        long parts = strtol(colon ? colon + 1 : defparts, &pend, 10);
+        if (*pend || parts > 100000)
+            parts = 0;
         if (colon)
             *colon = '\0';
         if (parts < 1 || !topics[i][0]) {
@@ -130,7 +140,7 @@ int weir_cmd_broker(int argc, char **argv) {
             rc = 2;
             goto out;
         }
-        rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, topics[i], parts, nbrokers < 3 ? nbrokers : 3);
+        rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, topics[i], (int)parts, nbrokers < 3 ? nbrokers : 3);
         if (err) {
             fprintf(stderr, "weir broker: create %s: %s\n", topics[i], rd_kafka_err2str(err));
             rc = 1;

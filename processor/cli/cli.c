@@ -1,7 +1,10 @@
 /* `weir` sub-commands: run, validate, broker, produce, demo. */
 #include "cli.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +99,32 @@ static void run_usage(FILE *fp) {
                 "  --quiet                no summary line\n");
 }
 
+/* --reset-state all, or a comma-separated list of node names without empty ones. A name that is not a node of
+ * the pipeline is accepted only when there are checkpoints (a node removed from the pipeline has saved state to
+ * drop); weir_task_restore then refuses a name that neither the pipeline nor the checkpoint knows. */
+static int check_reset_state(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
+    const char *reset = o->reset_state;
+    if (!strcmp(reset, "all"))
+        return 0;
+    for (const char *p = reset;;) {
+        size_t n = strcspn(p, ",");
+        char name[256];
+        if (n == 0 || n >= sizeof(name)) {
+            fprintf(stderr, "weir run: --reset-state: expected all or NODE[,NODE...], got '%s'\n", reset);
+            return -1;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+        if (weir_pipeline_find_node(pl, name) < 0 && (o->input || !(o->redis || pl->redis_url))) {
+            fprintf(stderr, "weir run: --reset-state: no node '%s' in the pipeline (and no checkpoints)\n", name);
+            return -1;
+        }
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
 int weir_cmd_run(int argc, char **argv) {
     weir_run_opts_t o = {.commit_interval_ms = 5000, .metrics_port = -1};
     static const struct option opts[] = {{"brokers", required_argument, NULL, 'b'},
@@ -117,6 +146,7 @@ int weir_cmd_run(int argc, char **argv) {
                                          {"no-sink-thread", no_argument, NULL, 'T'},
                                          {0}};
     int c;
+    int64_t v;
     optind = 1;
     char *props[64];
     o.props = props;
@@ -125,11 +155,9 @@ int weir_cmd_run(int argc, char **argv) {
         case 'R': o.redis = optarg; break;
         case 'T': o.inline_produce = true; break;
         case 'M':
-            o.metrics_port = atoi(optarg);
-            if (o.metrics_port < 0 || o.metrics_port > 65535) {
-                fprintf(stderr, "weir run: --metrics-port: expected 0..65535\n");
+            if (weir_cli_parse_i64("run", "metrics-port", optarg, 0, 65535, &v))
                 return 2;
-            }
+            o.metrics_port = (int)v;
             break;
         case 'Z': o.reset_state = optarg; break;
         case 'C':
@@ -189,6 +217,10 @@ int weir_cmd_run(int argc, char **argv) {
         fprintf(stderr, "weir run: %s\n", errstr);
         return 2;
     }
+    if (o.reset_state && check_reset_state(pl, &o)) {
+        weir_pipeline_destroy(pl);
+        return 2;
+    }
     weir_install_signals();
     int rc = o.input ? weir_run_file(pl, &o) : weir_run_kafka(pl, &o);
     weir_pipeline_destroy(pl);
@@ -198,7 +230,7 @@ int weir_cmd_run(int argc, char **argv) {
 int weir_cmd_validate(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: weir validate PIPELINE\n\nCompile PIPELINE and print the graph with resolved fields and "
-               "types;\nexit 0 if it is valid, else print the error (FILE:LINE:COL: message) and exit 1.\n");
+               "types;\nexit 0 if it is valid, else print the error (FILE:LINE:COL: message) and exit 2.\n");
         return 0;
     }
     if (argc != 2) {
@@ -209,9 +241,34 @@ int weir_cmd_validate(int argc, char **argv) {
     weir_pipeline_t *pl = weir_pipeline_load(argv[1], errstr, sizeof(errstr));
     if (!pl) {
         fprintf(stderr, "%s\n", errstr);
-        return 1;
+        return 2;
     }
     weir_pipeline_print(pl, stdout);
     weir_pipeline_destroy(pl);
+    return 0;
+}
+
+int weir_cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t min, int64_t max, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno || isspace((unsigned char)*s) || v < min || v > max) {
+        fprintf(stderr, "weir %s: --%s: expected an integer in %lld..%lld, got '%s'\n", cmd, flag, (long long)min,
+                (long long)max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int weir_cli_parse_rate(const char *cmd, const char *flag, const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || !(v > 0)) {
+        fprintf(stderr, "weir %s: --%s: expected a positive number, got '%s'\n", cmd, flag, s);
+        return -1;
+    }
+    *out = v;
     return 0;
 }

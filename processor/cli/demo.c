@@ -165,7 +165,10 @@ int weir_cmd_demo(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'r': rate = atof(optarg); break;
+        case 'r':
+            if (weir_cli_parse_rate("demo", "rate", optarg, &rate))
+                return 2;
+            break;
         case 'P': fputs(demo_pipeline, stdout); return 0;
         case 'h':
             printf("usage: weir demo [--duration D] [--rate R] [--print-pipeline]\n\n"

@@ -73,6 +73,18 @@ static int send_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key, size
     return WEIR_OK;
 }
 
+/* Event time of record i: start + i * step, or false when that does not fit in int64 (weir produce --step -1
+ * from a small --start-ts, or a huge --step: the run stops with an error instead of wrapping around). */
+static bool event_ts_ok(int64_t start, int64_t i, int64_t step, int64_t *ts) {
+    int64_t d;
+    return !__builtin_mul_overflow(i, step, &d) && !__builtin_add_overflow(start, d, ts);
+}
+
+static int64_t event_ts(int64_t start, int64_t i, int64_t step) {
+    int64_t ts;
+    return event_ts_ok(start, i, step, &ts) ? ts : start; /* never reached: checked by the loop */
+}
+
 int weir_produce_run(const weir_produce_opts_t *o) {
     char errstr[WEIR_ERRSTR_SIZE];
     int failed = 0, rc = 1;
@@ -103,8 +115,8 @@ int weir_produce_run(const weir_produce_opts_t *o) {
         goto done;
     }
     if (o->file) {
-        if (!(in = strcmp(o->file, "-") ? fopen(o->file, "rb") : stdin)) {
-            weir_log(WEIR_LOG_ERR, "produce", "%s: %s", o->file, strerror(errno));
+        if (!(in = strcmp(o->file, "-") ? weir_open_regular(o->file, errstr, sizeof(errstr)) : stdin)) {
+            weir_log(WEIR_LOG_ERR, "produce", "%s", errstr);
             goto done;
         }
         if (!(dec = weir_decoder_new(WEIR_FMT_JSON, NULL, rt, false, errstr, sizeof(errstr)))) {
@@ -130,7 +142,19 @@ int weir_produce_run(const weir_produce_opts_t *o) {
     rkt = rd_kafka_topic_new(rk, o->topic, NULL);
     int64_t t0 = weir_now_ns(), sent = 0, bad = 0;
     int64_t start_ts = o->start_ts ? o->start_ts : weir_now_ms();
+    int64_t last_ts;
+    if (!o->file && o->count > 0 && !event_ts_ok(start_ts, o->count - 1, o->step_ms, &last_ts)) {
+        weir_log(WEIR_LOG_ERR, "produce", "--start-ts %lld --step %lld: the event time of record %lld overflows",
+                 (long long)start_ts, (long long)o->step_ms, (long long)o->count);
+        rc = 2;
+        goto done;
+    }
     for (int64_t i = 0; (o->count <= 0 || i < o->count) && !weir_stop && !(o->stop && *o->stop) && !failed; i++) {
+        if (!o->file && !event_ts_ok(start_ts, i, o->step_ms, &last_ts)) {
+            weir_log(WEIR_LOG_ERR, "produce", "--step %lld: the event time of record %lld overflows; stopping",
+                     (long long)o->step_ms, (long long)i + 1);
+            goto done;
+        }
         if (o->rate > 0) {
             int64_t due = t0 + (int64_t)((double)i * 1e9 / o->rate);
             int64_t now = weir_now_ns();
@@ -141,10 +165,16 @@ int weir_produce_run(const weir_produce_opts_t *o) {
         size_t klen = 0;
         weir_buf_reset(&buf);
         if (o->file) {
-            ssize_t n = getline(&line, &linecap, in);
+            bool too_long;
+            ssize_t n = weir_getline_max(&line, &linecap, in, WEIR_MAX_INPUT_LINE, &too_long);
             if (n < 0)
                 break;
-            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            if (too_long) {
+                weir_log(WEIR_LOG_WARN, "produce", "%s:%lld: line longer than %zu bytes: skipped", o->file,
+                         (long long)i + 1, WEIR_MAX_INPUT_LINE);
+                continue;
+            }
+            while (n > 0 && line[n - 1] == '\r')
                 line[--n] = '\0';
             if (o->format == WEIR_FMT_JSON) {
                 weir_buf_append(&buf, line, (size_t)n);
@@ -156,12 +186,12 @@ int weir_produce_run(const weir_produce_opts_t *o) {
             }
         } else if (o->malformed_every > 0 && i % o->malformed_every == o->malformed_every - 1) {
             /* Garbage that no decoder accepts: a truncated record. */
-            weir_gen_sensor_reading(o->seed, i, o->sensors, start_ts + i * o->step_ms, &rec);
+            weir_gen_sensor_reading(o->seed, i, o->sensors, event_ts(start_ts, i, o->step_ms), &rec);
             weir_encode(enc, &rec, NULL, NULL, &buf, errstr, sizeof(errstr));
             buf.len = buf.len > 3 ? 3 : buf.len;
             bad++;
         } else {
-            int64_t ts = o->start_ts || o->rate <= 0 ? start_ts + i * o->step_ms : weir_now_ms();
+            int64_t ts = o->start_ts || o->rate <= 0 ? event_ts(start_ts, i, o->step_ms) : weir_now_ms();
             weir_gen_sensor_reading(o->seed, i, o->sensors, ts, &rec);
             key = o->no_key ? NULL : rec.key;
             klen = o->no_key ? 0 : rec.key_len;
@@ -219,30 +249,30 @@ static void produce_usage(FILE *fp) {
 
 int weir_cmd_produce(int argc, char **argv) {
     weir_produce_opts_t o = {.count = 1000, .format = WEIR_FMT_AVRO, .sensors = 100, .seed = 1, .step_ms = 10};
-    static const struct option opts[] = {{"brokers", required_argument, NULL, 'b'},
-                                         {"topic", required_argument, NULL, 't'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"rate", required_argument, NULL, 'r'},
-                                         {"format", required_argument, NULL, 'f'},
-                                         {"schema", required_argument, NULL, 's'},
-                                         {"sensors", required_argument, NULL, 'k'},
-                                         {"malformed-every", required_argument, NULL, 'm'},
-                                         {"seed", required_argument, NULL, 'S'},
-                                         {"start-ts", required_argument, NULL, 'T'},
-                                         {"step", required_argument, NULL, 'p'},
-                                         {"file", required_argument, NULL, 'F'},
-                                         {"quiet", no_argument, NULL, 'q'},
-                                         {"no-key", no_argument, NULL, 'K'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0}};
+    static const struct option opts[] = {
+        {"brokers", required_argument, NULL, 'b'}, {"topic", required_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},   {"rate", required_argument, NULL, 'r'},
+        {"format", required_argument, NULL, 'f'},  {"schema", required_argument, NULL, 's'},
+        {"sensors", required_argument, NULL, 'k'}, {"malformed-every", required_argument, NULL, 'm'},
+        {"seed", required_argument, NULL, 'S'},    {"start-ts", required_argument, NULL, 'T'},
+        {"step", required_argument, NULL, 'p'},    {"file", required_argument, NULL, 'F'},
+        {"quiet", no_argument, NULL, 'q'},         {"no-key", no_argument, NULL, 'K'},
+        {"help", no_argument, NULL, 'h'},          {0}};
     int c;
+    int64_t v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:t:n:r:f:s:k:m:S:T:p:F:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'b': o.brokers = optarg; break;
         case 't': o.topic = optarg; break;
-        case 'n': o.count = atoll(optarg); break;
-        case 'r': o.rate = atof(optarg); break;
+        case 'n':
+            if (weir_cli_parse_i64("produce", "count", optarg, 0, INT64_MAX, &o.count))
+                return 2;
+            break;
+        case 'r':
+            if (weir_cli_parse_rate("produce", "rate", optarg, &o.rate))
+                return 2;
+            break;
         case 'f':
             if (weir_format_parse(optarg, &o.format)) {
                 fprintf(stderr, "weir produce: --format: expected avro or json\n");
@@ -250,11 +280,28 @@ int weir_cmd_produce(int argc, char **argv) {
             }
             break;
         case 's': o.schema = optarg; break;
-        case 'k': o.sensors = atoi(optarg); break;
-        case 'm': o.malformed_every = atoll(optarg); break;
-        case 'S': o.seed = strtoull(optarg, NULL, 10); break;
-        case 'T': o.start_ts = atoll(optarg); break;
-        case 'p': o.step_ms = atoll(optarg); break;
+        case 'k':
+            if (weir_cli_parse_i64("produce", "sensors", optarg, 1, INT32_MAX, &v))
+                return 2;
+            o.sensors = (int)v;
+            break;
+        case 'm':
+            if (weir_cli_parse_i64("produce", "malformed-every", optarg, 0, INT64_MAX, &o.malformed_every))
+                return 2;
+            break;
+        case 'S':
+            if (weir_cli_parse_i64("produce", "seed", optarg, 0, INT64_MAX, &v))
+                return 2;
+            o.seed = (uint64_t)v;
+            break;
+        case 'T':
+            if (weir_cli_parse_i64("produce", "start-ts", optarg, INT64_MIN, INT64_MAX, &o.start_ts))
+                return 2;
+            break;
+        case 'p':
+            if (weir_cli_parse_i64("produce", "step", optarg, INT64_MIN, INT64_MAX, &o.step_ms))
+                return 2;
+            break;
         case 'F': o.file = optarg; break;
         case 'q': o.quiet = true; break;
         case 'K': o.no_key = true; break;

@@ -2,6 +2,10 @@
 #include "common.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -86,6 +90,8 @@ int64_t weir_now_ms(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+volatile sig_atomic_t weir_stop = 0;
 
 int weir_parse_duration(const char *s, int64_t *ms) {
     if (!s || !*s)
@@ -196,4 +202,81 @@ uint32_t weir_crc32(uint32_t crc, const void *p, size_t n) {
     while (n--)
         crc = crc_table[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
     return ~crc;
+}
+
+FILE *weir_open_regular(const char *path, char *errstr, size_t errstr_size) {
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        weir_err(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        weir_err(errstr, errstr_size, "%s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        weir_err(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return fp;
+}
+
+char *weir_read_file(const char *path, size_t max, size_t *len, char *errstr, size_t errstr_size) {
+    FILE *fp = weir_open_regular(path, errstr, errstr_size);
+    if (!fp)
+        return NULL;
+    struct stat st;
+    if (!fstat(fileno(fp), &st) && (uint64_t)st.st_size > max) {
+        weir_err(errstr, errstr_size, "%s: %lld bytes, more than the limit of %zu bytes for this file", path,
+                 (long long)st.st_size, max);
+        fclose(fp);
+        return NULL;
+    }
+    /* Read at most max + 1 bytes: a file that grew after fstat is still caught. */
+    char *buf = weir_malloc(max + 2);
+    size_t n = fread(buf, 1, max + 1, fp);
+    int rerr = ferror(fp);
+    fclose(fp);
+    if (rerr || n > max) {
+        if (rerr)
+            weir_err(errstr, errstr_size, "%s: read error", path);
+        else
+            weir_err(errstr, errstr_size, "%s: more than the limit of %zu bytes for this file", path, max);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+ssize_t weir_getline_max(char **line, size_t *cap, FILE *fp, size_t max, bool *too_long) {
+    size_t n = 0;
+    int ch = EOF;
+    *too_long = false;
+    while ((ch = getc_unlocked(fp)) != EOF && ch != '\n') {
+        if (n >= max) { /* too long: consume the rest of the line without keeping it */
+            *too_long = true;
+            continue;
+        }
+        if (n + 1 >= *cap) {
+            size_t nc = *cap ? *cap * 2 : 4096;
+            *line = weir_realloc(*line, nc > max + 1 ? max + 1 : nc);
+            *cap = nc > max + 1 ? max + 1 : nc;
+        }
+        (*line)[n++] = (char)ch;
+    }
+    if (ch == EOF && n == 0 && !*too_long)
+        return -1;
+    if (n + 1 > *cap) {
+        *line = weir_realloc(*line, n + 1);
+        *cap = n + 1;
+    }
+    (*line)[n] = '\0';
+    return (ssize_t)n;
 }

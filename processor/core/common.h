@@ -11,6 +11,9 @@
 #ifndef WEIR_COMMON_H
 #define WEIR_COMMON_H
 
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/types.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +55,14 @@ char *weir_strdup(const char *s);
 char *weir_strndup(const char *s, size_t n);
 
 /** @brief Monotonic clock in nanoseconds and wall clock in epoch milliseconds. */
+/**
+ * Set by the SIGINT/SIGTERM handlers (processor/engine/runtime.c): the run loops stop cleanly, and every loop
+ * that may run long (the window's firing, k-means at end of input, the file-mode loop) checks it and returns
+ * early, so a stop takes effect within a second whatever an operator is doing. An operator that returns early
+ * leaves consistent state: what it did not fire yet fires at the next watermark.
+ */
+extern volatile sig_atomic_t weir_stop;
+
 int64_t weir_now_ns(void);
 int64_t weir_now_ms(void);
 
@@ -70,6 +81,33 @@ typedef struct weir_buf {
 } weir_buf_t;
 
 void weir_buf_reserve(weir_buf_t *b, size_t extra);
+
+/** Largest pipeline file (YAML) and schema file (.avsc) weir reads (README.md, "Limits"). */
+#define WEIR_MAX_CONFIG_FILE ((size_t)4 << 20)
+/** Longest line of a JSON-lines input (file mode, weir produce --file); a longer one is dead-lettered. */
+#define WEIR_MAX_INPUT_LINE ((size_t)16 << 20)
+
+/**
+ * @brief Open a regular file for reading; anything else (a device such as /dev/zero, a FIFO, a directory) is
+ *        refused, without blocking on a FIFO. "-" is not special here.
+ * @returns the stream (the caller fcloses it), or NULL with errstr naming the file.
+ */
+FILE *weir_open_regular(const char *path, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Read a whole regular file of at most max bytes into a NUL-terminated buffer (weir_open_regular).
+ * @returns the text (the caller frees it) and its length in *len, or NULL with errstr naming the file and the
+ *          limit when it is larger.
+ */
+char *weir_read_file(const char *path, size_t max, size_t *len, char *errstr, size_t errstr_size);
+
+/**
+ * @brief getline() with a bound: reads one line into *line (grown as needed, at most max + 1 bytes); a line
+ *        longer than max is consumed up to its newline and reported with *too_long set (the first max bytes
+ *        are kept).
+ * @returns the bytes kept (without the newline), or -1 at end of input / on a read error (ferror tells).
+ */
+ssize_t weir_getline_max(char **line, size_t *cap, FILE *fp, size_t max, bool *too_long);
 void weir_buf_append(weir_buf_t *b, const void *p, size_t n);
 void weir_buf_putc(weir_buf_t *b, char c);
 void weir_buf_puts(weir_buf_t *b, const char *s);

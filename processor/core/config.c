@@ -1,6 +1,7 @@
 /* The pipeline file as a placed tree (libyaml event parser) and config maps. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,16 +23,18 @@ static weir_cfg_t *cfg_new(weir_cfg_kind_t kind, const char *file, const yaml_ma
     return c;
 }
 
-static void cfg_push(weir_cfg_t *parent, char *key, int key_line, weir_cfg_t *child) {
+static void cfg_push(weir_cfg_t *parent, char *key, int key_line, int key_col, weir_cfg_t *child) {
     size_t n = parent->n + 1;
     parent->items = weir_realloc(parent->items, n * sizeof(*parent->items));
     parent->items[parent->n] = child;
     if (parent->kind == WEIR_CFG_MAP) {
         parent->keys = weir_realloc(parent->keys, n * sizeof(*parent->keys));
         parent->key_lines = weir_realloc(parent->key_lines, n * sizeof(int));
+        parent->key_cols = weir_realloc(parent->key_cols, n * sizeof(int));
         parent->used = weir_realloc(parent->used, n * sizeof(bool));
         parent->keys[parent->n] = key;
         parent->key_lines[parent->n] = key_line;
+        parent->key_cols[parent->n] = key_col;
         parent->used[parent->n] = false;
     }
     parent->n = n;
@@ -48,6 +51,7 @@ static void cfg_free_node(weir_cfg_t *c) {
     free(c->items);
     free(c->keys);
     free(c->key_lines);
+    free(c->key_cols);
     free(c->used);
     free(c->scalar);
     free(c);
@@ -102,7 +106,7 @@ static weir_cfg_t *yp_collection(yp_t *y, yaml_event_t *start, weir_cfg_kind_t k
             yaml_event_delete(&ev);
             if (!item)
                 goto fail;
-            cfg_push(c, NULL, 0, item);
+            cfg_push(c, NULL, 0, 0, item);
             continue;
         }
         if (ev.type != YAML_SCALAR_EVENT) {
@@ -132,7 +136,7 @@ static weir_cfg_t *yp_collection(yp_t *y, yaml_event_t *start, weir_cfg_kind_t k
             free(key);
             goto fail;
         }
-        cfg_push(c, key, key_line, val);
+        cfg_push(c, key, key_line, key_col, val);
     }
     y->depth--;
     return c;
@@ -227,26 +231,12 @@ done:
 }
 
 weir_cfg_t *weir_cfg_load_file(const char *path, char *errstr, size_t errstr_size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        weir_err(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+    size_t len;
+    char *text = weir_read_file(path, WEIR_MAX_CONFIG_FILE, &len, errstr, errstr_size);
+    if (!text)
         return NULL;
-    }
-    weir_buf_t b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        weir_buf_append(&b, chunk, n);
-    int rerr = ferror(fp);
-    fclose(fp);
-    if (rerr) {
-        weir_buf_free(&b);
-        weir_err(errstr, errstr_size, "%s: read error", path);
-        return NULL;
-    }
-    weir_buf_putc(&b, '\0');
-    weir_cfg_t *c = weir_cfg_load_string(path, (const char *)b.p, errstr, errstr_size);
-    weir_buf_free(&b);
+    weir_cfg_t *c = weir_cfg_load_string(path, text, errstr, errstr_size);
+    free(text);
     return c;
 }
 
@@ -277,8 +267,8 @@ int weir_cfg_check_unused(const weir_cfg_t *map, const char *what, char *errstr,
         return WEIR_OK;
     for (size_t i = 0; i < map->n; i++)
         if (!map->used[i])
-            return weir_err(errstr, errstr_size, "%s:%d: %s: unknown key '%s'", map->file, map->key_lines[i], what,
-                            map->keys[i]);
+            return weir_err(errstr, errstr_size, "%s:%d:%d: %s: unknown key '%s'", map->file, map->key_lines[i],
+                            map->key_cols[i], what, map->keys[i]);
     return WEIR_OK;
 }
 
@@ -334,9 +324,15 @@ int weir_cfg_as_bool(const weir_cfg_t *c, bool *out, char *errstr, size_t errstr
 int weir_cfg_as_duration(const weir_cfg_t *c, int64_t *ms, char *errstr, size_t errstr_size) {
     if (want_scalar(c, "a duration", errstr, errstr_size))
         return WEIR_ERR;
-    if (weir_parse_duration(c->scalar, ms))
-        return weir_cfg_error(c, errstr, errstr_size, "expected a duration such as 500ms, 10s, 5m, 1h or 1d, got '%s'",
-                              c->scalar);
+    /* A unit is required in a pipeline file (`size: 10` is 10 ms or 10 s? say which); 0 needs none. The
+     * command line keeps accepting bare milliseconds. Defaults in config maps are trusted text. */
+    size_t n = strlen(c->scalar);
+    bool bare = n > 0 && isdigit((unsigned char)c->scalar[n - 1]) && strcmp(c->file, "<default>");
+    char *end;
+    bool zero = strtod(c->scalar, &end) == 0 && end != c->scalar && !*end;
+    if (weir_parse_duration(c->scalar, ms) || (bare && !zero))
+        return weir_cfg_error(c, errstr, errstr_size,
+                              "expected a duration with a unit such as 500ms, 10s, 5m, 1h or 1d, got '%s'", c->scalar);
     return WEIR_OK;
 }
 

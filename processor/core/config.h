@@ -28,6 +28,7 @@ typedef struct weir_cfg {
     size_t n;                /**< MAP/SEQ: number of items */
     char **keys;             /**< MAP: keys (owned) */
     int *key_lines;          /**< MAP: line of each key */
+    int *key_cols;           /**< MAP: column of each key (a flow mapping has several keys on one line) */
     struct weir_cfg **items; /**< MAP/SEQ: children (owned) */
     bool *used;              /**< MAP: key was read */
 } weir_cfg_t;

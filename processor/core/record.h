@@ -127,6 +127,9 @@ void weir_arena_reset(weir_arena_t *a);
 void weir_arena_free(weir_arena_t *a);
 
 #define WEIR_TS_NONE INT64_MIN
+/** Event times must lie strictly between -WEIR_TS_LIMIT and WEIR_TS_LIMIT (2^60 ms, some 36 million years):
+ *  the source dead-letters anything else before it reaches an operator or the watermark. */
+#define WEIR_TS_LIMIT ((int64_t)1 << 60)
 
 /** A record: values in slot order plus metadata. */
 typedef struct weir_record {

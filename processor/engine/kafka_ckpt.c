@@ -289,6 +289,40 @@ int64_t kafka_restore_task(krun_t *kr, ktask_t *t, int64_t committed) {
     }
     if (rc != WEIR_OK) /* stopped while waiting for Redis */
         goto done;
+    /* The checkpoint's offset must lie in the partition's log [low, high]: else the broker answers
+     * out-of-range, the consumer resets, and every message below the offset would be skipped as already
+     * processed. Refused (docs/checkpoints.md), unless --reset-state all: then the partition starts empty
+     * at the committed offset. The same for the checkpoint exactly-once chose by the committed offset. */
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t qerr =
+        rd_kafka_query_watermark_offsets(kr->consumer, t->topic, t->partition, &lo, &hi, KAFKA_REQUEST_TIMEOUT_MS);
+    if (qerr) {
+        weir_log(WEIR_LOG_WARN, "checkpoint",
+                 "%s[%d]: cannot read the log's offsets (%s): checkpoint offset %lld "
+                 "not checked",
+                 t->topic, (int)t->partition, rd_kafka_err2str(qerr), (long long)off);
+    } else if (off < lo || off > hi) {
+        char key[512];
+        weir_ckpt_key(kr->ckpt, t->topic, t->partition, n, key, sizeof(key));
+        bool reset = kr->o->reset_state && !strcmp(kr->o->reset_state, "all");
+        weir_log(WEIR_LOG_ERR, "checkpoint", "%s: offset %lld lies outside the log of %s[%d] (offsets %lld..%lld): %s",
+                 key, (long long)off, t->topic, (int)t->partition, (long long)lo, (long long)hi,
+                 reset ? "--reset-state all: this partition starts empty at the committed offset"
+                       : "refusing to start (the log was deleted, truncated or recreated?); "
+                         "--reset-state all starts this partition empty at the committed offset (docs/checkpoints.md)");
+        if (!reset)
+            kr->fatal = true;
+        else if (committed >= 0 && (committed < lo || committed > hi)) {
+            /* The committed offset is outside the log too: the consumer's auto.offset.reset decides, and no
+             * message is taken for already processed. */
+            weir_log(WEIR_LOG_WARN, "checkpoint",
+                     "%s[%d]: the committed offset %lld is outside the log too: "
+                     "starting where auto.offset.reset says",
+                     t->topic, (int)t->partition, (long long)committed);
+            t->ck.next_offset = -1;
+        }
+        goto done;
+    }
     weir_restore_opts_t opts = {.saved_fp = fp, .cur_fp = kr->fingerprint, .reset = kr->o->reset_state};
     if (weir_task_restore(t->task, state.p, state.len, &opts, errstr, sizeof(errstr))) {
         weir_log(WEIR_LOG_ERR, "checkpoint", "%s[%d]: cannot restore checkpoint #%lld: %s", t->topic, (int)t->partition,

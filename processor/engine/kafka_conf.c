@@ -145,6 +145,11 @@ rd_kafka_t *kafka_producer_new(krun_t *kr, char *errstr, size_t errstr_size) {
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
+    char mmb[32];
+    size_t mmb_size = sizeof(mmb);
+    kr->max_message = 1000000; /* librdkafka's default */
+    if (rd_kafka_conf_get(conf, "message.max.bytes", mmb, &mmb_size) == RD_KAFKA_CONF_OK)
+        kr->max_message = (size_t)strtoull(mmb, NULL, 10);
     rd_kafka_conf_set_opaque(conf, kr);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);

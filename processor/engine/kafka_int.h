@@ -105,6 +105,9 @@ struct krun {
     end_mark_t *ends;
     int nends;
     uint64_t in, out, dead;
+    uint64_t undecodable;            /* dead letters of input that never reached a task (records_in = in + it) */
+    _Atomic uint64_t dead_outputs;   /* outputs too large for the producer, dead-lettered (either thread) */
+    size_t max_message;              /* the producer's message.max.bytes */
     _Atomic uint64_t produce_errors; /* also counted by the hand-off thread */
     int64_t first_ns, last_ns;
     bool ended_here; /* --until-end: last_ns is when this member's inputs ended */

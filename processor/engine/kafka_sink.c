@@ -6,30 +6,97 @@
 
 #include "kafka_int.h"
 
-/* Produce with back-pressure: on a full queue, serve delivery reports and retry. */
-static void produce(krun_t *kr, rd_kafka_topic_t *rkt, int32_t partition, const void *key, size_t key_len,
-                    const void *val, size_t len, rd_kafka_headers_t *hdrs, int64_t ts) {
+/* Produce with back-pressure: on a full queue, serve delivery reports and retry. Returns librdkafka's error;
+ * hdrs are destroyed on failure (librdkafka takes them only on success). */
+static rd_kafka_resp_err_t produce_try(krun_t *kr, rd_kafka_topic_t *rkt, int32_t partition, const void *key,
+                                       size_t key_len, const void *val, size_t len, rd_kafka_headers_t *hdrs,
+                                       int64_t ts) {
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(kr->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
                                                     RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)val, len),
                                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts),
                                                     RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         if (!err)
-            return;
-        bool was_fatal = kr->fatal;
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !was_fatal) {
+            return err;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !kr->fatal) {
             rd_kafka_poll(kr->producer, 10);
             continue;
         }
         /* (after a fatal error the run is stopping: a full queue is not waited on) */
-        kr->produce_errors++;
-        if (!was_fatal)
-            weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
         if (hdrs)
-            rd_kafka_headers_destroy(hdrs); /* not taken over by librdkafka on failure */
-        kr->fatal = true;
+            rd_kafka_headers_destroy(hdrs);
+        return err;
+    }
+}
+
+/* A produce error other than a too-large message stops the run. */
+static void produce_failed(krun_t *kr, rd_kafka_topic_t *rkt, rd_kafka_resp_err_t err) {
+    kr->produce_errors++;
+    if (!kr->fatal)
+        weir_log(WEIR_LOG_ERR, LOG, "produce to %s failed: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(err));
+    kr->fatal = true;
+}
+
+/* Room left for headers and the record framing when a dead letter is cut to fit message.max.bytes (at most
+ * half of it). */
+#define DLQ_TRUNCATE_MARGIN 4096
+
+/* A message to the dead-letter topic with headers h (taken). Larger than the producer allows, it is cut to
+ * fit, with weir.truncated: true and weir.original.size: its size, so nothing stops the pipeline; a key too
+ * large goes the same way. Any thread (librdkafka's produce is thread-safe). */
+static void produce_dead_letter(krun_t *kr, const void *key, size_t key_len, const void *val, size_t len,
+                                rd_kafka_headers_t *h) {
+    rd_kafka_headers_t *copy = rd_kafka_headers_copy(h);
+    rd_kafka_resp_err_t err = produce_try(kr, kr->dlq_topic, RD_KAFKA_PARTITION_UA, key, key_len, val, len, h, 0);
+    if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        rd_kafka_headers_destroy(copy);
+        if (err)
+            produce_failed(kr, kr->dlq_topic, err);
         return;
     }
+    size_t margin = kr->max_message / 2 < DLQ_TRUNCATE_MARGIN ? kr->max_message / 2 : DLQ_TRUNCATE_MARGIN;
+    size_t room = kr->max_message - margin;
+    char num[32];
+    snprintf(num, sizeof(num), "%zu", len);
+    rd_kafka_header_add(copy, "weir.truncated", -1, "true", -1);
+    rd_kafka_header_add(copy, "weir.original.size", -1, num, -1);
+    if (key_len > room / 2) {
+        snprintf(num, sizeof(num), "%zu", key_len);
+        rd_kafka_header_add(copy, "weir.original.key.size", -1, num, -1);
+        key_len = room / 2;
+    }
+    room -= key_len;
+    weir_log(WEIR_LOG_WARN, LOG, "dead letter of %zu bytes is larger than message.max.bytes (%zu): truncated to %zu",
+             len, kr->max_message, len < room ? len : room);
+    err = produce_try(kr, kr->dlq_topic, RD_KAFKA_PARTITION_UA, key, key_len, val, len < room ? len : room, copy, 0);
+    if (err)
+        produce_failed(kr, kr->dlq_topic, err);
+}
+
+/* Produce; a message too large for the producer is not an error that stops the run: an output goes to the
+ * dead-letter topic with the reason (and its id), see produce_dead_letter. */
+static void produce(krun_t *kr, rd_kafka_topic_t *rkt, int32_t partition, const void *key, size_t key_len,
+                    const void *val, size_t len, rd_kafka_headers_t *hdrs, int64_t ts) {
+    rd_kafka_headers_t *copy = hdrs ? rd_kafka_headers_copy(hdrs) : rd_kafka_headers_new(4);
+    rd_kafka_resp_err_t err = produce_try(kr, rkt, partition, key, key_len, val, len, hdrs, ts);
+    if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        rd_kafka_headers_destroy(copy);
+        if (err)
+            produce_failed(kr, rkt, err);
+        return;
+    }
+    uint64_t n = atomic_fetch_add(&kr->dead_outputs, 1) + 1;
+    char reason[256];
+    snprintf(reason, sizeof(reason),
+             "output to %s: %zu bytes (key %zu) is larger than the producer's "
+             "message.max.bytes (%zu)",
+             rd_kafka_topic_name(rkt), len, key_len, kr->max_message);
+    if (n <= 10 || weir_log_level >= WEIR_LOG_DEBUG)
+        weir_log(WEIR_LOG_WARN, LOG, "dead-letter: %s", reason);
+    rd_kafka_header_add(copy, "weir.error.reason", -1, reason, -1);
+    rd_kafka_header_add(copy, "weir.error.topic", -1, rd_kafka_topic_name(rkt), -1);
+    rd_kafka_header_add(copy, "weir.pipeline", -1, kr->pl->name, -1);
+    produce_dead_letter(kr, key, key_len, val, len, copy);
 }
 
 /* An output to `dest` (a sink, or nsinks + stage: a repartition topic) with the headers of its kind. */
@@ -87,7 +154,6 @@ void kafka_queue_out(krun_t *kr, int dest, int32_t partition, out_kind_t kind, c
         weir_spsc_drain(kr->outq);
     produce_output(kr, dest, partition, kind, key, klen, val, vlen, id, idlen, ts);
 }
-
 
 static size_t put_u64(char *o, uint64_t u) {
     char d[24];
@@ -225,7 +291,7 @@ void kafka_dead_letter(krun_t *kr, const char *topic, int32_t partition, int64_t
         rd_kafka_header_add(h, "weir.error.node", -1, node, -1);
     if (kr->dead <= 10 || weir_log_level >= WEIR_LOG_DEBUG)
         weir_log(WEIR_LOG_WARN, LOG, "dead-letter %s [%" PRId32 "] @%" PRId64 ": %s", topic, partition, offset, reason);
-    produce(kr, kr->dlq_topic, RD_KAFKA_PARTITION_UA, key, key_len, val, len, h, 0);
+    produce_dead_letter(kr, key, key_len, val, len, h);
 }
 
 /* The task's reject callback (opaque: its ktask_t): a dead letter. */

@@ -67,6 +67,15 @@ static int parse_bool_key(load_ctx_t *lc, const weir_cfg_t *map, const char *key
     return c ? weir_cfg_as_bool(c, out, lc->errstr, lc->errstr_size) : WEIR_OK;
 }
 
+/* A Kafka topic name: a non-empty string (Kafka refuses "" and weir would produce nowhere). */
+static int as_topic(load_ctx_t *lc, const weir_cfg_t *c, const char **out) {
+    if (weir_cfg_as_str(c, out, lc->errstr, lc->errstr_size))
+        return WEIR_ERR;
+    if (!**out)
+        return weir_cfg_error(c, lc->errstr, lc->errstr_size, "topic: expected a topic name, got an empty string");
+    return WEIR_OK;
+}
+
 static int parse_properties(load_ctx_t *lc, const weir_cfg_t *kafka, const weir_cfg_t **out) {
     const weir_cfg_t *p = weir_cfg_get(kafka, "properties");
     *out = p;
@@ -136,12 +145,12 @@ static int load_source(load_ctx_t *lc, weir_rowtype_t **owned_rt) {
             src->ntopics = (int)topics->n;
             src->topics = weir_calloc(topics->n, sizeof(char *));
             for (size_t i = 0; i < topics->n; i++)
-                if (weir_cfg_as_str(topics->items[i], &src->topics[i], lc->errstr, lc->errstr_size))
+                if (as_topic(lc, topics->items[i], &src->topics[i]))
                     return WEIR_ERR;
         } else if (topic || (topics && topics->kind == WEIR_CFG_SCALAR)) {
             src->ntopics = 1;
             src->topics = weir_calloc(1, sizeof(char *));
-            if (weir_cfg_as_str(topic ? topic : topics, &src->topics[0], lc->errstr, lc->errstr_size))
+            if (as_topic(lc, topic ? topic : topics, &src->topics[0]))
                 return WEIR_ERR;
         } else {
             return weir_cfg_error(k, lc->errstr, lc->errstr_size, "source.kafka: needs 'topics: [name, ...]'");
@@ -207,6 +216,8 @@ static int load_source(load_ctx_t *lc, weir_rowtype_t **owned_rt) {
              offsetof(weir_source_spec_t, max_out_of_orderness_ms), "how late records may arrive"},
             {WEIR_CM_DURATION, "idle_timeout", "0", false, offsetof(weir_source_spec_t, idle_timeout_ms),
              "advance an idle partition's watermark by processing time after this long (0 = never)"},
+            {WEIR_CM_DURATION, "max_future", "0", false, offsetof(weir_source_spec_t, max_future_ms),
+             "dead-letter records whose event time is further ahead of processing time (0 = off)"},
             {0},
         };
         if (wm->kind != WEIR_CFG_MAP)
@@ -379,6 +390,8 @@ static int load_sinks(load_ctx_t *lc) {
         return WEIR_OK;
     if (sinks->kind != WEIR_CFG_SEQ)
         return weir_cfg_error(sinks, lc->errstr, lc->errstr_size, "sinks: expected a list");
+    if (sinks->n == 0)
+        return weir_cfg_error(sinks, lc->errstr, lc->errstr_size, "sinks: empty list (give at least one sink)");
     pl->nsinks = (int)sinks->n;
     pl->sinks = weir_calloc(sinks->n + 1, sizeof(weir_sink_spec_t));
     for (size_t i = 0; i < sinks->n; i++) {
@@ -415,7 +428,7 @@ static int load_sinks(load_ctx_t *lc) {
         const weir_cfg_t *t = weir_cfg_get(k, "topic");
         if (!t)
             return weir_cfg_error(k, lc->errstr, lc->errstr_size, "sinks[%zu].kafka: missing required key 'topic'", i);
-        if (weir_cfg_as_str(t, &sk->topic, lc->errstr, lc->errstr_size) || parse_properties(lc, k, &sk->properties) ||
+        if (as_topic(lc, t, &sk->topic) || parse_properties(lc, k, &sk->properties) ||
             weir_cfg_check_unused(k, "sink kafka", lc->errstr, lc->errstr_size))
             return WEIR_ERR;
         if (parse_format(lc, c, &sk->format) || parse_bool_key(lc, c, "confluent", &sk->confluent))
@@ -528,7 +541,7 @@ static int load_rest(load_ctx_t *lc) {
             if (!t)
                 return weir_cfg_error(dl, lc->errstr, lc->errstr_size, "dead_letter: expected {kafka: {topic: NAME}}");
         }
-        if (weir_cfg_as_str(t, &pl->dead_letter_topic, lc->errstr, lc->errstr_size))
+        if (as_topic(lc, t, &pl->dead_letter_topic))
             return WEIR_ERR;
     } else {
         size_t n = strlen(pl->name) + 5;
@@ -711,8 +724,11 @@ void weir_pipeline_print(const weir_pipeline_t *pl, FILE *fp) {
     print_rowtype(s->rt, fp);
     fprintf(fp, "\n  event time: %s",
             s->event_time_slot >= 0 ? s->rt->fields[s->event_time_slot].name : "Kafka message timestamp");
-    fprintf(fp, ", max out-of-orderness %lld ms, idle timeout %lld ms\n", (long long)s->max_out_of_orderness_ms,
+    fprintf(fp, ", max out-of-orderness %lld ms, idle timeout %lld ms", (long long)s->max_out_of_orderness_ms,
             (long long)s->idle_timeout_ms);
+    if (s->max_future_ms > 0)
+        fprintf(fp, ", max future %lld ms", (long long)s->max_future_ms);
+    fputc('\n', fp);
     for (int k = 0; k < pl->nnodes; k++) {
         const weir_node_t *n = &pl->nodes[pl->order[k]];
         const char *in = n->input_node == WEIR_SOURCE ? "source" : pl->nodes[n->input_node].plan.name;

@@ -56,6 +56,7 @@ typedef struct weir_source_spec {
     int key_slot;                 /**< slot used as record key when the message has none, or -1 */
     int64_t max_out_of_orderness_ms;
     int64_t idle_timeout_ms;    /**< 0 = never */
+    int64_t max_future_ms;      /**< dead-letter event times further ahead of processing time; 0 = off */
     const char *partitioned_by; /**< `partitioned_by:` key expression the producer keyed by, or NULL */
 } weir_source_spec_t;
 

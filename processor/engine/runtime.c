@@ -6,8 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-volatile sig_atomic_t weir_stop = 0;
-
 static void on_signal(int sig) {
     (void)sig;
     weir_stop = 1;
@@ -113,7 +111,7 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
             if (!isfinite(v->u.d))
                 return weir_err(reason, reason_size, "event time field '%s' is not finite", name);
             /* converted only when in range: the conversion of a double beyond int64 is undefined */
-            if (!(fabs(v->u.d) < (double)WEIR_EVENT_TIME_LIMIT))
+            if (!(fabs(v->u.d) < (double)WEIR_TS_LIMIT))
                 return weir_err(reason, reason_size, "event time field '%s': %g ms is out of range (+-2^60 ms)", name,
                                 v->u.d);
             rec->ts = (int64_t)v->u.d;
@@ -125,12 +123,23 @@ int weir_source_stamp(const weir_source_spec_t *src, weir_record_t *rec, int64_t
             break;
         default: return weir_err(reason, reason_size, "event time field '%s' is null", name);
         }
-        if (rec->ts <= -WEIR_EVENT_TIME_LIMIT || rec->ts >= WEIR_EVENT_TIME_LIMIT)
+        if (rec->ts <= -WEIR_TS_LIMIT || rec->ts >= WEIR_TS_LIMIT)
             return weir_err(reason, reason_size, "event time field '%s': %lld ms is out of range (+-2^60 ms)", name,
                             (long long)rec->ts);
-    } else if (rec->ts != WEIR_TS_NONE && (rec->ts <= -WEIR_EVENT_TIME_LIMIT || rec->ts >= WEIR_EVENT_TIME_LIMIT)) {
+    } else if (rec->ts != WEIR_TS_NONE && (rec->ts <= -WEIR_TS_LIMIT || rec->ts >= WEIR_TS_LIMIT)) {
         return weir_err(reason, reason_size, "message timestamp %lld ms is out of range (+-2^60 ms)",
                         (long long)rec->ts);
+    }
+    /* Checked here, before the record reaches an operator: a rejected record leaves no trace in state or time. */
+    if (rec->ts != WEIR_TS_NONE) {
+        if (src->max_future_ms > 0) {
+            int64_t ahead = rec->ts - weir_now_ms();
+            if (ahead > src->max_future_ms)
+                return weir_err(reason, reason_size,
+                                "event time %lld is %lld ms ahead of processing time (source.watermark.max_future: "
+                                "%lld ms)",
+                                (long long)rec->ts, (long long)ahead, (long long)src->max_future_ms);
+        }
     }
     if (src->key_slot >= 0) {
         const weir_value_t *v = &rec->v[src->key_slot];

@@ -32,18 +32,12 @@ typedef struct weir_run_opts {
     char **props;
 } weir_run_opts_t;
 
-/** Set by SIGINT/SIGTERM handlers: the run loops stop cleanly. */
-extern volatile sig_atomic_t weir_stop;
-
 /** @brief Install SIGINT/SIGTERM handlers that set weir_stop. */
 void weir_install_signals(void);
 
 /** @returns process exit code (0 ok). */
 int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o);
 int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o);
-
-/** Event times must lie strictly within +-this (epoch ms, about +-36 million years). */
-#define WEIR_EVENT_TIME_LIMIT ((int64_t)1 << 60)
 
 /**
  * @brief Set rec->ts from the source's event-time field, or leave the given

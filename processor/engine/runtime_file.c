@@ -13,7 +13,8 @@ typedef struct file_run {
     FILE *dead;
     weir_encoder_t **enc; /* per sink */
     weir_buf_t buf;
-    uint64_t dead_count;
+    uint64_t dead_count;  /* every dead letter: undecodable lines and records an operator rejected */
+    uint64_t undecodable; /* lines that never reached the task (not in its records_in) */
     const char *input_name;
 } file_run_t;
 
@@ -89,9 +90,9 @@ int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             weir_log(WEIR_LOG_ERR, "file", "sink %s: %s", pl->sinks[i].label, errstr);
             goto done;
         }
-    in = strcmp(o->input, "-") ? fopen(o->input, "rb") : stdin;
+    in = strcmp(o->input, "-") ? weir_open_regular(o->input, errstr, sizeof(errstr)) : stdin;
     if (!in) {
-        weir_log(WEIR_LOG_ERR, "file", "%s: cannot open: %s", o->input, strerror(errno));
+        weir_log(WEIR_LOG_ERR, "file", "%s", errstr);
         goto done;
     }
     fr.out = !o->output || !strcmp(o->output, "-") ? stdout : fopen(o->output, "wb");
@@ -110,11 +111,20 @@ int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     task = weir_task_new(pl, file_sink, file_reject, &fr);
     int64_t start = weir_now_ns();
     int64_t lineno = 0;
+    bool stopped = false;
     ssize_t n;
     char reason[WEIR_ERRSTR_SIZE];
-    while (!weir_stop && (n = getline(&line, &linecap, in)) >= 0) {
+    bool too_long;
+    while (!weir_stop && (n = weir_getline_max(&line, &linecap, in, WEIR_MAX_INPUT_LINE, &too_long)) >= 0) {
         lineno++;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        if (too_long) { /* dead-lettered with its first bytes, never held whole in memory */
+            snprintf(reason, sizeof(reason), "line longer than %zu bytes (the limit of an input line)",
+                     WEIR_MAX_INPUT_LINE);
+            fr.undecodable++;
+            write_dead(&fr, lineno, NULL, reason, line, n > 256 ? 256 : (size_t)n);
+            continue;
+        }
+        while (n > 0 && line[n - 1] == '\r')
             line[--n] = '\0';
         if (n == 0)
             continue;
@@ -125,6 +135,7 @@ int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         rec.key_len = 0;
         if (weir_decode(dec, line, (size_t)n, &rec, reason, sizeof(reason)) ||
             weir_source_stamp(&pl->source, &rec, WEIR_TS_NONE, reason, sizeof(reason))) {
+            fr.undecodable++;
             write_dead(&fr, lineno, NULL, reason, line, (size_t)n);
             continue;
         }
@@ -134,17 +145,24 @@ int weir_run_file(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
         weir_log(WEIR_LOG_ERR, "file", "%s: read error: %s", o->input, strerror(errno));
         goto done;
     }
-    /* End of input: the watermark goes to +infinity and every open window fires. */
-    weir_task_advance(task, WEIR_WM_END);
+    /* End of input: the watermark goes to +infinity and every open window fires (operators stop early on
+     * weir_stop, so a SIGTERM ends even a long firing within a second). */
+    if (!weir_stop)
+        weir_task_advance(task, WEIR_WM_END);
+    if (weir_stop) {
+        weir_log(WEIR_LOG_WARN, "file", "%s: stopped by a signal after line %lld: the output is incomplete (exit 1)",
+                 o->input, (long long)lineno);
+        stopped = true;
+    }
     if (fflush(fr.out) || (fr.dead && fflush(fr.dead))) {
         weir_log(WEIR_LOG_ERR, "file", "write error: %s", strerror(errno));
         goto done;
     }
     double elapsed = (double)(weir_now_ns() - start) / 1e9;
     if (!o->quiet)
-        weir_print_summary(weir_task_stats(task)->records_in + fr.dead_count, weir_task_stats(task)->sink_out,
+        weir_print_summary(weir_task_stats(task)->records_in + fr.undecodable, weir_task_stats(task)->sink_out,
                            fr.dead_count, elapsed, "start..last_output_written");
-    rc = 0;
+    rc = stopped ? 1 : 0;
 done:
     free(line);
     weir_record_free(&rec);

@@ -350,6 +350,7 @@ static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     int64_t kts = rd_kafka_message_timestamp(m, &tstype);
     if (weir_decode(t->dec, m->payload, m->len, rec, reason, sizeof(reason)) ||
         weir_source_stamp(&kr->pl->source, rec, kts >= 0 ? kts : WEIR_TS_NONE, reason, sizeof(reason))) {
+        kr->undecodable++;
         kafka_dead_letter(kr, topic, m->partition, m->offset, NULL, reason, m->key, m->key_len, m->payload, m->len);
     } else {
         kr->in++;
@@ -358,7 +359,7 @@ static void handle_message(krun_t *kr, rd_kafka_message_t *m) {
     t->ck.next_offset = m->offset + 1;
     if (t->end_offset >= 0 && t->ck.next_offset >= t->end_offset)
         source_ended(kr, t);
-    atomic_store_explicit(&kr->metrics.records_in, kr->in + kr->dead, memory_order_relaxed);
+    atomic_store_explicit(&kr->metrics.records_in, kr->in + kr->undecodable, memory_order_relaxed);
 }
 
 /* Set-up: the instance name, the librdkafka handles, the metadata check, the
@@ -561,7 +562,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
     run_close(&kr);
     if (rc == 0 && !o->quiet) {
         double el = kr.first_ns ? (double)(kr.last_ns - kr.first_ns) / 1e9 : 0.0;
-        weir_print_summary(kr.in + kr.dead, kr.out, kr.dead, el, "first_record..last_output_acked");
+        weir_print_summary(kr.in + kr.undecodable, kr.out, kr.dead + atomic_load(&kr.dead_outputs), el,
+                           "first_record..last_output_acked");
     }
     return rc;
 }

@@ -153,9 +153,14 @@ void weir_task_advance(weir_task_t *t, int64_t wm) {
 void weir_task_process(weir_task_t *t, const weir_record_t *rec) {
     const weir_pipeline_t *pl = t->pl;
     t->stats.records_in++;
+    uint64_t rejected = t->stats.rejected;
     for (int i = 0; i < pl->nnodes; i++)
         if (pl->nodes[i].input_node == WEIR_SOURCE)
             deliver(t, i, rec);
+    /* A record an operator dead-lettered does not move time either (issue 13): one bad event time must not
+     * close every window. */
+    if (t->stats.rejected != rejected)
+        return;
     if (rec->ts != WEIR_TS_NONE && (t->max_ts == WEIR_TS_NONE || rec->ts > t->max_ts)) {
         t->max_ts = rec->ts;
         int64_t wm = rec->ts - pl->source.max_out_of_orderness_ms;
@@ -451,6 +456,23 @@ int weir_task_restore(weir_task_t *t, const void *p, size_t n, const weir_restor
                      "(or all) to drop it",
                      v.nodes[i].name, v.nodes[i].name);
             goto done;
+        }
+    }
+    /* A --reset-state name must be a node of the pipeline or of the checkpoint (a typo resets nothing). */
+    if (reset && strcmp(reset, "all")) {
+        for (const char *q = reset; *q;) {
+            size_t len = strcspn(q, ",");
+            bool known = false;
+            for (int i = 0; i < pl->nnodes && !known; i++)
+                known = strlen(pl->nodes[i].plan.name) == len && !strncmp(pl->nodes[i].plan.name, q, len);
+            for (uint32_t k = 0; k < v.nnodes && !known; k++)
+                known = strlen(v.nodes[k].name) == len && !strncmp(v.nodes[k].name, q, len);
+            if (!known) {
+                weir_err(errstr, errstr_size, "--reset-state: no node '%.*s' in the pipeline or in the checkpoint",
+                         (int)len, q);
+                goto done;
+            }
+            q += len + (q[len] == ',');
         }
     }
     src = weir_calloc((size_t)pl->nnodes + 1, sizeof(int));
