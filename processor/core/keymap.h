@@ -5,11 +5,17 @@
  *
  * DESIGN.md §5 says "state is keyed inside the operator (hash map key ->
  * per-key state)"; this is that map, written once. What it guarantees:
- *  - **Insertion order.** Iteration (weir_keymap_first / _next) visits the
- *    live keys in the order they were added, whatever their hashes, so a
- *    snapshot, a dump or end-of-input firing is deterministic and does not
- *    change when the hash function or the table size does. A removed key
- *    leaves the order; adding it again puts it at the end.
+ *  - **Insertion order, or recency order.** Iteration (weir_keymap_first /
+ *    _next) visits the live keys in the order they were added, whatever their
+ *    hashes, so a snapshot, a dump or end-of-input firing is deterministic and
+ *    does not change when the hash function or the table size does. A removed
+ *    key leaves the order; adding it again puts it at the end.
+ *    weir_keymap_touch() moves a key to the end too: an operator that touches
+ *    the key of every record it takes gets the keys least recently updated
+ *    first (an LRU order, for max_keys eviction), still a pure function of its
+ *    input. A snapshot written in this order and restored by adding the keys
+ *    in it rebuilds the same order, so eviction after a restore picks the same
+ *    keys as an uninterrupted run.
  *  - **Stable ids.** A key keeps its id (a small integer) until it is
  *    removed; an id is then reused. Operators may store ids (timers, lists).
  *  - **No allocation on the per-record path.** Finding an existing key is a
@@ -44,7 +50,7 @@ typedef struct weir_keymap_ent {
     uint32_t hash;       /**< low 32 bits of the key's hash */
     uint32_t klen;       /**< key length in bytes */
     uint32_t koff;       /**< offset of the key bytes in the slab */
-    uint32_t prev, next; /**< insertion order (next: free-list link when free) */
+    uint32_t prev, next; /**< iteration order (next: free-list link when free) */
     uint32_t live;       /**< 1 = in use */
 } weir_keymap_ent_t;
 
@@ -55,7 +61,7 @@ typedef struct weir_keymap {
     uint32_t cap, used;  /**< entries allocated / ever handed out */
     uint32_t free_head;  /**< free entries (linked by next), WEIR_KEYMAP_NONE = none */
     uint32_t n;          /**< live keys */
-    uint32_t head, tail; /**< oldest and newest live key */
+    uint32_t head, tail; /**< first and last live key of the order (least / most recently added or touched) */
     struct weir_keymap_slot {
         uint32_t hash;
         uint32_t id1; /**< id + 1; 0 = empty */
@@ -90,6 +96,12 @@ static inline uint32_t weir_keymap_find(const weir_keymap_t *m, const void *p, s
 uint32_t weir_keymap_add(weir_keymap_t *m, const void *p, size_t n, uint64_t h);
 /** @brief Remove the key with this id (the caller freed what its value owns). */
 void weir_keymap_del(weir_keymap_t *m, uint32_t id);
+
+/**
+ * @brief Move key id to the end of the order (most recently used). O(1); a
+ *        no-op when it is already last (a run of records of one key).
+ */
+static inline void weir_keymap_touch(weir_keymap_t *m, uint32_t id);
 
 /** @returns the number of live keys. */
 static inline uint32_t weir_keymap_count(const weir_keymap_t *m) { return m->n; }
@@ -133,6 +145,22 @@ static inline uint32_t weir_keymap_find(const weir_keymap_t *m, const void *p, s
         if (e->klen == n && (!n || !memcmp(m->slab + e->koff, p, n)))
             return s->id1 - 1;
     }
+}
+
+static inline void weir_keymap_touch(weir_keymap_t *m, uint32_t id) {
+    if (id == m->tail)
+        return;
+    weir_keymap_ent_t *e = weir_keymap_ent(m, id);
+    /* Not the tail, so e->next exists. */
+    weir_keymap_ent(m, e->next)->prev = e->prev;
+    if (e->prev != WEIR_KEYMAP_NONE)
+        weir_keymap_ent(m, e->prev)->next = e->next;
+    else
+        m->head = e->next;
+    e->prev = m->tail;
+    e->next = WEIR_KEYMAP_NONE;
+    weir_keymap_ent(m, m->tail)->next = id;
+    m->tail = id;
 }
 
 #endif
