@@ -377,6 +377,7 @@ static int run_open(krun_t *kr) {
         weir_log(WEIR_LOG_ERR, LOG, "%s", errstr);
         return WEIR_ERR;
     }
+    kr->metrics.pl = kr->pl;
     if (o->metrics_port >= 0) {
         int port = 0;
         if (!(kr->msrv =
