@@ -81,7 +81,7 @@ pipeline: soak
 source:
   kafka: {topics: [soak.in]}
   format: json
-  fields: {sensor_id: string, ts: long, temperature: double, humidity: double, pressure: double, site: string}
+  fields: {sensor_id: string, ts: long, temperature: double, humidity: double, pressure: double?, site: string}
   event_time: ts
   watermark: {max_out_of_orderness: 0s}
   partitioned_by: sensor_id
