@@ -46,7 +46,8 @@ typedef struct arima_conf {
 /** Per-key series state: the value (a pointer) of its key in ctx->series. */
 typedef struct series {
     uint32_t id;       /**< its id in ctx->series (the key bytes are there) */
-    double *buf;       /**< ring buffer of `history` values */
+    double *buf;       /**< ring buffer of `history` values (room for `cap`, grown by doubling while not full) */
+    int cap;           /**< values buf has room for (<= history) */
     int head;          /**< index of the oldest value */
     int count;         /**< values held */
     uint64_t total;    /**< values seen */
@@ -255,10 +256,23 @@ static void series_free_val(void *val, void *arg) {
     series_free(*(series_t **)val);
 }
 
+/* Room for n values (n <= history) while the ring is not full (head 0): grown by doubling, so that a key
+ * explosion of one-value series does not cost `history` values per key. */
+static void series_reserve(series_t *s, const arima_conf_t *conf, int n) {
+    if (n <= s->cap)
+        return;
+    int cap = s->cap ? 2 * s->cap : 8;
+    while (cap < n)
+        cap *= 2;
+    s->cap = cap < conf->history ? cap : (int)conf->history;
+    s->buf = weir_realloc(s->buf, (size_t)s->cap * sizeof(double));
+}
+
 /* A new series under key bytes that are not in map yet. */
 static series_t *series_add(weir_keymap_t *map, const arima_conf_t *conf, const char *key, size_t n, uint64_t h) {
     series_t *s = weir_calloc(1, sizeof(*s));
-    s->buf = weir_calloc((size_t)conf->history, sizeof(double));
+    s->cap = conf->history < 8 ? (int)conf->history : 8;
+    s->buf = weir_malloc((size_t)s->cap * sizeof(double));
     s->id = weir_keymap_add(map, key, n, h);
     *(series_t **)weir_keymap_val(map, s->id) = s;
     return s;
@@ -519,6 +533,7 @@ static int arima_process(void *vctx, const weir_record_t *in, weir_emitter_t *em
     if (conf->every_point)
         emit_point(ctx, em, in, s, y, s->have_model, yhat, var, ts);
     if (s->count < conf->history) {
+        series_reserve(s, conf, s->count + 1); /* not full: head is 0 */
         s->buf[(s->head + s->count) % conf->history] = y;
         s->count++;
     } else {
@@ -629,6 +644,7 @@ static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errs
             break;
         }
         s->count = (int)cnt;
+        series_reserve(s, conf, s->count);
         for (uint32_t j = 0; j < cnt; j++)
             s->buf[j] = weir_r_f64(&b);
         s->have_model = weir_r_u8(&b);

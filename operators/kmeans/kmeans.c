@@ -71,8 +71,8 @@ typedef struct km_slot {
     kmeans_model_t m;
     uint32_t id;         /* its id in ctx->models: the key bytes are there (ids are reused after an eviction:
                             not an order) */
-    weir_record_t *held; /* records waiting for initialisation (init_size of them, lazily) */
-    int nheld;
+    weir_record_t *held; /* records waiting for initialisation (up to init_size; room grown by doubling) */
+    int nheld, held_cap;
     int64_t max_ts; /* latest event time seen by this model */
     bool win_set;   /* batch: window: the open batch has a window_end */
     int64_t win_end;
@@ -425,6 +425,7 @@ static void slot_free_held(km_slot_t *s) {
     free(s->held);
     s->held = NULL;
     s->nheld = 0;
+    s->held_cap = 0;
 }
 
 static void slot_free_val(void *val, void *arg) {
@@ -701,14 +702,16 @@ static const char *read_features(kmeans_ctx_t *ctx, const weir_record_t *in) {
 }
 
 static void hold_record(kmeans_ctx_t *ctx, km_slot_t *s, const weir_record_t *in) {
-    if (!s->held)
-        s->held = weir_calloc((size_t)ctx->conf->params.init_size, sizeof(weir_record_t));
+    if (s->nheld == s->held_cap) {
+        int init_size = ctx->conf->params.init_size, cap = s->held_cap ? 2 * s->held_cap : 4;
+        s->held_cap = cap < init_size ? cap : init_size;
+        s->held = weir_realloc(s->held, (size_t)s->held_cap * sizeof(weir_record_t));
+    }
     weir_record_t *h = &s->held[s->nheld++];
     weir_record_init(h, ctx->plan->input);
-    weir_record_copy(h, in);
-    /* The topic is borrowed from the runtime: own it, the record may wait long. */
-    if (in->topic)
-        h->topic = weir_arena_strndup(&h->arena, in->topic, strlen(in->topic));
+    /* The topic is borrowed from the runtime: own it, the record may wait long. Compact: an arena chunk of
+     * the bytes needed, not 4 KiB (a key explosion holds one record per key). */
+    weir_record_copy_compact(h, in, in->topic);
 }
 
 static int kmeans_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) {
@@ -1000,7 +1003,8 @@ static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r, uint16_t version) {
             break;
         }
         if (nheld) {
-            s->held = weir_calloc((size_t)p->init_size, sizeof(weir_record_t));
+            s->held = weir_calloc(nheld, sizeof(weir_record_t));
+            s->held_cap = (int)nheld;
             for (uint32_t h = 0; h < nheld && !r->err; h++) {
                 weir_record_init(&s->held[h], ctx->plan->input);
                 s->nheld++;
