@@ -557,6 +557,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             run_finish(&kr);
         rc = kr.fatal ? 1 : 0;
     }
+    if (kr.config_error)
+        rc = 2;
     run_close(&kr);
     if (rc == 0 && !o->quiet) {
         double el = kr.first_ns ? (double)(kr.last_ns - kr.first_ns) / 1e9 : 0.0;
