@@ -5,7 +5,12 @@
 # checkpoints in Redis) reads a topic that `weir produce --rate` fills for
 # MINUTES minutes, while a chaos loop, at random moments, SIGKILLs a member and
 # restarts it, restarts redis-server (SIGKILL; append-only file, so the
-# checkpoints survive) and takes the broker down (`weir broker --control`).
+# checkpoints survive) and disturbs the broker (`weir broker --control`): it
+# answers seconds late, or fails the next Fetch/Produce/OffsetCommit requests
+# with NOT_LEADER; with SOAK_BROKER_DOWN=1 it also goes down and up again,
+# which librdkafka 2.0.2's mock cluster does not survive with a consumer group
+# rebalancing (rdkafka_mock_cgrp.c:236: Assertion `!member->resp' failed:
+# the broker process aborts; the soak then stops and says so).
 # Then the producer stops, the members stop, one `weir run --until-end` drains
 # what is left, and the window results (deduplicated by id: duplicates must be
 # byte-identical) must equal exactly those of a file-mode run over the input
@@ -13,7 +18,7 @@
 #
 # Everything is local: a `weir broker` (in-memory) and a redis-server on
 # 127.0.0.1, in a temporary directory (kept: its path is printed).
-# Environment: WEIR_BIN (default build/weir), SOAK_SEED (chaos RNG seed),
+# Environment: WEIR_BIN (default build/weir), SOAK_SEED (chaos RNG seed), SOAK_BROKER_DOWN,
 # SOAK_RATE (records/s, default sized for the broker's ~100 k messages per
 # partition), SOAK_PARTITIONS (default 8).
 # Exit status: 0 = results identical, 1 = a difference or a failure.
@@ -115,10 +120,15 @@ log "broker $B, redis $REDIS, members ${MEMBER_PIDS[*]}, producer $PRODUCER_PID"
 
 # ---- chaos until the producer is done ----
 END=$((SECONDS + MINUTES * 60))
-kills=0 redis_restarts=0 broker_downs=0 exits=0
+kills=0 redis_restarts=0 broker_faults=0 exits=0
 while ((SECONDS < END)) && kill -0 "$PRODUCER_PID" 2>/dev/null; do
     sleep $((10 + RANDOM % 20))
     ((SECONDS < END - 20)) || break # leave the last seconds quiet
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        log "the broker died: $(tail -1 "$T/broker.err")"
+        log "result: FAIL (dir $T)"
+        exit 1
+    fi
     for i in 0 1 2; do # a member that exited on its own is a finding: restart it, count it
         if ! kill -0 "${MEMBER_PIDS[$i]}" 2>/dev/null; then
             wait "${MEMBER_PIDS[$i]}" && rc=0 || rc=$?
@@ -146,16 +156,30 @@ while ((SECONDS < END)) && kill -0 "$PRODUCER_PID" 2>/dev/null; do
         redis_restarts=$((redis_restarts + 1))
         ;;
     2)
-        ctl "down 1"
-        sleep $((2 + RANDOM % 8))
-        ctl "up 1"
-        broker_downs=$((broker_downs + 1))
+        case $((RANDOM % (${SOAK_BROKER_DOWN:-0} == 1 ? 3 : 2))) in
+        0)
+            ctl "rtt 1 $((1000 + RANDOM % 4000))"
+            sleep $((2 + RANDOM % 8))
+            ctl "rtt 1 0"
+            ;;
+        1)
+            ctl "errors 1 6 $((10 + RANDOM % 90))" # Fetch: NOT_LEADER_FOR_PARTITION
+            ctl "errors 0 6 $((5 + RANDOM % 20))"  # Produce
+            ctl "errors 8 6 $((1 + RANDOM % 5))"   # OffsetCommit
+            ;;
+        2)
+            ctl "down 1"
+            sleep $((2 + RANDOM % 8))
+            ctl "up 1"
+            ;;
+        esac
+        broker_faults=$((broker_faults + 1))
         ;;
     esac
 done
 wait "$PRODUCER_PID" || { log "producer failed"; cat "$T/produce.err"; exit 1; }
 PRODUCER_PID=
-log "producer done ($COUNT records); chaos: $kills member kills, $redis_restarts redis restarts, $broker_downs broker outages, $exits unexpected exits"
+log "producer done ($COUNT records); chaos: $kills member kills, $redis_restarts redis restarts, $broker_faults broker faults, $exits unexpected exits"
 
 # ---- drain: stop the members, one --until-end run finishes the input ----
 sleep 10
