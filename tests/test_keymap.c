@@ -276,7 +276,7 @@ Test(keymap, touch_gives_lru_order) {
     for (uint32_t e = weir_keymap_first(&m); e != WEIR_KEYMAP_NONE; e = weir_keymap_next(&m, e), i++) {
         size_t n;
         cr_assert_str_eq(weir_keymap_key(&m, e, &n), want[i], "position %zu", i);
-        cr_assert_eq(weir_keymap_ent(&m, e)->prev, last, "prev link of position %zu", i);
+        cr_assert_eq(weir_keymap_prev(&m, e), last, "prev link of position %zu", i);
         last = e;
     }
     cr_assert_eq(i, WEIR_ARRAY_SIZE(want));
