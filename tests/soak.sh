@@ -33,8 +33,10 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 BIN_SRC=${WEIR_BIN:-$SRC/build/weir}
 PARTS=${SOAK_PARTITIONS:-8}
 # Stay inside the mock broker's limits (~100 k messages, ~5 MB per partition):
-# a JSON reading is ~130 bytes, so at most ~35 k per partition.
-RATE=${SOAK_RATE:-$((PARTS * 30000 / (MINUTES * 60)))}
+# a JSON reading is ~130 bytes, so at most ~35 k per partition. 15 k per partition
+# by default: a consumer reads the mock broker at only ~0.5-1 k records/s when
+# the producer's batches are small (a record or two), and the drain must finish.
+RATE=${SOAK_RATE:-$((PARTS * 15000 / (MINUTES * 60)))}
 [[ $RATE -ge 1 ]] || RATE=1
 RANDOM=${SOAK_SEED:-$$}
 T=$(mktemp -d /tmp/weir-soak-XXXXXX)
@@ -111,7 +113,7 @@ PRODUCER_PID=$!
 MEMBER_PIDS=()
 member_start() { # $1 = member index
     "$W" run "$T/soak.yaml" --brokers "$B" --redis "$REDIS" --checkpoint-interval 2s \
-        --instance "m$1" -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 \
+        --instance "m$1" -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 -X max.poll.interval.ms=20000 \
         >>"$T/m$1.out" 2>>"$T/m$1.err" &
     MEMBER_PIDS[$1]=$!
 }
@@ -191,8 +193,15 @@ for i in 0 1 2; do
     [[ $rc -eq 0 || $rc -eq 143 ]] || { log "member m$i exited with $rc at stop"; exits=$((exits + 1)); }
 done
 MEMBER_PIDS=()
-timeout 300 "$W" run "$T/soak.yaml" --brokers "$B" --redis "$REDIS" --until-end --instance drain \
-    >"$T/drain.out" 2>"$T/drain.err" || { log "drain run failed: $?"; tail "$T/drain.err"; exit 1; }
+# The group's rebalance timeout is max.poll.interval.ms: short, so that the drain's join
+# does not wait minutes for members that are gone.
+timeout $((900 + MINUTES * 30)) "$W" run "$T/soak.yaml" --brokers "$B" --redis "$REDIS" --until-end --instance drain \
+    -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 -X max.poll.interval.ms=20000 \
+    >"$T/drain.out" 2>"$T/drain.err" || {
+    log "drain run failed: $?"
+    tail "$T/drain.err"
+    exit 1
+}
 log "drain: $(tail -1 "$T/drain.out" 2>/dev/null)"
 
 # ---- the reference: file mode over the input topic, in production (event-time) order ----
