@@ -202,7 +202,7 @@ timeout $((900 + MINUTES * 30)) "$W" run "$T/soak.yaml" --brokers "$B" --redis "
     tail "$T/drain.err"
     exit 1
 }
-log "drain: $(tail -1 "$T/drain.out" 2>/dev/null)"
+log "drain: $(grep -h "weir summary" "$T/drain.out" "$T/drain.err" 2>/dev/null | tail -1)"
 
 # ---- the reference: file mode over the input topic, in production (event-time) order ----
 kcat -C -b "$B" -t soak.in -o beginning -e -q -f '%s\n' >"$T/in.raw"
