@@ -7,7 +7,7 @@
 set -eu
 PKGS="gcc libc6-dev pkg-config meson ninja-build \
 librdkafka-dev libavro-dev libhiredis-dev libyaml-dev libjansson-dev libcriterion-dev libjemalloc-dev \
-redis-server kcat python3 procps \
+redis-server kcat python3 procps jq \
 python3-sklearn python3-numpy \
 libnlopt-dev python3-statsmodels python3-pandas \
 clang libclang-rt-14-dev"

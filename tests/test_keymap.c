@@ -1,8 +1,9 @@
 /*
  * weir_keymap (processor/core/keymap.h) against an independent model: an array
  * of (key bytes, value) in insertion order, searched by a linear scan. Random
- * adds, finds and removals with many keys (growth of every array), keys with
- * NUL bytes and the empty key; iteration order checked after every phase.
+ * adds, finds, touches and removals with many keys (growth of every array),
+ * keys with NUL bytes and the empty key; iteration order checked after every
+ * phase.
  * Also the key rendering of processor/core/key.h.
  */
 #include <criterion/criterion.h>
@@ -110,6 +111,12 @@ Test(keymap, random_against_model) {
                 uint64_t v;
                 memcpy(&v, weir_keymap_val(&m, id), sizeof(v));
                 cr_assert_eq(v, mo.v[mi].val);
+                if (phase >= 2 && rnd() % 2) { /* touch: to the end of the order, as in the model */
+                    weir_keymap_touch(&m, id);
+                    mkey_t e = mo.v[mi];
+                    model_del(&mo, (size_t)mi);
+                    model_add(&mo, e.k, e.n, e.val);
+                }
             }
         }
         check_same(&m, &mo);
@@ -243,4 +250,46 @@ Test(keymap, sorted_ids_bytewise_prefix_first) {
     }
     free(ids);
     weir_keymap_free(&m, NULL, NULL);
+}
+
+/* weir_keymap_touch: the order becomes least recently added-or-touched first,
+ * whatever the ids; touching the last key, the first key or a lone key keeps
+ * the links consistent (checked both ways through the prev links too). */
+Test(keymap, touch_gives_lru_order) {
+    weir_keymap_t m;
+    weir_keymap_init(&m, 0);
+    char k[8];
+    uint32_t id[6];
+    for (int i = 0; i < 6; i++) {
+        int n = snprintf(k, sizeof(k), "k%d", i);
+        id[i] = weir_keymap_add(&m, k, (size_t)n, weir_keymap_hash(k, (size_t)n));
+    }
+    weir_keymap_touch(&m, id[5]); /* already last: no change */
+    weir_keymap_touch(&m, id[0]); /* first */
+    weir_keymap_touch(&m, id[3]); /* middle */
+    weir_keymap_touch(&m, id[1]);
+    weir_keymap_touch(&m, id[3]); /* again */
+    weir_keymap_del(&m, id[2]);
+    const char *want[] = {"k4", "k5", "k0", "k1", "k3"};
+    size_t i = 0;
+    uint32_t last = WEIR_KEYMAP_NONE;
+    for (uint32_t e = weir_keymap_first(&m); e != WEIR_KEYMAP_NONE; e = weir_keymap_next(&m, e), i++) {
+        size_t n;
+        cr_assert_str_eq(weir_keymap_key(&m, e, &n), want[i], "position %zu", i);
+        cr_assert_eq(weir_keymap_prev(&m, e), last, "prev link of position %zu", i);
+        last = e;
+    }
+    cr_assert_eq(i, WEIR_ARRAY_SIZE(want));
+    cr_assert_eq(m.tail, last);
+    /* Evicting from the front removes the least recently used. */
+    weir_keymap_del(&m, weir_keymap_first(&m));
+    size_t n;
+    cr_assert_str_eq(weir_keymap_key(&m, weir_keymap_first(&m), &n), "k5");
+    weir_keymap_free(&m, NULL, NULL);
+    weir_keymap_t one;
+    weir_keymap_init(&one, 0);
+    uint32_t a = weir_keymap_add(&one, "a", 1, weir_keymap_hash("a", 1));
+    weir_keymap_touch(&one, a);
+    cr_assert(one.head == a && one.tail == a);
+    weir_keymap_free(&one, NULL, NULL);
 }

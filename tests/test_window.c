@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -346,13 +347,31 @@ static const window_case_t cases[] = {
     {"no_event_time_rejected", "key: k, type: tumbling, size: 10s, " AGG_SV, "0", false, "a@- a@1000=1 !end",
      "reject w: window: record has no event time a@-9223372036854775808\n"
      "a [0,10000) n=1 s=1 final\n"},
-    {"max_keys_rejects_new_keys", "key: k, type: tumbling, size: 10s, max_keys: 2, " AGG_SV, "0", false,
-     "a@1000=1 b@1000=2 c@1000=3 a@10000=4 c@11000=5 !end",
-     "reject w: window: max_keys reached c@1000\n"
+    /* max_keys: a new key evicts the least recently updated one, whose open windows are emitted at
+     * once with final false ("early" here; id + "/evicted": see window_bounds_evict). */
+    {"max_keys_evicts_least_recently_updated", "key: k, type: tumbling, size: 10s, max_keys: 2, " AGG_SV, "0", false,
+     "a@1000=1 b@1000=2 a@2000=3 c@1000=4 a@10000=5 b@11000=6 !end",
+     "b [0,10000) n=1 s=2 early\n"
+     "a [0,10000) n=2 s=4 final\n"
+     "c [0,10000) n=1 s=4 final\n"
+     "a [10000,20000) n=1 s=5 final\n"
+     "b [10000,20000) n=1 s=6 final\n"},
+    {"max_keys_session", "key: k, type: session, gap: 5s, max_keys: 1, " AGG_SV, "0", false,
+     "a@1000=1 a@2000=2 b@2500=3 !end",
+     "a [1000,7000) last=2000 n=2 s=3 early\n"
+     "b [2500,7500) last=2500 n=1 s=3 final\n"},
+    /* max_open_windows: panes of every key; the key of the record in hand is never the one evicted. */
+    {"max_open_windows_evicts_other_keys",
+     "key: k, type: tumbling, size: 10s, max_keys: 0, max_open_windows: 2, " AGG_SV, "1m", false,
+     "a@1000=1 a@11000=2 b@1000=3 !end",
+     "a [0,10000) n=1 s=1 early\n"
+     "a [10000,20000) n=1 s=2 early\n"
+     "b [0,10000) n=1 s=3 final\n"},
+    {"max_open_windows_one_key_rejects", "key: k, type: tumbling, size: 10s, max_open_windows: 2, " AGG_SV, "1m", false,
+     "a@1000=1 a@11000=2 a@21000=3 a@12000=4 !end",
+     "reject w: window: max_open_windows reached by one key a@21000\n"
      "a [0,10000) n=1 s=1 final\n"
-     "b [0,10000) n=1 s=2 final\n"
-     "a [10000,20000) n=1 s=4 final\n"
-     "c [10000,20000) n=1 s=5 final\n"},
+     "a [10000,20000) n=2 s=6 final\n"},
     {"explicit_watermarks", "key: k, type: tumbling, size: 10s, " AGG_SV, "1h", false,
      "a@1000=1 !wm=9999 b@2000=2 !wm=10000 a@3000=3 !end",
      "a [0,10000) n=1 s=1 final\n"
@@ -1304,5 +1323,60 @@ Test(window, dump_many_keys, .timeout = 120) {
                             json_string_value(json_object_get(json_array_get(ws, i), "key"))),
                      0);
     json_decref(j);
+    run_close(&run);
+}
+
+/* ---- bounded memory: max_keys eviction ---- */
+
+/* 100 keys through max_keys 10: 90 evictions, each emitting its key's open window
+ * with final false and the id "<pipeline>/<node>/<key>/<start>/evicted"; the state
+ * holds exactly the 10 most recently updated keys; the node's stats count 90.
+ * A snapshot keeps the recency order: the restored task evicts the same key next. */
+Test(window, bounds_evict_least_recently_updated) {
+    run_t run;
+    run_open(&run, "key: k, type: tumbling, size: 10s, max_keys: 10, " AGG_SV, "1m", false);
+    run.full_json = true;
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof(k), "k%02d", i);
+        feed(run.task, k, 1000 + i, false, i);
+        if (i >= 1) /* keep k00 recently updated: it must survive */
+            feed(run.task, "k00", 1000, false, 0);
+    }
+    feed(run.task, "k00", 1000, false, 0);
+    const char *log = log_str(&run);
+    int evicted = 0;
+    for (const char *p = log; (p = strstr(p, "/evicted\"")); p++)
+        evicted++;
+    cr_assert_eq(evicted, 90, "%s", log);
+    cr_assert(
+        strstr(
+            log,
+            "\"key\":\"k01\",\"k\":\"k01\",\"window_start\":0,\"window_end\":10000,\"n\":1,\"s\":1.0,\"final\":false,"
+            "\"id\":\"p/w/k01/0/evicted\""),
+        "%s", log);
+    cr_assert_null(strstr(log, "p/w/k00/"), "k00 was evicted although recently updated:\n%s", log);
+    cr_assert_null(strstr(log, "\"final\":true"), "nothing is final yet:\n%s", log);
+    json_t *j = dump_json(&run);
+    cr_assert_eq(json_integer_value(json_object_get(j, "keys")), 10);
+    cr_assert_eq(json_integer_value(json_object_get(j, "keys_evicted")), 90);
+    json_decref(j);
+    const weir_plan_t *plan = &run.pl->nodes[0].plan;
+    cr_assert_not_null(plan->stats);
+    cr_assert_eq(atomic_load(&plan->stats->evicted_keys), 90);
+    /* Survivors: k00 and k91..k99. The next new key evicts k91 (k00 was updated after it). */
+    weir_buf_t snap = {0};
+    cr_assert_eq(weir_task_snapshot(run.task, &snap), WEIR_OK);
+    weir_task_t *t2 = weir_task_new(run.pl, on_sink, on_reject, &run);
+    char err[WEIR_ERRSTR_SIZE];
+    cr_assert_eq(weir_task_restore(t2, snap.p, snap.len, NULL, err, sizeof(err)), WEIR_OK, "%s", err);
+    for (weir_task_t *t = run.task; t; t = t == run.task ? t2 : NULL) {
+        weir_buf_reset(&run.log);
+        feed(t, "new", 2000, false, 7);
+        cr_assert(strstr(log_str(&run), "\"id\":\"p/w/k91/0/evicted\""), "%s task evicted:\n%s",
+                  t == run.task ? "original" : "restored", log_str(&run));
+    }
+    weir_task_destroy(t2);
+    weir_buf_free(&snap);
     run_close(&run);
 }

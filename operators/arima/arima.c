@@ -30,6 +30,7 @@
 typedef struct arima_conf {
     const char *key_src, *value_src, *ts_src, *trend_src, *emit_src;
     int64_t horizon, history, refit_every, min_points;
+    int64_t max_keys;         /* series per task at most (0 = no limit) */
     double anomaly_threshold; /* coverage of the interval outside which a value is anomalous */
     weir_key_spec_t key;      /* key.h: an expression; absent: the record key */
     weir_expr_t *value, *ts;
@@ -45,7 +46,8 @@ typedef struct arima_conf {
 /** Per-key series state: the value (a pointer) of its key in ctx->series. */
 typedef struct series {
     uint32_t id;       /**< its id in ctx->series (the key bytes are there) */
-    double *buf;       /**< ring buffer of `history` values */
+    double *buf;       /**< ring buffer of `history` values (room for `cap`, grown by doubling while not full) */
+    int cap;           /**< values buf has room for (<= history) */
     int head;          /**< index of the oldest value */
     int count;         /**< values held */
     uint64_t total;    /**< values seen */
@@ -58,7 +60,9 @@ typedef struct series {
 
 typedef struct arima_ctx {
     const weir_plan_t *plan;
-    weir_keymap_t series; /* key bytes -> series_t * (owned), first-seen order */
+    weir_keymap_t series;  /* key bytes -> series_t * (owned), first-seen order (least recently updated first
+                              when max_keys is set) */
+    uint64_t keys_evicted; /* series evicted by max_keys (this task, since start) */
     char keybuf[WEIR_KEY_BUF];
     weir_record_t out, pts;
     weir_arena_t scratch;
@@ -83,6 +87,9 @@ static const weir_config_map_t arima_config_map[] = {
      "fits | every_point (also one record per value on port 'points')"},
     {WEIR_CM_DOUBLE, "anomaly_threshold", "0.95", false, offsetof(arima_conf_t, anomaly_threshold),
      "a value outside this central one-step prediction interval is an anomaly"},
+    {WEIR_CM_LONG, "max_keys", "1000000", false, offsetof(arima_conf_t, max_keys),
+     "series per task at most; a new key beyond it evicts the least recently updated series (with a model and "
+     "values since its last fit: one last record, id + \"/evicted\") (0 = no limit)"},
     {0},
 };
 
@@ -166,6 +173,9 @@ static int arima_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) 
                               plan->name);
     if (conf->refit_every < 1)
         return weir_cfg_error(plan->cfg, errstr, errstr_size, "node '%s': refit_every must be >= 1", plan->name);
+    if (conf->max_keys < 0 || conf->max_keys > UINT32_MAX / 2)
+        return weir_cfg_error(weir_cfg_get(plan->cfg, "max_keys"), errstr, errstr_size,
+                              "node '%s': max_keys must be between 0 (no limit) and %u", plan->name, UINT32_MAX / 2);
     if (!(conf->anomaly_threshold > 0 && conf->anomaly_threshold < 1))
         return weir_cfg_error(plan->cfg, errstr, errstr_size,
                               "node '%s': anomaly_threshold must be between 0 and 1 (e.g. 0.95)", plan->name);
@@ -246,21 +256,45 @@ static void series_free_val(void *val, void *arg) {
     series_free(*(series_t **)val);
 }
 
+/* Room for n values (n <= history) while the ring is not full (head 0): grown by doubling, so that a key
+ * explosion of one-value series does not cost `history` values per key. */
+static void series_reserve(series_t *s, const arima_conf_t *conf, int n) {
+    if (n <= s->cap)
+        return;
+    int cap = s->cap ? 2 * s->cap : 8;
+    while (cap < n)
+        cap *= 2;
+    s->cap = cap < conf->history ? cap : (int)conf->history;
+    s->buf = weir_realloc(s->buf, (size_t)s->cap * sizeof(double));
+}
+
 /* A new series under key bytes that are not in map yet. */
 static series_t *series_add(weir_keymap_t *map, const arima_conf_t *conf, const char *key, size_t n, uint64_t h) {
     series_t *s = weir_calloc(1, sizeof(*s));
-    s->buf = weir_calloc((size_t)conf->history, sizeof(double));
+    s->cap = conf->history < 8 ? (int)conf->history : 8;
+    s->buf = weir_malloc((size_t)s->cap * sizeof(double));
     s->id = weir_keymap_add(map, key, n, h);
     *(series_t **)weir_keymap_val(map, s->id) = s;
     return s;
 }
 
-static series_t *series_get(arima_ctx_t *ctx, const char *key, size_t n) {
+static void series_evict(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, uint32_t id);
+
+/* The series of a key, created if new (max_keys: evicting the least recently updated ones first); with
+ * max_keys, it becomes the most recently updated. */
+static series_t *series_get(arima_ctx_t *ctx, const char *key, size_t n, weir_emitter_t *em, const weir_record_t *in) {
+    const arima_conf_t *conf = ctx->plan->conf;
     uint64_t h = weir_keymap_hash(key, n);
     uint32_t id = weir_keymap_find(&ctx->series, key, n, h);
-    if (id != WEIR_KEYMAP_NONE)
+    if (id != WEIR_KEYMAP_NONE) {
+        if (conf->max_keys)
+            weir_keymap_touch(&ctx->series, id);
         return *(series_t **)weir_keymap_val(&ctx->series, id);
-    return series_add(&ctx->series, ctx->plan->conf, key, n, h);
+    }
+    /* Eviction emits through ctx->out and ctx->json only: key (in ctx->scratch, keybuf or in) stays valid. */
+    while (conf->max_keys && weir_keymap_count(&ctx->series) >= (uint64_t)conf->max_keys)
+        series_evict(ctx, em, in, weir_keymap_first(&ctx->series));
+    return series_add(&ctx->series, conf, key, n, h);
 }
 
 /* The key bytes of a series (NUL-terminated). */
@@ -320,7 +354,7 @@ static weir_value_t json_array(weir_record_t *r, weir_buf_t *b, const double *v,
     return arena_str(r, b);
 }
 
-static weir_value_t make_id(arima_ctx_t *ctx, weir_record_t *r, const series_t *s, int64_t ts) {
+static weir_value_t make_id(arima_ctx_t *ctx, weir_record_t *r, const series_t *s, int64_t ts, bool evicted) {
     weir_buf_t *b = &ctx->json;
     weir_buf_reset(b);
     size_t kn;
@@ -329,13 +363,15 @@ static weir_value_t make_id(arima_ctx_t *ctx, weir_record_t *r, const series_t *
         weir_buf_printf(b, "%lld", (long long)ts);
     else
         weir_buf_printf(b, "n%llu", (unsigned long long)s->total);
+    if (evicted)
+        weir_buf_puts(b, "/evicted");
     return arena_str(r, b);
 }
 
 static weir_value_t ts_value(int64_t ts) { return ts == WEIR_TS_NONE ? weir_v_null() : weir_v_long(ts); }
 
 static void emit_fit(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, const series_t *s,
-                     const arima_fit_t *fit, bool ok, int64_t ts) {
+                     const arima_fit_t *fit, bool ok, int64_t ts, bool evicted) {
     const arima_conf_t *conf = ctx->plan->conf;
     weir_record_t *out = &ctx->out;
     weir_record_clear(out);
@@ -347,7 +383,7 @@ static void emit_fit(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *
     out->v[conf->s_nobs] = weir_v_long(fit->nobs);
     out->v[conf->s_conv] = weir_v_bool(fit->converged);
     out->v[conf->s_iter] = weir_v_long(fit->iterations);
-    out->v[conf->s_id] = make_id(ctx, out, s, ts);
+    out->v[conf->s_id] = make_id(ctx, out, s, ts, evicted);
     if (fit->error[0])
         out->v[conf->s_error] =
             weir_v_str(weir_arena_strndup(&out->arena, fit->error, strlen(fit->error)), strlen(fit->error));
@@ -399,7 +435,7 @@ static void emit_point(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t
     r->ts = ts;
     r->v[conf->p_key] = weir_v_str(r->key, r->key_len);
     r->v[conf->p_ts] = ts_value(ts);
-    r->v[conf->p_id] = make_id(ctx, r, s, ts);
+    r->v[conf->p_id] = make_id(ctx, r, s, ts, false);
     r->v[conf->p_actual] = weir_v_double(y);
     bool anomaly = false;
     if (have && var > 0 && isfinite(yhat)) {
@@ -437,7 +473,23 @@ static void refit(arima_ctx_t *ctx, series_t *s, weir_emitter_t *em, const weir_
     }
     s->fitted_once = true;
     s->since_fit = 0;
-    emit_fit(ctx, em, in, s, usable ? &s->fit : &fit, usable, ts);
+    emit_fit(ctx, em, in, s, usable ? &s->fit : &fit, usable, ts, false);
+}
+
+/* Evict series id (max_keys). With a model and values since its last fit, one last record on port 0: the last
+ * model and its forecast from the latest value, ts null, id "<pipeline>/<node>/<key>/n<values seen>/evicted"
+ * (its last fit record already says everything otherwise). The record in hand only lends its metadata. */
+static void series_evict(arima_ctx_t *ctx, weir_emitter_t *em, const weir_record_t *in, uint32_t id) {
+    series_t *s = *(series_t **)weir_keymap_val(&ctx->series, id);
+    if (s->have_model && s->since_fit > 0)
+        emit_fit(ctx, em, in, s, &s->fit, true, WEIR_TS_NONE, true);
+    series_free(s);
+    weir_keymap_del(&ctx->series, id);
+    if (weir_plan_count_evicted(ctx->plan, 1, &ctx->keys_evicted))
+        weir_log(WEIR_LOG_WARN, "arima",
+                 "node '%s': max_keys (%lld) reached: evicting the least recently updated series (logged once; see "
+                 "weir_evicted_keys_total)",
+                 ctx->plan->name, (long long)((const arima_conf_t *)ctx->plan->conf)->max_keys);
 }
 
 static int arima_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) {
@@ -469,7 +521,7 @@ static int arima_process(void *vctx, const weir_record_t *in, weir_emitter_t *em
         em->reject(em, in, why);
         return WEIR_OK;
     }
-    series_t *s = series_get(ctx, key, klen);
+    series_t *s = series_get(ctx, key, klen, em, in);
     /* one-step prediction from the current model, then the Kalman update */
     double yhat = NAN, var = NAN;
     if (s->have_model) {
@@ -481,6 +533,7 @@ static int arima_process(void *vctx, const weir_record_t *in, weir_emitter_t *em
     if (conf->every_point)
         emit_point(ctx, em, in, s, y, s->have_model, yhat, var, ts);
     if (s->count < conf->history) {
+        series_reserve(s, conf, s->count + 1); /* not full: head is 0 */
         s->buf[(s->head + s->count) % conf->history] = y;
         s->count++;
     } else {
@@ -591,6 +644,7 @@ static int arima_restore(void *vctx, weir_reader_t *r, char *errstr, size_t errs
             break;
         }
         s->count = (int)cnt;
+        series_reserve(s, conf, s->count);
         for (uint32_t j = 0; j < cnt; j++)
             s->buf[j] = weir_r_f64(&b);
         s->have_model = weir_r_u8(&b);

@@ -50,6 +50,7 @@ typedef struct kmeans_conf {
     const char *distance;
     double dead_fraction;
     int64_t emit_every; /* emit_centroids_every */
+    int64_t max_keys;   /* scope key: models per task at most (0 = no limit) */
     /* compiled */
     int d;                   /* number of features */
     weir_expr_t **features;  /* d compiled expressions */
@@ -68,10 +69,10 @@ typedef struct kmeans_conf {
 /* One model: the task's, or one key's; the value (a pointer) of its key in ctx->models. */
 typedef struct km_slot {
     kmeans_model_t m;
-    uint32_t id;         /* its id in ctx->models: the key bytes are there; models are never removed, so ids are
-                            0, 1, ... in creation order */
-    weir_record_t *held; /* records waiting for initialisation (init_size of them, lazily) */
-    int nheld;
+    uint32_t id;         /* its id in ctx->models: the key bytes are there (ids are reused after an eviction:
+                            not an order) */
+    weir_record_t *held; /* records waiting for initialisation (up to init_size; room grown by doubling) */
+    int nheld, held_cap;
     int64_t max_ts; /* latest event time seen by this model */
     bool win_set;   /* batch: window: the open batch has a window_end */
     int64_t win_end;
@@ -94,6 +95,8 @@ typedef struct kmeans_ctx {
     weir_arena_t scratch;      /* string temporaries of feature expressions */
     char keybuf[WEIR_KEY_BUF]; /* a number key as text */
     uint64_t reseeds;          /* dead clusters re-seeded, all models */
+    uint64_t keys_evicted;     /* models evicted by max_keys (this task, since start) */
+    bool bounded;              /* scope key with max_keys: keep ctx->models in LRU order */
 } kmeans_ctx_t;
 
 static const weir_config_map_t kmeans_config_map[] = {
@@ -130,6 +133,9 @@ static const weir_config_map_t kmeans_config_map[] = {
     {WEIR_CM_LONG, "emit_centroids_every", "1", false, offsetof(kmeans_conf_t, emit_every),
      "emit the model on the centroids port after every N-th update (and version 1, and the final model at end "
      "of input); default 1 = after every update"},
+    {WEIR_CM_LONG, "max_keys", "1000000", false, offsetof(kmeans_conf_t, max_keys),
+     "scope key: models per task at most; a new key beyond it evicts the least recently updated model, "
+     "flushed first as at end of input (its final model on the centroids port) (0 = no limit)"},
     {0},
 };
 
@@ -286,6 +292,9 @@ static int kmeans_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
         return weir_cfg_error(at_key(plan, "init_size"), errstr, errstr_size,
                               "node '%s': init_size: must be between k (%lld) and %d", plan->name, (long long)conf->k,
                               KMEANS_MAX_INIT);
+    if (conf->max_keys < 0 || conf->max_keys > UINT32_MAX / 2)
+        return weir_cfg_error(at_key(plan, "max_keys"), errstr, errstr_size,
+                              "node '%s': max_keys: must be between 0 (no limit) and %u", plan->name, UINT32_MAX / 2);
     if (conf->init_iterations < 0 || conf->init_iterations > 10000)
         return weir_cfg_error(at_key(plan, "init_iterations"), errstr, errstr_size,
                               "node '%s': init_iterations: must be between 0 and 10000", plan->name);
@@ -416,6 +425,7 @@ static void slot_free_held(km_slot_t *s) {
     free(s->held);
     s->held = NULL;
     s->nheld = 0;
+    s->held_cap = 0;
 }
 
 static void slot_free_val(void *val, void *arg) {
@@ -428,8 +438,25 @@ static void slot_free_val(void *val, void *arg) {
     free(s);
 }
 
+static void slot_evict(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s);
+
+/* A model for a new key, evicting the least recently updated ones first while max_keys is reached
+ * (the flush may evaluate expressions in ctx->scratch, where the key bytes may live: copied first). */
+static km_slot_t *slot_add_bounded(kmeans_ctx_t *ctx, weir_emitter_t *em, const char *kp, size_t kn, uint64_t h) {
+    uint64_t max = (uint64_t)ctx->conf->max_keys;
+    if (!ctx->bounded || weir_keymap_count(&ctx->models) < max)
+        return slot_add(ctx, kp, kn, h);
+    char *copy = weir_malloc(kn + 1);
+    memcpy(copy, kp, kn);
+    while (weir_keymap_count(&ctx->models) >= max)
+        slot_evict(ctx, em, slot_at(ctx, weir_keymap_first(&ctx->models)));
+    km_slot_t *s = slot_add(ctx, copy, kn, h);
+    free(copy);
+    return s;
+}
+
 /* The model of a record in *out. @returns NULL, or the reason to reject the record (its key is null). */
-static const char *slot_for(kmeans_ctx_t *ctx, const weir_record_t *in, km_slot_t **out) {
+static const char *slot_for(kmeans_ctx_t *ctx, const weir_record_t *in, km_slot_t **out, weir_emitter_t *em) {
     const kmeans_conf_t *conf = ctx->conf;
     if (!conf->per_key) {
         *out = slot_at(ctx, 0);
@@ -441,7 +468,13 @@ static const char *slot_for(kmeans_ctx_t *ctx, const weir_record_t *in, km_slot_
     if (!why) {
         uint64_t h = weir_keymap_hash(kp, kn);
         uint32_t id = weir_keymap_find(&ctx->models, kp, kn, h);
-        *out = id != WEIR_KEYMAP_NONE ? slot_at(ctx, id) : slot_add(ctx, kp, kn, h);
+        if (id == WEIR_KEYMAP_NONE) {
+            *out = slot_add_bounded(ctx, em, kp, kn, h);
+        } else {
+            if (ctx->bounded)
+                weir_keymap_touch(&ctx->models, id);
+            *out = slot_at(ctx, id);
+        }
     }
     if (ctx->scratch.head)
         weir_arena_reset(&ctx->scratch);
@@ -467,6 +500,7 @@ static void *kmeans_init(const weir_plan_t *plan) {
     ctx->plan = plan;
     ctx->conf = plan->conf;
     ctx->x = weir_calloc((size_t)ctx->conf->d, sizeof(double));
+    ctx->bounded = ctx->conf->per_key && ctx->conf->max_keys > 0;
     weir_record_init(&ctx->out, plan->ports[0].rt);
     ctx->out.v[ctx->conf->nin] = weir_v_long(0);       /* cluster */
     ctx->out.v[ctx->conf->nin + 1] = weir_v_double(0); /* distance */
@@ -668,14 +702,16 @@ static const char *read_features(kmeans_ctx_t *ctx, const weir_record_t *in) {
 }
 
 static void hold_record(kmeans_ctx_t *ctx, km_slot_t *s, const weir_record_t *in) {
-    if (!s->held)
-        s->held = weir_calloc((size_t)ctx->conf->params.init_size, sizeof(weir_record_t));
+    if (s->nheld == s->held_cap) {
+        int init_size = ctx->conf->params.init_size, cap = s->held_cap ? 2 * s->held_cap : 4;
+        s->held_cap = cap < init_size ? cap : init_size;
+        s->held = weir_realloc(s->held, (size_t)s->held_cap * sizeof(weir_record_t));
+    }
     weir_record_t *h = &s->held[s->nheld++];
     weir_record_init(h, ctx->plan->input);
-    weir_record_copy(h, in);
-    /* The topic is borrowed from the runtime: own it, the record may wait long. */
-    if (in->topic)
-        h->topic = weir_arena_strndup(&h->arena, in->topic, strlen(in->topic));
+    /* The topic is borrowed from the runtime: own it, the record may wait long. Compact: an arena chunk of
+     * the bytes needed, not 4 KiB (a key explosion holds one record per key). */
+    weir_record_copy_compact(h, in, in->topic);
 }
 
 static int kmeans_process(void *vctx, const weir_record_t *in, weir_emitter_t *em) {
@@ -689,7 +725,7 @@ static int kmeans_process(void *vctx, const weir_record_t *in, weir_emitter_t *e
         return WEIR_OK;
     }
     km_slot_t *s;
-    if ((why = slot_for(ctx, in, &s))) {
+    if ((why = slot_for(ctx, in, &s, em))) {
         em->reject(em, in, why);
         return WEIR_OK;
     }
@@ -723,6 +759,31 @@ static int kmeans_process(void *vctx, const weir_record_t *in, weir_emitter_t *e
     if (conf->batch_n > 0 && m->bn >= (uint64_t)conf->batch_n)
         slot_close_batch(ctx, em, s);
     return WEIR_OK;
+}
+
+/* Evict a model (max_keys): flush it as end of input does (initialise it if it is still buffering, close its
+ * batch, emit its final model on the centroids port), then forget its key. */
+static void slot_evict(kmeans_ctx_t *ctx, weir_emitter_t *em, km_slot_t *s) {
+    if (!s->m.ready && s->m.init_n > 0)
+        slot_initialize(ctx, em, s);
+    slot_close_batch(ctx, em, s);
+    if (s->m.ready && !version_emitted(ctx, s->m.version))
+        emit_centroids(ctx, em, s, s->last_inertia, s->last_reseeded);
+    if (s->pending) {
+        int keep = 0;
+        for (int i = 0; i < ctx->npending; i++)
+            if (ctx->pending[i] != s)
+                ctx->pending[keep++] = ctx->pending[i];
+        ctx->npending = keep;
+    }
+    uint32_t id = s->id;
+    slot_free_val(weir_keymap_val(&ctx->models, id), NULL);
+    weir_keymap_del(&ctx->models, id);
+    if (weir_plan_count_evicted(ctx->plan, 1, &ctx->keys_evicted))
+        weir_log(WEIR_LOG_WARN, "kmeans",
+                 "node '%s': max_keys (%lld) reached: evicting the least recently updated models, each flushed "
+                 "as at end of input (logged once; see weir_evicted_keys_total)",
+                 ctx->plan->name, (long long)ctx->conf->max_keys);
 }
 
 static int kmeans_on_watermark(void *vctx, int64_t wm, weir_emitter_t *em) {
@@ -853,9 +914,12 @@ static int kmeans_snapshot(void *vctx, weir_writer_t *w) {
     weir_w_u32(w, (uint32_t)p->init_size);
     weir_w_u64(w, ctx->reseeds);
     weir_w_u32(w, weir_keymap_count(&ctx->models));
+    /* Models in the map's order (creation, or recency when bounded: a restore rebuilds it); pos[id] = position. */
+    uint32_t *pos = weir_malloc(((size_t)ctx->models.used + 1) * sizeof(*pos)), npos = 0;
     for (uint32_t id = weir_keymap_first(&ctx->models); id != WEIR_KEYMAP_NONE;
          id = weir_keymap_next(&ctx->models, id)) {
         const km_slot_t *s = slot_at(ctx, id);
+        pos[id] = npos++;
         size_t kn;
         const char *kb = slot_key(ctx, s, &kn);
         weir_w_u8(w, ctx->conf->per_key ? 1 : 0); /* "has a key": every model of scope key */
@@ -873,7 +937,8 @@ static int kmeans_snapshot(void *vctx, weir_writer_t *w) {
     /* Pending windowed batches in order (their order is the order they close in). */
     weir_w_u32(w, (uint32_t)ctx->npending);
     for (int i = 0; i < ctx->npending; i++)
-        weir_w_u32(w, ctx->pending[i]->id); /* = its position in creation order */
+        weir_w_u32(w, pos[ctx->pending[i]->id]); /* its position in the order written above */
+    free(pos);
     weir_w_i64(w, ctx->pending_min);
     weir_w_frame_end(w);
     return WEIR_OK;
@@ -938,7 +1003,8 @@ static int restore_body(kmeans_ctx_t *ctx, weir_reader_t *r, uint16_t version) {
             break;
         }
         if (nheld) {
-            s->held = weir_calloc((size_t)p->init_size, sizeof(weir_record_t));
+            s->held = weir_calloc(nheld, sizeof(weir_record_t));
+            s->held_cap = (int)nheld;
             for (uint32_t h = 0; h < nheld && !r->err; h++) {
                 weir_record_init(&s->held[h], ctx->plan->input);
                 s->nheld++;

@@ -318,8 +318,11 @@ void kmeans_model_free(kmeans_model_t *m) {
 
 bool kmeans_model_buffer(kmeans_model_t *m, const double *x) {
     const size_t d = (size_t)m->p->d;
-    if (!m->init_x)
-        m->init_x = weir_malloc((size_t)m->p->init_size * d * sizeof(double));
+    if (m->init_n == m->init_cap && m->init_cap < m->p->init_size) {
+        int cap = m->init_cap ? 2 * m->init_cap : 4;
+        m->init_cap = cap < m->p->init_size ? cap : m->p->init_size;
+        m->init_x = weir_realloc(m->init_x, (size_t)m->init_cap * d * sizeof(double));
+    }
     if (m->init_n < m->p->init_size)
         memcpy(m->init_x + (size_t)m->init_n++ * d, x, d * sizeof(double));
     return m->init_n >= m->p->init_size;
@@ -329,6 +332,7 @@ void kmeans_model_drop_init(kmeans_model_t *m) {
     free(m->init_x);
     m->init_x = NULL;
     m->init_n = 0;
+    m->init_cap = 0;
 }
 
 static double sqdist(const double *a, const double *b, int d) {
@@ -728,7 +732,8 @@ void kmeans_model_read(kmeans_model_t *m, weir_reader_t *r) {
     }
     kmeans_model_drop_init(m);
     if (n) {
-        m->init_x = weir_malloc((size_t)m->p->init_size * d * sizeof(double));
+        m->init_x = weir_malloc((size_t)n * d * sizeof(double));
+        m->init_cap = (int)n;
         r_f64s(r, m->init_x, (size_t)n * d);
         m->init_n = (int)n;
     }

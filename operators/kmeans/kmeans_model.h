@@ -95,7 +95,9 @@ typedef struct kmeans_model {
     double binertia; /**< sum of distance^2 over the batch */
     /* the init buffer (raw x), freed after initialisation */
     int init_n;
-    double *init_x; /**< init_size*d */
+    double *init_x; /**< init_cap*d, grown by doubling up to init_size*d (a key explosion of models with a
+                         point or two each must not cost init_size points per key) */
+    int init_cap;   /**< points init_x has room for */
     /* per-point scratch (no allocation per point) */
     double *y, *z; /**< d each */
     void *mem;     /**< the one allocation every array above except init_x lives in */

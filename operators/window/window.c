@@ -39,7 +39,10 @@ typedef struct window_ctx {
     char *id_prefix;           /* "<pipeline>/<node>/" of the output ids */
     size_t id_prefix_len;
     uint64_t late;          /* records later than allowed_lateness */
-    uint64_t keys_rejected; /* records refused by max_keys */
+    uint64_t keys_rejected; /* records refused by max_open_windows (a key alone over it) */
+    uint64_t keys_evicted;  /* keys evicted by max_keys / max_open_windows (this task, since start) */
+    bool bounded;           /* max_keys or max_open_windows set: keep the keymap in LRU order */
+    bool evicting;          /* emit_out: results of an evicted key (final false, id + "/evicted") */
 } window_ctx_t;
 
 static const weir_config_map_t window_config_map[] = {
@@ -57,7 +60,11 @@ static const weir_config_map_t window_config_map[] = {
      "map of output field -> count() | count(x) | sum(x) | mean(x) | min(x) | max(x) | stddev(x) | "
      "variance(x) | first(x) | last(x)"},
     {WEIR_CM_LONG, "max_keys", "5000000", false, offsetof(window_conf_t, max_keys),
-     "keys with open windows at most; a record of a new key beyond it is dead-lettered (0 = no limit)"},
+     "keys with open windows per task at most; a new key beyond it evicts the least recently updated key, "
+     "whose open windows are emitted at once (final: false, id + \"/evicted\") (0 = no limit)"},
+    {WEIR_CM_LONG, "max_open_windows", "20000000", false, offsetof(window_conf_t, max_open_windows),
+     "panes (tumbling, sliding) or sessions open per task at most; beyond it the least recently updated keys "
+     "are evicted as for max_keys (0 = no limit)"},
     {WEIR_CM_BOOL, "emit_early", "false", false, offsetof(window_conf_t, emit_early),
      "with allowed_lateness > 0: emit at the window end (final: false), again for each late record, "
      "and final at end + allowed_lateness"},
@@ -196,6 +203,10 @@ static int window_configure(weir_plan_t *plan, char *errstr, size_t errstr_size)
     if (conf->max_keys < 0 || conf->max_keys > UINT32_MAX / 2)
         return weir_cfg_error(weir_cfg_get(plan->cfg, "max_keys"), errstr, errstr_size,
                               "node '%s': max_keys must be between 0 (no limit) and %u", plan->name, UINT32_MAX / 2);
+    if (conf->max_open_windows < 0 || conf->max_open_windows > UINT32_MAX / 2)
+        return weir_cfg_error(weir_cfg_get(plan->cfg, "max_open_windows"), errstr, errstr_size,
+                              "node '%s': max_open_windows must be between 0 (no limit) and %u", plan->name,
+                              UINT32_MAX / 2);
     if (conf->type == WINDOW_TUMBLING)
         conf->slide = conf->size;
     if (conf->type == WINDOW_SLIDING && conf->slide > conf->size)
@@ -249,8 +260,8 @@ static void window_describe(const weir_plan_t *plan, FILE *fp) {
         fprintf(fp, " slide %" PRId64 " ms (panes of %" PRId64 " ms)", c->slide, c->pane);
     if (c->type == WINDOW_SESSION)
         fprintf(fp, " gap %" PRId64 " ms", c->gap);
-    fprintf(fp, ", allowed lateness %" PRId64 " ms%s, max_keys %" PRId64 "\n", c->lateness,
-            c->early ? ", early results" : "", c->max_keys);
+    fprintf(fp, ", allowed lateness %" PRId64 " ms%s, max_keys %" PRId64 ", max_open_windows %" PRId64 "\n",
+            c->lateness, c->early ? ", early results" : "", c->max_keys, c->max_open_windows);
     fprintf(fp, "    key: ");
     if (c->key.expr)
         weir_expr_print(c->key.expr, plan->input, fp);
@@ -276,6 +287,7 @@ static void *window_init(const weir_plan_t *plan) {
     if (ctx->conf->type == WINDOW_SLIDING)
         ctx->early_slide = weir_calloc(1, ctx->st.slide_size);
     ctx->wm = WINDOW_WM_NONE;
+    ctx->bounded = ctx->conf->max_keys || ctx->conf->max_open_windows;
     weir_record_init(&ctx->out, plan->ports[0].rt);
     ctx->id_prefix_len = strlen(plan->pipeline) + strlen(plan->name) + 2;
     ctx->id_prefix = weir_malloc(ctx->id_prefix_len + 1);
@@ -333,6 +345,8 @@ static inline void agg_out(const wagg_spec_t *a, const wagg_state_t *s, int64_t 
         *nulls = weir_v_long(rows - s->n);
 }
 
+#define EVICTED_SUFFIX "/evicted"
+
 static void emit_out(window_ctx_t *ctx, uint32_t k, int64_t start, int64_t end, int64_t last_ts, int64_t rows,
                      const wagg_state_t *agg, bool final, weir_emitter_t *em) {
     const window_conf_t *c = ctx->conf;
@@ -352,10 +366,11 @@ static void emit_out(window_ctx_t *ctx, uint32_t k, int64_t start, int64_t end, 
         const wagg_spec_t *a = &c->aggs[i];
         agg_out(a, &agg[i], rows, &o->v[a->out_slot], a->nulls_slot >= 0 ? &o->v[a->nulls_slot] : NULL);
     }
-    o->v[c->slot_final] = weir_v_bool(final);
-    /* Deterministic id: pipeline/node/key/window_start (a replay re-emits the same ids). */
+    o->v[c->slot_final] = weir_v_bool(final && !ctx->evicting);
+    /* Deterministic id: pipeline/node/key/window_start (a replay re-emits the same ids);
+     * "/evicted" after it for the partial result of an evicted key. */
     /* Hand-rolled (snprintf was ~10 % of the cost of an output at size/slide 60). */
-    size_t cap = ctx->id_prefix_len + kn + 24;
+    size_t cap = ctx->id_prefix_len + kn + 24 + sizeof(EVICTED_SUFFIX);
     char *id = weir_arena_alloc(&o->arena, cap), *q = id;
     memcpy(q, ctx->id_prefix, ctx->id_prefix_len);
     q += ctx->id_prefix_len;
@@ -373,6 +388,10 @@ static void emit_out(window_ctx_t *ctx, uint32_t k, int64_t start, int64_t end, 
         *q++ = '-';
     while (nd)
         *q++ = digits[--nd];
+    if (ctx->evicting) {
+        memcpy(q, EVICTED_SUFFIX, sizeof(EVICTED_SUFFIX) - 1);
+        q += sizeof(EVICTED_SUFFIX) - 1;
+    }
     o->v[c->slot_id] = weir_v_str(id, (size_t)(q - id));
     o->key = kb;
     o->key_len = kn;
@@ -600,21 +619,64 @@ static void win_add(window_ctx_t *ctx, wwin_t *w, int64_t ts) {
         wagg_update(&c->aggs[i], &w->agg[i], c->aggs[i].arg ? &ctx->args[i] : NULL, ts);
 }
 
-/* Find or create key; -1 if max_keys refuses a new one (the record is rejected). */
-static int64_t key_get(window_ctx_t *ctx, const char *kp, size_t kn, uint64_t h, const weir_record_t *in,
-                       weir_emitter_t *em) {
-    uint32_t k = weir_keymap_find(&ctx->st.keys, kp, kn, h);
-    if (k != WEIR_KEYMAP_NONE)
-        return k;
-    if (ctx->conf->max_keys && weir_keymap_count(&ctx->st.keys) >= (uint64_t)ctx->conf->max_keys) {
-        if (!ctx->keys_rejected++)
-            weir_log(WEIR_LOG_WARN, "window",
-                     "node '%s': max_keys (%" PRId64 ") reached: records of new keys are "
-                     "dead-lettered until windows close",
-                     ctx->plan->name, ctx->conf->max_keys);
-        em->reject(em, in, "window: max_keys reached");
-        return -1;
+/* ---- bounds: max_keys, max_open_windows ---- */
+
+static void pane_fire(window_ctx_t *ctx, uint32_t k, int64_t t, weir_emitter_t *em);
+static void session_fire(window_ctx_t *ctx, uint32_t k, int64_t t, weir_emitter_t *em);
+
+/* Evict key k: emit every open window now (final false, id + "/evicted": it may be
+ * incomplete), then forget the key. Its timers go stale (key deleted). */
+static void key_evict(window_ctx_t *ctx, uint32_t k, const char *why, weir_emitter_t *em) {
+    wstate_t *st = &ctx->st;
+    ctx->evicting = true;
+    if (ctx->conf->type == WINDOW_SESSION)
+        session_fire(ctx, k, WINDOW_NEVER - 1, em);
+    else
+        pane_fire(ctx, k, WINDOW_NEVER - 1, em);
+    ctx->evicting = false;
+    while (wstate_key(st, k)->head >= 0)
+        wstate_win_del(st, k, wstate_key(st, k)->head);
+    wstate_key_del(st, k);
+    if (weir_plan_count_evicted(ctx->plan, 1, &ctx->keys_evicted))
+        weir_log(WEIR_LOG_WARN, "window",
+                 "node '%s': %s reached: evicting the least recently updated keys, their open windows "
+                 "emitted with final false and id suffix %s (logged once; see weir_evicted_keys_total)",
+                 ctx->plan->name, why, EVICTED_SUFFIX);
+}
+
+/* Before a new window of key k: evict least recently updated keys (never k) while
+ * max_open_windows is reached. false: k alone holds them all (the record is rejected). */
+static bool win_room(window_ctx_t *ctx, uint32_t k, const weir_record_t *in, weir_emitter_t *em) {
+    const int64_t max = ctx->conf->max_open_windows;
+    while (max && ctx->st.nwin >= (uint64_t)max) {
+        uint32_t lru = weir_keymap_first(&ctx->st.keys);
+        if (lru == k)
+            lru = weir_keymap_next(&ctx->st.keys, lru);
+        if (lru == WEIR_KEYMAP_NONE) {
+            if (!ctx->keys_rejected++)
+                weir_log(WEIR_LOG_WARN, "window",
+                         "node '%s': one key holds max_open_windows (%" PRId64 ") windows: its records that "
+                         "need another are dead-lettered (logged once)",
+                         ctx->plan->name, max);
+            em->reject(em, in, "window: max_open_windows reached by one key");
+            return false;
+        }
+        key_evict(ctx, lru, "max_open_windows", em);
     }
+    return true;
+}
+
+/* Find or create key (max_keys: evicting the least recently updated ones first);
+ * with a bound, the key becomes the most recently updated. */
+static uint32_t key_get(window_ctx_t *ctx, const char *kp, size_t kn, uint64_t h, weir_emitter_t *em) {
+    uint32_t k = weir_keymap_find(&ctx->st.keys, kp, kn, h);
+    if (k != WEIR_KEYMAP_NONE) {
+        if (ctx->bounded)
+            weir_keymap_touch(&ctx->st.keys, k);
+        return k;
+    }
+    while (ctx->conf->max_keys && weir_keymap_count(&ctx->st.keys) >= (uint64_t)ctx->conf->max_keys)
+        key_evict(ctx, weir_keymap_first(&ctx->st.keys), "max_keys", em);
     return wstate_key_add(&ctx->st, kp, kn, h);
 }
 
@@ -626,9 +688,7 @@ static void pane_process(window_ctx_t *ctx, const weir_record_t *in, int64_t ts,
         window_late(ctx, in, em);
         return;
     }
-    int64_t k = key_get(ctx, kp, kn, weir_keymap_hash(kp, kn), in, em);
-    if (k < 0)
-        return;
+    int64_t k = key_get(ctx, kp, kn, weir_keymap_hash(kp, kn), em);
     wkey_t *key = wstate_key(st, (uint32_t)k);
     /* Windows closed by the watermark are done for this key too (new keys, and keys idle for a while). */
     key->fired_upto = max64(key->fired_upto, last_start(c, ctx->wm - c->size - c->lateness));
@@ -640,6 +700,11 @@ static void pane_process(window_ctx_t *ctx, const weir_record_t *in, int64_t ts,
         i = wstate_win(st, i)->prev;
     bool created = false;
     if (i < 0 || wstate_win(st, i)->start != p) {
+        if (!win_room(ctx, (uint32_t)k, in, em)) {
+            if (!key->nwin)
+                wstate_key_del(st, (uint32_t)k);
+            return;
+        }
         int32_t before = i >= 0 ? wstate_win(st, i)->next : key->head;
         i = wstate_win_new(st, (uint32_t)k, p, before);
         created = true;
@@ -665,6 +730,8 @@ static void session_process(window_ctx_t *ctx, const weir_record_t *in, int64_t 
     uint64_t h = weir_keymap_hash(kp, kn);
     uint32_t found = weir_keymap_find(&st->keys, kp, kn, h);
     int64_t k = found == WEIR_KEYMAP_NONE ? -1 : (int64_t)found;
+    if (k >= 0 && ctx->bounded)
+        weir_keymap_touch(&st->keys, found);
     int64_t hi = ts + c->gap; /* the record alone is the session [ts, ts + gap) */
     int32_t into = -1, before = -1;
     if (k >= 0) {
@@ -696,8 +763,13 @@ static void session_process(window_ctx_t *ctx, const weir_record_t *in, int64_t 
             window_late(ctx, in, em);
             return;
         }
-        if (k < 0 && (k = key_get(ctx, kp, kn, h, in, em)) < 0)
+        if (k < 0)
+            k = key_get(ctx, kp, kn, h, em);
+        if (!win_room(ctx, (uint32_t)k, in, em)) {
+            if (!wstate_key(st, (uint32_t)k)->nwin)
+                wstate_key_del(st, (uint32_t)k);
             return;
+        }
         into = wstate_win_new(st, (uint32_t)k, ts, before);
     }
     wwin_t *w = wstate_win(st, into);
@@ -1135,8 +1207,10 @@ static int window_dump(void *vctx, weir_buf_t *out) {
         weir_buf_puts(out, "null");
     else
         weir_buf_printf(out, "%" PRId64, ctx->wm);
-    weir_buf_printf(out, ",\"late\":%" PRIu64 ",\"keys_rejected\":%" PRIu64 ",\"keys\":%" PRIu32 ",\"windows\":[",
-                    ctx->late, ctx->keys_rejected, weir_keymap_count(&st->keys));
+    weir_buf_printf(out,
+                    ",\"late\":%" PRIu64 ",\"keys_rejected\":%" PRIu64 ",\"keys_evicted\":%" PRIu64 ",\"keys\":%" PRIu32
+                    ",\"windows\":[",
+                    ctx->late, ctx->keys_rejected, ctx->keys_evicted, weir_keymap_count(&st->keys));
     uint32_t *keys = weir_keymap_sorted_ids(&st->keys), nk = weir_keymap_count(&st->keys);
     dump_scratch_t sc = {0};
     sc.back = weir_calloc((size_t)c->naggs + 1, sizeof(*sc.back));

@@ -98,7 +98,7 @@ typedef enum window_type { WINDOW_TUMBLING, WINDOW_SLIDING, WINDOW_SESSION } win
 typedef struct window_conf {
     /* filled by the config map */
     const char *type_src;
-    int64_t size, slide, gap, lateness, max_keys;
+    int64_t size, slide, gap, lateness, max_keys, max_open_windows;
     bool emit_early, count_nulls;
     /* derived */
     window_type_t type;

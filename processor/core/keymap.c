@@ -22,7 +22,7 @@ void weir_keymap_init(weir_keymap_t *m, size_t vsize) {
 static void free_values(weir_keymap_t *m, void (*free_val)(void *, void *), void *arg) {
     if (!free_val || !m->n)
         return;
-    for (uint32_t id = m->head; id != WEIR_KEYMAP_NONE; id = weir_keymap_ent(m, id)->next)
+    for (uint32_t id = m->head; id != WEIR_KEYMAP_NONE; id = m->links[id].next)
         free_val(weir_keymap_val(m, id), arg);
 }
 
@@ -31,6 +31,7 @@ void weir_keymap_free(weir_keymap_t *m, void (*free_val)(void *val, void *arg), 
         return;
     free_values(m, free_val, arg);
     free(m->ents);
+    free(m->links);
     free(m->tab);
     free(m->slab);
     free(m->slab_free);
@@ -125,11 +126,12 @@ uint32_t weir_keymap_add(weir_keymap_t *m, const void *p, size_t n, uint64_t h) 
     uint32_t id;
     if (m->free_head != WEIR_KEYMAP_NONE) {
         id = m->free_head;
-        m->free_head = weir_keymap_ent(m, id)->next;
+        m->free_head = m->links[id].next;
     } else {
         if (m->used == m->cap) {
             m->cap = m->cap ? m->cap * 2 : 64;
             m->ents = weir_realloc(m->ents, (size_t)m->cap * m->stride);
+            m->links = weir_realloc(m->links, (size_t)m->cap * sizeof(*m->links));
         }
         id = m->used++;
     }
@@ -143,10 +145,10 @@ uint32_t weir_keymap_add(weir_keymap_t *m, const void *p, size_t n, uint64_t h) 
     e->klen = (uint32_t)n;
     e->koff = off;
     e->live = 1;
-    e->prev = m->tail;
-    e->next = WEIR_KEYMAP_NONE;
+    m->links[id].prev = m->tail;
+    m->links[id].next = WEIR_KEYMAP_NONE;
     if (m->tail != WEIR_KEYMAP_NONE)
-        weir_keymap_ent(m, m->tail)->next = id;
+        m->links[m->tail].next = id;
     else
         m->head = id;
     m->tail = id;
@@ -173,18 +175,19 @@ void weir_keymap_del(weir_keymap_t *m, uint32_t id) {
         }
     }
     m->tab[hole].id1 = 0;
-    /* Unlink from the insertion order. */
-    if (e->prev != WEIR_KEYMAP_NONE)
-        weir_keymap_ent(m, e->prev)->next = e->next;
+    /* Unlink from the order. */
+    weir_keymap_link_t *l = &m->links[id];
+    if (l->prev != WEIR_KEYMAP_NONE)
+        m->links[l->prev].next = l->next;
     else
-        m->head = e->next;
-    if (e->next != WEIR_KEYMAP_NONE)
-        weir_keymap_ent(m, e->next)->prev = e->prev;
+        m->head = l->next;
+    if (l->next != WEIR_KEYMAP_NONE)
+        m->links[l->next].prev = l->prev;
     else
-        m->tail = e->prev;
+        m->tail = l->prev;
     slab_release(m, e->koff, e->klen);
     e->live = 0;
-    e->next = m->free_head;
+    l->next = m->free_head;
     m->free_head = id;
     m->n--;
 }
@@ -208,7 +211,7 @@ uint32_t *weir_keymap_sorted_ids(const weir_keymap_t *m) {
         return NULL;
     sort_ent_t *v = weir_malloc((size_t)m->n * sizeof(*v));
     size_t i = 0;
-    for (uint32_t id = m->head; id != WEIR_KEYMAP_NONE; id = weir_keymap_ent(m, id)->next, i++) {
+    for (uint32_t id = m->head; id != WEIR_KEYMAP_NONE; id = m->links[id].next, i++) {
         const weir_keymap_ent_t *e = weir_keymap_ent(m, id);
         v[i] = (sort_ent_t){m->slab + e->koff, e->klen, id};
     }
@@ -221,6 +224,6 @@ uint32_t *weir_keymap_sorted_ids(const weir_keymap_t *m) {
 }
 
 size_t weir_keymap_bytes(const weir_keymap_t *m) {
-    return (size_t)m->cap * m->stride + ((size_t)m->tab_mask + 1) * sizeof(*m->tab) + m->slab_cap +
-           (m->slab_free ? SLAB_CLASSES * sizeof(uint32_t) : 0);
+    return (size_t)m->cap * (m->stride + sizeof(*m->links)) + ((size_t)m->tab_mask + 1) * sizeof(*m->tab) +
+           m->slab_cap + (m->slab_free ? SLAB_CLASSES * sizeof(uint32_t) : 0);
 }

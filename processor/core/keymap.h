@@ -5,19 +5,27 @@
  *
  * DESIGN.md §5 says "state is keyed inside the operator (hash map key ->
  * per-key state)"; this is that map, written once. What it guarantees:
- *  - **Insertion order.** Iteration (weir_keymap_first / _next) visits the
- *    live keys in the order they were added, whatever their hashes, so a
- *    snapshot, a dump or end-of-input firing is deterministic and does not
- *    change when the hash function or the table size does. A removed key
- *    leaves the order; adding it again puts it at the end.
+ *  - **Insertion order, or recency order.** Iteration (weir_keymap_first /
+ *    _next) visits the live keys in the order they were added, whatever their
+ *    hashes, so a snapshot, a dump or end-of-input firing is deterministic and
+ *    does not change when the hash function or the table size does. A removed
+ *    key leaves the order; adding it again puts it at the end.
+ *    weir_keymap_touch() moves a key to the end too: an operator that touches
+ *    the key of every record it takes gets the keys least recently updated
+ *    first (an LRU order, for max_keys eviction), still a pure function of its
+ *    input. A snapshot written in this order and restored by adding the keys
+ *    in it rebuilds the same order, so eviction after a restore picks the same
+ *    keys as an uninterrupted run.
  *  - **Stable ids.** A key keeps its id (a small integer) until it is
  *    removed; an id is then reused. Operators may store ids (timers, lists).
  *  - **No allocation on the per-record path.** Finding an existing key is a
  *    hash probe and one memcmp. Adding a key allocates only when an array
  *    doubles; key bytes live in one slab recycled through per-size free lists.
  *
- * Layout: entries (a 24-byte header + the value, `stride` bytes each) in one
- * array indexed by id, chained in insertion order by prev/next ids; an
+ * Layout: entries (a 16-byte header + the value, `stride` bytes each) in one
+ * array indexed by id; the order as prev/next ids in a separate array of
+ * 8 bytes per id (so that weir_keymap_touch, on the per-record path, touches
+ * three slots of a compact array, not two more entries at random); an
  * open-addressing index (linear probing, load <= 1/2, backward-shift delete)
  * of {low 32 bits of the hash, id + 1}; key bytes (NUL-terminated, for
  * printing) in a slab with one free list per 16-byte size class.
@@ -41,21 +49,26 @@
 
 /** Header of one entry (internal; the value follows it). */
 typedef struct weir_keymap_ent {
-    uint32_t hash;       /**< low 32 bits of the key's hash */
-    uint32_t klen;       /**< key length in bytes */
-    uint32_t koff;       /**< offset of the key bytes in the slab */
-    uint32_t prev, next; /**< insertion order (next: free-list link when free) */
-    uint32_t live;       /**< 1 = in use */
+    uint32_t hash; /**< low 32 bits of the key's hash */
+    uint32_t klen; /**< key length in bytes */
+    uint32_t koff; /**< offset of the key bytes in the slab */
+    uint32_t live; /**< 1 = in use */
 } weir_keymap_ent_t;
 
+/** The neighbours of an id in the order (internal). */
+typedef struct weir_keymap_link {
+    uint32_t prev, next; /**< ids, WEIR_KEYMAP_NONE at the ends (next: free-list link when free) */
+} weir_keymap_link_t;
+
 typedef struct weir_keymap {
-    uint8_t *ents;       /**< cap entries of `stride` bytes, indexed by id */
-    size_t stride;       /**< sizeof(weir_keymap_ent_t) + value size rounded up to 8 */
-    size_t vsize;        /**< value bytes */
-    uint32_t cap, used;  /**< entries allocated / ever handed out */
-    uint32_t free_head;  /**< free entries (linked by next), WEIR_KEYMAP_NONE = none */
-    uint32_t n;          /**< live keys */
-    uint32_t head, tail; /**< oldest and newest live key */
+    uint8_t *ents;             /**< cap entries of `stride` bytes, indexed by id */
+    weir_keymap_link_t *links; /**< cap links, indexed by id: the iteration order */
+    size_t stride;             /**< sizeof(weir_keymap_ent_t) + value size rounded up to 8 */
+    size_t vsize;              /**< value bytes */
+    uint32_t cap, used;        /**< entries allocated / ever handed out */
+    uint32_t free_head;        /**< free entries (linked by next), WEIR_KEYMAP_NONE = none */
+    uint32_t n;                /**< live keys */
+    uint32_t head, tail;       /**< first and last live key of the order (least / most recently added or touched) */
     struct weir_keymap_slot {
         uint32_t hash;
         uint32_t id1; /**< id + 1; 0 = empty */
@@ -91,6 +104,12 @@ uint32_t weir_keymap_add(weir_keymap_t *m, const void *p, size_t n, uint64_t h);
 /** @brief Remove the key with this id (the caller freed what its value owns). */
 void weir_keymap_del(weir_keymap_t *m, uint32_t id);
 
+/**
+ * @brief Move key id to the end of the order (most recently used). O(1); a
+ *        no-op when it is already last (a run of records of one key).
+ */
+static inline void weir_keymap_touch(weir_keymap_t *m, uint32_t id);
+
 /** @returns the number of live keys. */
 static inline uint32_t weir_keymap_count(const weir_keymap_t *m) { return m->n; }
 static inline weir_keymap_ent_t *weir_keymap_ent(const weir_keymap_t *m, uint32_t id) {
@@ -109,7 +128,9 @@ static inline const char *weir_keymap_key(const weir_keymap_t *m, uint32_t id, s
 /** @returns the oldest live key's id, or WEIR_KEYMAP_NONE. */
 static inline uint32_t weir_keymap_first(const weir_keymap_t *m) { return m->n ? m->head : WEIR_KEYMAP_NONE; }
 /** @returns the id added after id (still live), or WEIR_KEYMAP_NONE. */
-static inline uint32_t weir_keymap_next(const weir_keymap_t *m, uint32_t id) { return weir_keymap_ent(m, id)->next; }
+static inline uint32_t weir_keymap_next(const weir_keymap_t *m, uint32_t id) { return m->links[id].next; }
+/** @returns the id before id in the order, or WEIR_KEYMAP_NONE. */
+static inline uint32_t weir_keymap_prev(const weir_keymap_t *m, uint32_t id) { return m->links[id].prev; }
 
 /**
  * @brief The live ids sorted by key bytes (bytewise, a prefix first): the order
@@ -133,6 +154,22 @@ static inline uint32_t weir_keymap_find(const weir_keymap_t *m, const void *p, s
         if (e->klen == n && (!n || !memcmp(m->slab + e->koff, p, n)))
             return s->id1 - 1;
     }
+}
+
+static inline void weir_keymap_touch(weir_keymap_t *m, uint32_t id) {
+    if (id == m->tail)
+        return;
+    weir_keymap_link_t *l = &m->links[id];
+    /* Not the tail, so l->next exists. */
+    m->links[l->next].prev = l->prev;
+    if (l->prev != WEIR_KEYMAP_NONE)
+        m->links[l->prev].next = l->next;
+    else
+        m->head = l->next;
+    l->prev = m->tail;
+    l->next = WEIR_KEYMAP_NONE;
+    m->links[m->tail].next = id;
+    m->tail = id;
 }
 
 #endif

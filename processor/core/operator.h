@@ -26,6 +26,9 @@
 #ifndef WEIR_OPERATOR_H
 #define WEIR_OPERATOR_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+
 #include "config.h"
 #include "record.h"
 #include "snapshot.h"
@@ -71,6 +74,15 @@ typedef enum weir_partitioning {
     WEIR_PART_GLOBAL,  /**< every record in one task (one partition) */
 } weir_partitioning_t;
 
+/**
+ * Counters of one node summed over all its tasks (any thread, relaxed atomics),
+ * read by the metrics endpoint. Allocated by weir_plan_configure.
+ */
+typedef struct weir_node_stats {
+    _Atomic uint64_t evicted_keys;   /**< keys evicted to keep max_keys / max_open_windows */
+    _Atomic uint32_t evict_reported; /**< 1 once an eviction of this node was logged */
+} weir_node_stats_t;
+
 /** A compiled node: what configure() produced, shared read-only by all tasks. */
 typedef struct weir_plan {
     const struct weir_operator_class *cls;
@@ -87,7 +99,16 @@ typedef struct weir_plan {
     void *conf;                       /**< operator's compiled configuration */
     weir_partitioning_t partitioning; /**< set by configure (default ANY) */
     const struct weir_key_spec *key;  /**< WEIR_PART_KEY: the node's key (owned by conf) */
+    weir_node_stats_t *stats;         /**< owned by the plan (weir_plan_configure / _release); may be NULL */
 } weir_plan_t;
+
+/**
+ * @brief Count n keys evicted by a node (max_keys) in its stats.
+ * @returns true the first time for this plan (across tasks), so the caller
+ *          logs the eviction once per node; always true when stats is NULL
+ *          and this is the task's first (*task_count == 0 before the call).
+ */
+bool weir_plan_count_evicted(const weir_plan_t *plan, uint64_t n, uint64_t *task_count);
 
 typedef struct weir_operator_class {
     int abi;                 /**< WEIR_OPERATOR_ABI */

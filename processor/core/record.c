@@ -81,6 +81,18 @@ void *weir_arena_alloc(weir_arena_t *a, size_t n) {
     return p;
 }
 
+void weir_arena_reserve(weir_arena_t *a, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    weir_arena_chunk_t *c = a->head;
+    if (!n || (c && c->used + n <= c->cap))
+        return;
+    weir_arena_chunk_t *nc = weir_malloc(sizeof(*nc) + n);
+    nc->used = 0;
+    nc->cap = n;
+    nc->next = c;
+    a->head = nc;
+}
+
 char *weir_arena_strndup(weir_arena_t *a, const char *s, size_t n) {
     char *p = weir_arena_alloc(a, n + 1);
     if (n)
@@ -160,6 +172,25 @@ void weir_record_copy_meta(weir_record_t *dst, const weir_record_t *src) {
     dst->topic = src->topic;
     dst->partition = src->partition;
     dst->offset = src->offset;
+}
+
+void weir_record_copy_compact(weir_record_t *dst, const weir_record_t *src, const char *topic) {
+    size_t need = 0;
+    for (int i = 0; i < src->rt->nfields; i++) {
+        const weir_value_t *v = &src->v[i];
+        if ((v->type == WEIR_STRING || v->type == WEIR_BYTES) && v->u.s.n)
+            need += (v->u.s.n + 1 + 15) & ~(size_t)15;
+    }
+    if (src->key)
+        need += (src->key_len + 1 + 15) & ~(size_t)15;
+    if (topic)
+        need += (strlen(topic) + 1 + 15) & ~(size_t)15;
+    weir_arena_reset(&dst->arena);
+    if (!dst->arena.head)
+        weir_arena_reserve(&dst->arena, need);
+    weir_record_copy(dst, src);
+    if (topic)
+        dst->topic = weir_arena_strndup(&dst->arena, topic, strlen(topic));
 }
 
 void weir_record_copy(weir_record_t *dst, const weir_record_t *src) {

@@ -124,6 +124,9 @@ typedef struct weir_arena {
 void *weir_arena_alloc(weir_arena_t *a, size_t n);
 char *weir_arena_strndup(weir_arena_t *a, const char *s, size_t n);
 void weir_arena_reset(weir_arena_t *a);
+/** @brief Make room for n more bytes in one chunk of exactly that size (not the usual 4 KiB) unless the
+ *         current chunk has it: for records kept long, thousands of them (weir_record_copy_compact). */
+void weir_arena_reserve(weir_arena_t *a, size_t n);
 void weir_arena_free(weir_arena_t *a);
 
 #define WEIR_TS_NONE INT64_MIN
@@ -152,6 +155,9 @@ void weir_record_init(weir_record_t *r, const weir_rowtype_t *rt);
 void weir_record_clear(weir_record_t *r);
 /** @brief Free what the record owns (not the struct). */
 void weir_record_free(weir_record_t *r);
+/** @brief weir_record_copy into one arena chunk of exactly the bytes needed (a fresh dst), and own `topic`
+ *         too if not NULL: for records held long in numbers (k-means initialisation buffers). */
+void weir_record_copy_compact(weir_record_t *dst, const weir_record_t *src, const char *topic);
 /** @brief Deep copy src into dst (dst initialised); strings copied into dst's arena. */
 void weir_record_copy(weir_record_t *dst, const weir_record_t *src);
 /** @brief Copy metadata only (key, ts, topic, partition, offset). */

@@ -294,6 +294,30 @@ static int ck_connect(weir_ckpt_t *c, char *errstr, size_t errstr_size) {
     return WEIR_OK;
 }
 
+int weir_ckpt_connect(weir_ckpt_t *c, char *errstr, size_t errstr_size) {
+    sigpipe_guard_t g;
+    sigpipe_block(&g);
+    int rc = ck_connect(c, errstr, errstr_size);
+    sigpipe_unblock(&g);
+    return rc;
+}
+
+const char *weir_ckpt_url_redact(const char *url, char *buf, size_t size) {
+    const char *auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    const char *end = auth + strcspn(auth, "/");
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon)
+        snprintf(buf, size, "%s", url);
+    else
+        snprintf(buf, size, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    return buf;
+}
+
 /* ---- keys and numbers ---------------------------------------------------- */
 
 void weir_ckpt_key(const weir_ckpt_t *c, const char *topic, int32_t partition, int64_t n, char *buf, size_t size) {

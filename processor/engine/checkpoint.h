@@ -80,6 +80,21 @@ typedef struct weir_ckpt_stats {
  */
 weir_ckpt_t *weir_ckpt_new(const char *url, const char *pipeline, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Connect now (AUTH, SELECT), so that a refused password, user or
+ *        database is a start-up error instead of a checkpoint that fails later.
+ * @returns WEIR_OK; WEIR_RETRY if Redis is unreachable or busy (a passing
+ *          outage: the run goes on and retries as usual); WEIR_ERR if Redis
+ *          refused (WRONGPASS, NOPERM, a bad database...), with errstr.
+ */
+int weir_ckpt_connect(weir_ckpt_t *c, char *errstr, size_t errstr_size);
+
+/**
+ * @brief url with its password replaced by "***" (for logs), into buf.
+ * @returns buf.
+ */
+const char *weir_ckpt_url_redact(const char *url, char *buf, size_t size);
+
 /** @brief Close the connection and free the store (NULL is accepted). */
 void weir_ckpt_destroy(weir_ckpt_t *c);
 

@@ -154,9 +154,22 @@ int kafka_ckpt_open(krun_t *kr) {
             weir_log(WEIR_LOG_ERR, "checkpoint", "%s", errstr);
             return WEIR_ERR;
         }
+        char shown[512];
+        weir_ckpt_url_redact(redis, shown, sizeof(shown));
+        /* A password or user that Redis refuses is a configuration error: exit 2 now rather than
+         * retry or fail every checkpoint. Unreachable: a passing outage, retried as always. */
+        int rc = weir_ckpt_connect(kr->ckpt, errstr, sizeof(errstr));
+        if (rc == WEIR_ERR) {
+            weir_log(WEIR_LOG_ERR, "checkpoint", "%s: %s", shown, errstr);
+            kr->config_error = true;
+            return WEIR_ERR;
+        }
+        if (rc == WEIR_RETRY)
+            weir_log(WEIR_LOG_WARN, "checkpoint", "Redis unavailable at start (%s): retrying when state is needed",
+                     errstr);
         kr->fingerprint = weir_pipeline_fingerprint(pl);
         every_ms = o->checkpoint_interval_ms > 0 ? o->checkpoint_interval_ms : pl->checkpoint_interval_ms;
-        weir_log(WEIR_LOG_INFO, "checkpoint", "state goes to %s every %lld ms", redis, (long long)every_ms);
+        weir_log(WEIR_LOG_INFO, "checkpoint", "state goes to %s every %lld ms", shown, (long long)every_ms);
     } else if (pl->delivery == WEIR_EXACTLY_ONCE) {
         weir_log(WEIR_LOG_ERR, LOG, "%s: delivery: exactly_once needs checkpoints (checkpoint.redis or --redis)",
                  pl->path);

@@ -114,6 +114,7 @@ struct krun {
     const char *instance;
     char instance_buf[128]; /* default instance name: host:pid */
     atomic_bool fatal;      /* set by either thread; the run stops */
+    bool config_error;      /* start-up refused by configuration (e.g. Redis AUTH): exit 2 */
     /* producer hand-off (default): the worker thread encodes each output and
      * queues it here; one thread makes the librdkafka produce calls */
     weir_spsc_t *outq;

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "pipeline.h"
 
 struct weir_metrics_server {
     weir_metrics_t *m;
@@ -51,6 +53,16 @@ static void render(const weir_metrics_server_t *s, weir_buf_t *b) {
     for (size_t i = 0; i < WEIR_ARRAY_SIZE(rows); i++)
         weir_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s{pipeline=\"%s\"} %.17g\n", rows[i].name, rows[i].help,
                         rows[i].name, rows[i].type, rows[i].name, p, rows[i].v);
+    if (!m->pl)
+        return;
+    weir_buf_printf(b, "# HELP weir_evicted_keys_total keys evicted by a node's max_keys or max_open_windows\n"
+                       "# TYPE weir_evicted_keys_total counter\n");
+    for (int i = 0; i < m->pl->nnodes; i++) {
+        const weir_plan_t *plan = &m->pl->nodes[i].plan;
+        if (plan->stats)
+            weir_buf_printf(b, "weir_evicted_keys_total{pipeline=\"%s\",node=\"%s\"} %" PRIu64 "\n", p, plan->name,
+                            atomic_load_explicit(&plan->stats->evicted_keys, memory_order_relaxed));
+    }
 }
 
 static void *serve(void *arg) {

@@ -23,6 +23,9 @@ typedef struct weir_metrics {
     _Atomic uint64_t paused;                /**< 1 while consumption is paused (Redis unavailable) */
     _Atomic uint64_t partitions;            /**< partitions assigned to this process */
     _Atomic int64_t watermark_delay_ms;     /**< wall clock minus the smallest task watermark */
+    /** The pipeline whose nodes' stats (weir_node_stats_t, per-node counters such as
+     *  weir_evicted_keys_total) are rendered; NULL = none. Set before serving. */
+    const struct weir_pipeline *pl;
 } weir_metrics_t;
 
 typedef struct weir_metrics_server weir_metrics_server_t;

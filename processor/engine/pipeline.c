@@ -275,6 +275,8 @@ int weir_plan_configure(weir_plan_t *plan, char *errstr, size_t errstr_size) {
     const weir_operator_class_t *cls = plan->cls;
     if (cls->conf_size)
         plan->conf = weir_calloc(1, cls->conf_size);
+    if (!plan->stats)
+        plan->stats = weir_calloc(1, sizeof(*plan->stats));
     if (cls->conf_init)
         cls->conf_init(plan->conf);
     if (weir_config_map_apply(cls->config_map, plan->cfg, plan->conf, errstr, errstr_size))
@@ -287,6 +289,8 @@ void weir_plan_release(weir_plan_t *plan) {
         plan->cls->plan_destroy(plan->conf);
     free(plan->conf);
     plan->conf = NULL;
+    free(plan->stats);
+    plan->stats = NULL;
 }
 
 static int compile_node(load_ctx_t *lc, int i) {

@@ -380,6 +380,7 @@ static int run_open(krun_t *kr) {
         weir_log(WEIR_LOG_ERR, LOG, "%s", errstr);
         return WEIR_ERR;
     }
+    kr->metrics.pl = kr->pl;
     if (o->metrics_port >= 0) {
         int port = 0;
         if (!(kr->msrv =
@@ -559,6 +560,8 @@ int weir_run_kafka(const weir_pipeline_t *pl, const weir_run_opts_t *o) {
             run_finish(&kr);
         rc = kr.fatal ? 1 : 0;
     }
+    if (kr.config_error)
+        rc = 2;
     run_close(&kr);
     if (rc == 0 && !o->quiet) {
         double el = kr.first_ns ? (double)(kr.last_ns - kr.first_ns) / 1e9 : 0.0;
