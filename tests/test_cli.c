@@ -219,10 +219,11 @@ Test(cli, a_record_an_operator_rejects_does_not_move_the_watermark) {
 
 Test(cli, max_future_dead_letters_event_times_too_far_ahead) {
     char yaml[2048], in[512];
-    snprintf(yaml, sizeof(yaml), "%s", window_pipeline);
-    char *at = strstr(yaml, "nodes:");
-    memmove(at + strlen("  watermark: {max_future: 1h}\n"), at, strlen(at) + 1);
-    memcpy(at, "  watermark: {max_future: 1h}\n", strlen("  watermark: {max_future: 1h}\n"));
+    const char *at = strstr(window_pipeline, "nodes:");
+    cr_assert_not_null(at);
+    /* the source's lines, then the watermark with max_future, then the nodes */
+    snprintf(yaml, sizeof(yaml), "%.*s  watermark: {max_future: 1h}\n%s", (int)(at - window_pipeline),
+             window_pipeline, at);
     write_file("p.yaml", yaml);
     long long now = (long long)time(NULL) * 1000;
     snprintf(in, sizeof(in),
