@@ -9,7 +9,7 @@
 # Each round runs both (a new group and fresh output each time), alternating.
 # weir's summary times first record to last output acknowledged (the group join
 # and the end-of-input wait excluded); records/s counts the source records.
-# The local broker keeps ~100k messages / 5 MB per partition: 32 input
+# The local broker keeps ~100k messages / 5 MB per partition: 48 input
 # partitions, 64 repartition partitions (records in weir's binary form, ~100 B with
 # the key), 1000 sensors so that the keys spread evenly.
 # One weir process, one worker thread.
@@ -26,7 +26,7 @@ while [ "$r" -le "$ROUNDS" ]; do
     r=$((r+1))
 done
 # shellcheck disable=SC2086
-bench_broker in.unkeyed:32 in.keyed:32 bench.dlq:1 $topics
+bench_broker in.unkeyed:48 in.keyed:48 bench.dlq:1 $topics
 "$WEIR" produce --brokers "$B" --topic in.unkeyed --count "$N" --sensors 1000 --start-ts 1700000000000 --no-key --quiet
 "$WEIR" produce --brokers "$B" --topic in.keyed --count "$N" --sensors 1000 --start-ts 1700000000000 --quiet
 
