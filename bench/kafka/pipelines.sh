@@ -3,8 +3,8 @@
 # consume ceiling of its input topic (kcat), measured in the same run:
 #   filter+map JSON, filter+map Avro, 10 s tumbling window JSON, window Avro.
 #   bench/kafka/pipelines.sh [N] [ROUNDS]     (default N = 1000000, ROUNDS = 5)
-# One topic of N sensor readings in each format (16 partitions: the local broker
-# keeps ~100k messages / 5 MB per partition). Every round runs, in turn, for
+# One topic of N sensor readings in each format (32 partitions: the local broker
+# keeps ~100k messages / 5 MB per partition; a JSON reading is ~150 bytes, so 32). Every round runs, in turn, for
 # each format: kcat (better of two runs), then the two weir pipelines; the
 # rounds alternate so that all see the same machine state. Medians of the
 # rounds and the median of the per-round ratios.
@@ -19,7 +19,7 @@ N=${1:-1000000}
 ROUNDS=${2:-5}
 . bench/kafka/common.sh
 
-bench_broker in.json:16 in.avro:16 out.fm:16 out.win:16 bench.dlq:1
+bench_broker in.json:32 in.avro:32 out.fm:32 out.win:32 bench.dlq:1
 for f in json avro; do
     "$WEIR" produce --brokers "$B" --topic "in.$f" --format "$f" --count "$N" --start-ts 1700000000000 --quiet
     # untimed first read: the broker's first read of a fresh topic is slower, whoever reads it
