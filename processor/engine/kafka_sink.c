@@ -7,7 +7,7 @@
 #include "kafka_int.h"
 
 /* Produce with back-pressure: on a full queue, serve delivery reports and retry. Returns librdkafka's error;
- * hdrs are destroyed on failure (librdkafka takes them only on success). */
+ * librdkafka takes hdrs only on success: on failure they are still the caller's. */
 static rd_kafka_resp_err_t produce_try(krun_t *kr, rd_kafka_topic_t *rkt, int32_t partition, const void *key,
                                        size_t key_len, const void *val, size_t len, rd_kafka_headers_t *hdrs,
                                        int64_t ts) {
@@ -23,8 +23,6 @@ static rd_kafka_resp_err_t produce_try(krun_t *kr, rd_kafka_topic_t *rkt, int32_
             continue;
         }
         /* (after a fatal error the run is stopping: a full queue is not waited on) */
-        if (hdrs)
-            rd_kafka_headers_destroy(hdrs);
         return err;
     }
 }
@@ -46,45 +44,51 @@ static void produce_failed(krun_t *kr, rd_kafka_topic_t *rkt, rd_kafka_resp_err_
  * large goes the same way. Any thread (librdkafka's produce is thread-safe). */
 static void produce_dead_letter(krun_t *kr, const void *key, size_t key_len, const void *val, size_t len,
                                 rd_kafka_headers_t *h) {
-    rd_kafka_headers_t *copy = rd_kafka_headers_copy(h);
     rd_kafka_resp_err_t err = produce_try(kr, kr->dlq_topic, RD_KAFKA_PARTITION_UA, key, key_len, val, len, h, 0);
     if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-        rd_kafka_headers_destroy(copy);
-        if (err)
+        if (err) {
+            rd_kafka_headers_destroy(h);
             produce_failed(kr, kr->dlq_topic, err);
+        }
         return;
     }
+    /* refused, so h is still ours: cut the message to fit */
     size_t margin = kr->max_message / 2 < DLQ_TRUNCATE_MARGIN ? kr->max_message / 2 : DLQ_TRUNCATE_MARGIN;
     size_t room = kr->max_message - margin;
     char num[32];
     snprintf(num, sizeof(num), "%zu", len);
-    rd_kafka_header_add(copy, "weir.truncated", -1, "true", -1);
-    rd_kafka_header_add(copy, "weir.original.size", -1, num, -1);
+    rd_kafka_header_add(h, "weir.truncated", -1, "true", -1);
+    rd_kafka_header_add(h, "weir.original.size", -1, num, -1);
     if (key_len > room / 2) {
         snprintf(num, sizeof(num), "%zu", key_len);
-        rd_kafka_header_add(copy, "weir.original.key.size", -1, num, -1);
+        rd_kafka_header_add(h, "weir.original.key.size", -1, num, -1);
         key_len = room / 2;
     }
     room -= key_len;
     weir_log(WEIR_LOG_WARN, LOG, "dead letter of %zu bytes is larger than message.max.bytes (%zu): truncated to %zu",
              len, kr->max_message, len < room ? len : room);
-    err = produce_try(kr, kr->dlq_topic, RD_KAFKA_PARTITION_UA, key, key_len, val, len < room ? len : room, copy, 0);
-    if (err)
+    err = produce_try(kr, kr->dlq_topic, RD_KAFKA_PARTITION_UA, key, key_len, val, len < room ? len : room, h, 0);
+    if (err) {
+        rd_kafka_headers_destroy(h);
         produce_failed(kr, kr->dlq_topic, err);
+    }
 }
 
 /* Produce; a message too large for the producer is not an error that stops the run: an output goes to the
- * dead-letter topic with the reason (and its id), see produce_dead_letter. */
+ * dead-letter topic with the reason (and its id), see produce_dead_letter. Nothing is copied on the way:
+ * librdkafka leaves the headers to us when it refuses a message. */
 static void produce(krun_t *kr, rd_kafka_topic_t *rkt, int32_t partition, const void *key, size_t key_len,
                     const void *val, size_t len, rd_kafka_headers_t *hdrs, int64_t ts) {
-    rd_kafka_headers_t *copy = hdrs ? rd_kafka_headers_copy(hdrs) : rd_kafka_headers_new(4);
     rd_kafka_resp_err_t err = produce_try(kr, rkt, partition, key, key_len, val, len, hdrs, ts);
     if (err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-        rd_kafka_headers_destroy(copy);
-        if (err)
+        if (err) {
+            if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
             produce_failed(kr, rkt, err);
+        }
         return;
     }
+    rd_kafka_headers_t *h = hdrs ? hdrs : rd_kafka_headers_new(4);
     uint64_t n = atomic_fetch_add(&kr->dead_outputs, 1) + 1;
     char reason[256];
     snprintf(reason, sizeof(reason),
@@ -93,10 +97,10 @@ static void produce(krun_t *kr, rd_kafka_topic_t *rkt, int32_t partition, const 
              rd_kafka_topic_name(rkt), len, key_len, kr->max_message);
     if (n <= 10 || weir_log_level >= WEIR_LOG_DEBUG)
         weir_log(WEIR_LOG_WARN, LOG, "dead-letter: %s", reason);
-    rd_kafka_header_add(copy, "weir.error.reason", -1, reason, -1);
-    rd_kafka_header_add(copy, "weir.error.topic", -1, rd_kafka_topic_name(rkt), -1);
-    rd_kafka_header_add(copy, "weir.pipeline", -1, kr->pl->name, -1);
-    produce_dead_letter(kr, key, key_len, val, len, copy);
+    rd_kafka_header_add(h, "weir.error.reason", -1, reason, -1);
+    rd_kafka_header_add(h, "weir.error.topic", -1, rd_kafka_topic_name(rkt), -1);
+    rd_kafka_header_add(h, "weir.pipeline", -1, kr->pl->name, -1);
+    produce_dead_letter(kr, key, key_len, val, len, h);
 }
 
 /* An output to `dest` (a sink, or nsinks + stage: a repartition topic) with the headers of its kind. */
